@@ -1,0 +1,281 @@
+r"""Shielded versions of CompressAI's image zoo, with the same entry points.
+
+.. code-block:: python
+
+    from compressai_psic.zoo import bmshj2018_hyperprior
+
+    net = bmshj2018_hyperprior(quality=3, metric="mse", pretrained=False)
+
+``pretrained=True`` loads the base CompressAI weights through ``compressai.zoo``
+(they download into torch hub's cache), then the PSIC trigger and synthesis
+weights listed in the manifest ``zoo/manifest.json``: a local file shipped with
+the package, or a URL downloaded into ``$COMPRESSAI_PSIC_CACHE`` (default
+``~/.cache/compressai_psic``). Every file is checked against its sha256.
+
+From `"Privacy-Shielded Image Compression: Defending Against Exploitation from
+Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import compressai.zoo as cai_zoo
+import torch.nn as nn
+from compressai.zoo.image import cfgs, model_urls
+
+from .architectures import SHIELDED_CLASSES, ZOO_ARCHITECTURES
+from .models import shield
+from .utils import load_torch_file, sha256_file
+
+__all__ = [
+    "bmshj2018_factorized",
+    "bmshj2018_hyperprior",
+    "cache_dir",
+    "cheng2020_anchor",
+    "cheng2020_attn",
+    "image_models",
+    "load_manifest",
+    "load_named",
+    "manifest_entry",
+    "manifest_path",
+    "mbt2018",
+    "mbt2018_mean",
+    "zoo_dir",
+]
+
+METRICS = ("mse", "ms-ssim")
+MAX_QUALITY = {name: (6 if name.startswith("cheng2020") else 8) for name in ZOO_ARCHITECTURES}
+
+
+def zoo_dir() -> Path:
+    """Folder of the model cards, manifest and shipped checkpoints."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("compressai_psic.zoo_files")))
+        if (path / "manifest.json").is_file():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "zoo"
+
+
+def manifest_path() -> Path:
+    """``$COMPRESSAI_PSIC_MANIFEST`` or the packaged ``zoo/manifest.json``."""
+    override = os.environ.get("COMPRESSAI_PSIC_MANIFEST")
+    return Path(override) if override else zoo_dir() / "manifest.json"
+
+
+def cache_dir() -> Path:
+    """``$COMPRESSAI_PSIC_CACHE``, else ``$XDG_CACHE_HOME/compressai_psic``."""
+    override = os.environ.get("COMPRESSAI_PSIC_CACHE")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(os.path.expanduser(base)) / "compressai_psic"
+
+
+def load_manifest(path: Optional[os.PathLike] = None) -> List[Dict[str, Any]]:
+    """The manifest's entries (an empty list when there is no manifest)."""
+    path = Path(path) if path is not None else manifest_path()
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    entries = data.get("models", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: expected {{'models': [...]}}")
+    for entry in entries:
+        entry.setdefault("_root", str(path.parent))
+    return entries
+
+
+def manifest_entry(
+    architecture: Optional[str] = None,
+    metric: Optional[str] = None,
+    quality: Optional[int] = None,
+    name: Optional[str] = None,
+) -> Optional[Dict[str, Any]]:
+    """The manifest entry for a zoo point, or for a named model."""
+    for entry in load_manifest():
+        if name is not None:
+            if entry.get("name") == name:
+                return entry
+        elif (
+            entry.get("architecture") == architecture
+            and entry.get("metric") == metric
+            and entry.get("quality") == quality
+        ):
+            return entry
+    return None
+
+
+def _weights_file(entry: Dict[str, Any], progress: bool = True) -> Path:
+    """Local path of an entry's weights, downloaded and verified if needed."""
+    sha256 = entry.get("sha256")
+    if not sha256:
+        raise ValueError(f"Manifest entry {entry.get('file')!r} has no sha256")
+    candidates = []
+    if entry.get("file"):
+        candidates.append(Path(entry["_root"]) / entry["file"])
+        candidates.append(cache_dir() / Path(entry["file"]).name)
+    for path in candidates:
+        if path.is_file():
+            actual = sha256_file(path)
+            if actual != sha256:
+                raise RuntimeError(
+                    f"{path}: sha256 {actual} does not match the manifest ({sha256}); "
+                    "delete the file and download it again"
+                )
+            return path
+    url = entry.get("url")
+    target = cache_dir() / (Path(entry.get("file") or url or "weights").name)
+    if not url:
+        raise RuntimeError(
+            f"PSIC weights {entry.get('file')!r} are not available locally and the "
+            f"manifest gives no URL; put the file at {target}"
+        )
+    from torch.hub import download_url_to_file
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        download_url_to_file(url, str(target), hash_prefix=None, progress=progress)
+    except Exception as err:  # offline, HTTP errors, ...
+        raise RuntimeError(
+            f"Could not download PSIC weights from {url} ({err}). Download the file "
+            f"by hand and put it at {target} (sha256 {sha256})"
+        ) from err
+    actual = sha256_file(target)
+    if actual != sha256:
+        target.unlink()
+        raise RuntimeError(f"Downloaded {url}: sha256 {actual} != {sha256}; removed")
+    return target
+
+
+def _base_pretrained(architecture: str, metric: str, quality: int, progress: bool):
+    try:
+        return cai_zoo.image_models[architecture](
+            quality, metric=metric, pretrained=True, progress=progress
+        )
+    except Exception as err:
+        url = model_urls.get(architecture, {}).get(metric, {}).get(quality)
+        hub = Path(os.environ.get("TORCH_HOME", "~/.cache/torch")).expanduser()
+        name = url.rsplit("/", 1)[-1] if url else "<file>"
+        raise RuntimeError(
+            f"Could not load CompressAI's pretrained {architecture} "
+            f"(quality={quality}, metric={metric}): {err}. Download {url} and put it "
+            f"at {hub / 'hub' / 'checkpoints' / name}"
+        ) from err
+
+
+def _load_entry_weights(model: nn.Module, entry: Dict[str, Any], progress: bool):
+    state = load_torch_file(_weights_file(entry, progress))
+    result = model.load_state_dict(state, strict=bool(entry.get("includes_base")))
+    if not entry.get("includes_base"):
+        groups = model.parameter_groups()
+        trigger_keys = set(groups["trigger_encoder"] + groups["trigger_projections"])
+        unexpected = list(result.unexpected_keys)
+        missing = [k for k in result.missing_keys if k in trigger_keys]
+        if unexpected or missing:
+            raise RuntimeError(
+                f"PSIC weights {entry.get('file')} do not fit {model.architecture}: "
+                f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+    return model
+
+
+def _load_model(
+    architecture: str,
+    metric: str,
+    quality: int,
+    pretrained: bool = False,
+    progress: bool = True,
+    **kwargs: Any,
+) -> nn.Module:
+    if metric not in METRICS:
+        raise ValueError(f'Invalid metric "{metric}", choose from {METRICS}')
+    top = MAX_QUALITY[architecture]
+    if not isinstance(quality, int) or quality < 1 or quality > top:
+        raise ValueError(f'Invalid quality "{quality}", should be between (1, {top})')
+    cls = SHIELDED_CLASSES[architecture]
+    if not pretrained:
+        names = ("N",) if architecture.startswith("cheng2020") else ("N", "M")
+        config = dict(zip(names, cfgs[architecture][quality]))
+        config.update(kwargs)
+        return cls(**config)
+    entry = manifest_entry(architecture, metric, quality)
+    if entry is None:
+        raise RuntimeError(
+            f"No PSIC weights are published for {architecture} (quality={quality}, "
+            f"metric={metric}) in {manifest_path()}. Train them with "
+            f"`python -m tools.train --model {architecture}` (see README) and load the "
+            "result with compressai_psic.load_checkpoint, or add a manifest entry "
+            f"(file, sha256) and put the file in {cache_dir()}"
+        )
+    if entry.get("includes_base"):
+        model = cls.from_state_dict(load_torch_file(_weights_file(entry, progress)))
+    else:
+        model = shield(_base_pretrained(architecture, metric, quality, progress))
+        _load_entry_weights(model, entry, progress)
+    return model.eval()
+
+
+def load_named(name: str, progress: bool = True) -> nn.Module:
+    """Loads a named manifest model (e.g. the demo model) with its sha256 check."""
+    entry = manifest_entry(name=name)
+    if entry is None:
+        names = [e.get("name") for e in load_manifest() if e.get("name")]
+        raise ValueError(f'Unknown model "{name}"; the manifest has {names}')
+    cls = SHIELDED_CLASSES[entry["architecture"]]
+    state = load_torch_file(_weights_file(entry, progress))
+    return cls.from_state_dict(state).eval()
+
+
+def _make_entry(architecture: str) -> Callable[..., nn.Module]:
+    top = MAX_QUALITY[architecture]
+
+    def entry(
+        quality: int,
+        metric: str = "mse",
+        pretrained: bool = False,
+        progress: bool = True,
+        **kwargs: Any,
+    ) -> nn.Module:
+        return _load_model(architecture, metric, quality, pretrained, progress, **kwargs)
+
+    entry.__name__ = architecture.replace("-", "_")
+    entry.__qualname__ = entry.__name__
+    entry.__doc__ = (
+        f"Shielded ``{architecture}`` (CompressAI's "
+        f"``{cai_zoo.image_models[architecture].__name__}`` with PSIC triggers).\n\n"
+        "Args:\n"
+        f"    quality (int): quality level (1: lowest, highest: {top})\n"
+        "    metric (str): optimized metric, choose from ('mse', 'ms-ssim')\n"
+        "    pretrained (bool): load CompressAI's weights and the PSIC weights of the\n"
+        "        manifest (sha256-checked)\n"
+        "    progress (bool): show download progress bars\n"
+        "    **kwargs: constructor overrides (``N``, ``M``, ``trigger_dim``, ...)\n"
+    )
+    return entry
+
+
+bmshj2018_factorized = _make_entry("bmshj2018-factorized")
+bmshj2018_hyperprior = _make_entry("bmshj2018-hyperprior")
+mbt2018_mean = _make_entry("mbt2018-mean")
+mbt2018 = _make_entry("mbt2018")
+cheng2020_anchor = _make_entry("cheng2020-anchor")
+cheng2020_attn = _make_entry("cheng2020-attn")
+
+#: Zoo name → entry function, as ``compressai.zoo.image_models``.
+image_models: Dict[str, Callable[..., nn.Module]] = {
+    "bmshj2018-factorized": bmshj2018_factorized,
+    "bmshj2018-hyperprior": bmshj2018_hyperprior,
+    "mbt2018-mean": mbt2018_mean,
+    "mbt2018": mbt2018,
+    "cheng2020-anchor": cheng2020_anchor,
+    "cheng2020-attn": cheng2020_attn,
+}
