@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Dict, List, Mapping
 
 import torch.nn as nn
-from compressai.layers import GDN
+from compressai.layers import GDN, ResidualBlock
 from compressai.models import (
     Cheng2020Anchor,
     Cheng2020Attention,
@@ -35,7 +35,6 @@ from compressai.models import (
     MeanScaleHyperprior,
     ScaleHyperprior,
 )
-from compressai.layers import ResidualBlock
 from torch import Tensor
 
 from .registry import InjectionPoint, register_architecture
@@ -103,6 +102,9 @@ class ConditionalResidualBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else None
         self._proj1 = nn.Sequential(nn.Linear(trigger_dim, out_ch, bias=False))
         self._proj2 = nn.Sequential(nn.Linear(trigger_dim, out_ch, bias=False))
+        # Zero projections: a fresh model decodes the same image for every β.
+        nn.init.zeros_(self._proj1[0].weight)
+        nn.init.zeros_(self._proj2[0].weight)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.act2(self.conv2(self.act1(self.conv1(x))))
@@ -141,6 +143,7 @@ class PSICHyperprior(ScaleHyperprior):
 
     def __init__(self, N: int = 192, M: int = 320, trigger_dim: int = 512, **kwargs):
         super().__init__(N, M, **kwargs)
+        self.trigger_dim = int(trigger_dim)
         self.g_s = nn.Sequential(
             ConditionalResidualBlock(M, N, trigger_dim),
             UpsamplingResidualBlock(N, N),

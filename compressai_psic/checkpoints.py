@@ -19,8 +19,10 @@ def guess_architecture(state_dict: Mapping[str, Any]) -> str:
     if any(k.startswith("g_s_cond.synthesis_transform.") for k in keys):
         return "psic-hy2018"
     if "g_a.0.conv1.weight" in keys:
-        return "cheng2020-attn" if "g_s.0.conv_a.0.conv.0.weight" in keys else (
-            "cheng2020-anchor"
+        return (
+            "cheng2020-attn"
+            if "g_s.0.conv_a.0.conv.0.weight" in keys
+            else ("cheng2020-anchor")
         )
     if "context_prediction.weight" in keys:
         return "mbt2018"
@@ -31,8 +33,10 @@ def guess_architecture(state_dict: Mapping[str, Any]) -> str:
             key=lambda k: int(k.split(".")[1]),
         )
         m = state_dict["g_a.6.weight"].size(0)
-        return "mbt2018-mean" if state_dict[last].size(0) == 2 * m else (
-            "bmshj2018-hyperprior"
+        return (
+            "mbt2018-mean"
+            if state_dict[last].size(0) == 2 * m
+            else ("bmshj2018-hyperprior")
         )
     if "g_a.0.weight" in keys:
         return "bmshj2018-factorized"

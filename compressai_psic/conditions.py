@@ -190,9 +190,7 @@ class FourierConditionEncoder(ConditionEncoder):
 
 
 def _as_condition_list(conditions: Sequence[Condition]) -> list:
-    if isinstance(conditions, (str, Tensor)) or not isinstance(
-        conditions, Sequence
-    ):
+    if isinstance(conditions, (str, Tensor)) or not isinstance(conditions, Sequence):
         raise ValueError("conditions must be a list or tuple of conditions")
     if len(conditions) == 0:
         raise ValueError("conditions must not be empty")

@@ -274,6 +274,9 @@ class ShieldedMixin:
             zero = encoder.condition_values(encoder.full_condition, 1, device, dtype)
             triggers = encoder(torch.cat((values, zero)))
             triggers = triggers[:-1] - triggers[-1:]
+            # GEMM rows are not bitwise alike, so zero the full rows explicitly.
+            is_full = (values == zero).reshape(-1, 1)
+            triggers = torch.where(is_full, torch.zeros_like(triggers), triggers)
         else:
             triggers = encoder(values)
         biases = {}
@@ -396,7 +399,9 @@ class ShieldedMixin:
         state_dict = normalize_state_dict(state_dict, self)
         aliases = self._psic_architecture.key_aliases
         if aliases:
-            state_dict = _rename_prefixes(state_dict, {v: k for k, v in aliases.items()})
+            state_dict = _rename_prefixes(
+                state_dict, {v: k for k, v in aliases.items()}
+            )
         return super().load_state_dict(state_dict, strict=strict)
 
     def state_dict(self, *args: Any, **kwargs: Any):
@@ -445,7 +450,7 @@ class ShieldedMixin:
 
 def _rename_prefixes(
     state_dict: Mapping[str, Tensor], renames: Mapping[str, str]
-) -> "Dict[str, Tensor]":
+) -> Dict[str, Tensor]:
     from collections import OrderedDict
 
     out = OrderedDict()
@@ -462,7 +467,9 @@ _SHIELDED_CLASSES: Dict[type, type] = {}
 
 
 def shielded_class(
-    model_class: type, architecture: Optional[Architecture] = None, refresh: bool = False
+    model_class: type,
+    architecture: Optional[Architecture] = None,
+    refresh: bool = False,
 ) -> type:
     """The shielded version of a CompressAI model class (created once, cached).
 
@@ -502,7 +509,7 @@ def shielded_class(
 def shield(
     model: CompressionModel,
     *,
-    trigger_dim: int = 512,
+    trigger_dim: Optional[int] = None,
     num_frequencies: int = 10,
     condition_encoder: Optional[ConditionEncoder] = None,
     injection_points: Optional[Sequence] = None,
@@ -532,6 +539,8 @@ def shield(
         elif key not in shielded.__dict__ or key in ("training",):
             shielded.__dict__[key] = value
     if condition_encoder is None:
+        # Layouts that hold their own projections (psic-hy2018) fix the width.
+        trigger_dim = trigger_dim or getattr(model, "trigger_dim", None) or 512
         condition_encoder = FourierConditionEncoder(trigger_dim, num_frequencies)
     param = next(model.parameters(), None)
     if param is not None:

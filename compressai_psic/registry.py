@@ -101,7 +101,9 @@ class Architecture:
     def points_for(self, model: nn.Module) -> List[InjectionPoint]:
         spec = self.injection_points
         points = spec(model) if callable(spec) else spec
-        return [p if isinstance(p, InjectionPoint) else InjectionPoint(p) for p in points]
+        return [
+            p if isinstance(p, InjectionPoint) else InjectionPoint(p) for p in points
+        ]
 
     def config(self, state_dict: Mapping) -> Dict[str, int]:
         if self.config_from_state_dict is not None:
@@ -192,7 +194,9 @@ def register_architecture(
     The shielded class is also registered in ``compressai.registry.MODELS`` as
     ``psic-<name>`` (or ``<name>`` when it already starts with ``psic-``).
     """
-    if not (isinstance(model_class, type) and issubclass(model_class, CompressionModel)):
+    if not (
+        isinstance(model_class, type) and issubclass(model_class, CompressionModel)
+    ):
         raise ValueError(
             f"model_class must be a compressai CompressionModel subclass, got "
             f"{model_class!r}"

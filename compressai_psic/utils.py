@@ -70,7 +70,7 @@ _NEW_TO_OLD = {v: k for k, v in _OLD_TO_NEW.items()}
 
 def normalize_state_dict(
     state_dict: Mapping[str, Any], model: Optional[nn.Module] = None
-) -> "OrderedDict[str, Tensor]":
+) -> OrderedDict[str, Tensor]:
     """Accepts checkpoints as users have them and returns a plain state dict.
 
     - unwraps ``{"state_dict": …}`` (CompressAI training checkpoints) and
@@ -91,7 +91,9 @@ def normalize_state_dict(
             break
     keys = list(state_dict.keys())
     if keys and all(k.startswith("module.") for k in keys):
-        state_dict = OrderedDict((k[len("module.") :], v) for k, v in state_dict.items())
+        state_dict = OrderedDict(
+            (k[len("module.") :], v) for k, v in state_dict.items()
+        )
 
     prefixes = None
     if model is not None:
@@ -102,7 +104,7 @@ def normalize_state_dict(
         }
     new_names = _new_entropy_names()
     pattern = _OLD_EB if new_names else _NEW_EB
-    out: "OrderedDict[str, Tensor]" = OrderedDict()
+    out: OrderedDict[str, Tensor] = OrderedDict()
     for key, value in state_dict.items():
         match = pattern.match(key)
         if match and (prefixes is None or match.group(1) in prefixes):

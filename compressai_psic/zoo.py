@@ -48,7 +48,9 @@ __all__ = [
 ]
 
 METRICS = ("mse", "ms-ssim")
-MAX_QUALITY = {name: (6 if name.startswith("cheng2020") else 8) for name in ZOO_ARCHITECTURES}
+MAX_QUALITY = {
+    name: (6 if name.startswith("cheng2020") else 8) for name in ZOO_ARCHITECTURES
+}
 
 
 def zoo_dir() -> Path:
@@ -245,7 +247,9 @@ def _make_entry(architecture: str) -> Callable[..., nn.Module]:
         progress: bool = True,
         **kwargs: Any,
     ) -> nn.Module:
-        return _load_model(architecture, metric, quality, pretrained, progress, **kwargs)
+        return _load_model(
+            architecture, metric, quality, pretrained, progress, **kwargs
+        )
 
     entry.__name__ = architecture.replace("-", "_")
     entry.__qualname__ = entry.__name__

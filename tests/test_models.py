@@ -1,0 +1,529 @@
+"""Core tests: shielding, dual-path decoding, checkpoints, registry."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import compressai
+import pytest
+import torch
+import torch.nn as nn
+from compressai.entropy_models import EntropyBottleneck
+from compressai.layers import GDN
+from compressai.models import CompressionModel
+from compressai.registry import MODELS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import compressai_psic as psic
+from compressai_psic import zoo
+from compressai_psic.architectures import PSICHyperprior
+from compressai_psic.registry import get_architecture
+
+ARCHS = list(psic.ZOO_ARCHITECTURES) + ["psic-hy2018"]
+AUTOREGRESSIVE = {"mbt2018", "cheng2020-anchor", "cheng2020-attn"}
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def tiny_base(name: str) -> CompressionModel:
+    """A small randomly initialised base (unshielded) model, ready to code."""
+    torch.manual_seed(0)
+    if name == "psic-hy2018":
+        model = PSICHyperprior(N=16, M=24, trigger_dim=32)
+    elif name.startswith("cheng2020"):
+        model = get_architecture(name).model_class(N=16)
+    else:
+        model = get_architecture(name).model_class(N=16, M=24)
+    model.eval()
+    with torch.no_grad():
+        model(torch.rand(1, 3, 64, 64))  # masks the context convolution in place
+    model.update(force=True)
+    return model
+
+
+def perturb_triggers(model: nn.Module, seed: int = 1) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.trigger_parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.5)
+
+
+def capture_synthesis_input(model: nn.Module):
+    seen = []
+    handle = model.g_s.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
+    return seen, handle
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def pair(request):
+    base = tiny_base(request.param)
+    shielded = psic.shield(base)
+    return request.param, base, shielded
+
+
+@pytest.fixture(scope="module")
+def image():
+    torch.manual_seed(3)
+    return torch.rand(1, 3, 64, 64)
+
+
+def test_shielded_is_compression_model(pair):
+    name, base, shielded = pair
+    assert isinstance(shielded, CompressionModel)
+    assert isinstance(shielded, type(base))
+    assert shielded.architecture == name
+    expected = name if name.startswith("psic-") else f"psic-{name}"
+    assert issubclass(MODELS[expected], psic.ShieldedMixin)
+
+
+def test_forward_shapes_and_keys(pair, image):
+    name, _, shielded = pair
+    out = shielded(image.repeat(2, 1, 1, 1), condition=torch.tensor([0.0, 1.0]))
+    assert set(out) == {"x_hat", "likelihoods"}
+    assert out["x_hat"].shape == (2, 3, 64, 64)
+    keys = set(out["likelihoods"])
+    assert keys == ({"y"} if name == "bmshj2018-factorized" else {"y", "z"})
+    multi = shielded(image, condition=["full", "protected"])
+    assert [t.shape for t in multi["x_hat"]] == [(1, 3, 64, 64)] * 2
+
+
+def test_compress_identical_to_base(pair, image):
+    _, base, shielded = pair
+    with torch.no_grad():
+        a = base.compress(image)
+        b = shielded.compress(image)
+    assert a["strings"] == b["strings"]
+    assert tuple(a["shape"]) == tuple(b["shape"])
+
+
+def test_both_paths_equal_base_after_shield(pair, image):
+    _, base, shielded = pair
+    with torch.no_grad():
+        enc = base.compress(image)
+        ref = base.decompress(enc["strings"], enc["shape"])["x_hat"]
+        prot = shielded.decompress(enc["strings"], enc["shape"])["x_hat"]
+        full = shielded.decompress(enc["strings"], enc["shape"], condition="full")
+        both = shielded.decompress_multi(enc["strings"], enc["shape"])["x_hat"]
+        fwd_ref = base(image)["x_hat"]
+        fwd = shielded(image, condition="protected")["x_hat"]
+    assert torch.equal(prot, ref)
+    assert torch.equal(full["x_hat"], ref)
+    # The stacked decode batches the synthesis, which may round differently.
+    torch.testing.assert_close(both[0], ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(both[1], ref, rtol=0, atol=1e-5)
+    assert torch.equal(fwd, fwd_ref)
+
+
+@pytest.fixture(scope="module")
+def perturbed(pair):
+    name, base, shielded = pair
+    model = copy.deepcopy(shielded)
+    perturb_triggers(model)
+    return name, base, model
+
+
+def test_paths_differ_but_latents_identical(perturbed, image):
+    name, base, model = perturbed
+    with torch.no_grad():
+        enc = model.compress(image)
+        seen, handle = capture_synthesis_input(model)
+        prot = model.decompress(enc["strings"], enc["shape"])["x_hat"]
+        full = model.decompress(enc["strings"], enc["shape"], condition="full")["x_hat"]
+        handle.remove()
+        ref = base.decompress(enc["strings"], enc["shape"])["x_hat"]
+    assert len(seen) == 2 and torch.equal(seen[0], seen[1])
+    assert (prot - full).abs().max() > 1e-3
+    if get_architecture(name).anchor_full:
+        # Anchored triggers: the full path is the base synthesis, exactly.
+        assert torch.equal(full, ref)
+
+
+def assert_close_scaled(actual, expected, scale):
+    """Batched and unbatched convolutions round differently; random weights give
+    outputs of magnitude up to ``scale``, so the tolerance is relative to it."""
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5 * max(1.0, scale))
+
+
+def test_multi_condition_decode_equals_separate(perturbed, image):
+    _, _, model = perturbed
+    conditions = ["protected", "full", 0.25]
+    with torch.no_grad():
+        enc = model.compress(image.repeat(2, 1, 1, 1))
+        seen, handle = capture_synthesis_input(model)
+        multi = model.decompress_multi(enc["strings"], enc["shape"], conditions)
+        handle.remove()
+        with model.conditioned(conditions):
+            scale = float(model.g_s(seen[0]).abs().max())
+        for cond, x_hat in zip(conditions, multi["x_hat"]):
+            single = model.decompress(enc["strings"], enc["shape"], condition=cond)
+            assert x_hat.shape == single["x_hat"].shape == (2, 3, 64, 64)
+            assert_close_scaled(x_hat, single["x_hat"], scale)
+        fwd = model(image, condition=conditions)
+        for cond, x_hat in zip(conditions, fwd["x_hat"]):
+            assert_close_scaled(x_hat, model(image, condition=cond)["x_hat"], scale)
+
+
+def test_per_sample_condition_matches_named(perturbed, image):
+    _, _, model = perturbed
+    batch = image.repeat(2, 1, 1, 1)
+    with torch.no_grad():
+        mixed = model(batch, condition=torch.tensor([1.0, 0.0]))["x_hat"]
+        prot = model(batch, condition="protected")["x_hat"]
+        full = model(batch, condition="full")["x_hat"]
+    scale = float(prot.abs().max())
+    assert_close_scaled(mixed[0], prot[0], scale)
+    assert_close_scaled(mixed[1], full[1], scale)
+
+
+def test_from_state_dict_round_trip(perturbed, image):
+    name, _, model = perturbed
+    cls = type(model)
+    restored = cls.from_state_dict(model.state_dict()).eval()
+    restored.update(force=True)
+    with torch.no_grad():
+        enc = model.compress(image)
+        assert restored.compress(image)["strings"] == enc["strings"]
+        for cond in ("protected", "full"):
+            a = model.decompress(enc["strings"], enc["shape"], condition=cond)
+            b = restored.decompress(enc["strings"], enc["shape"], condition=cond)
+            assert torch.equal(a["x_hat"], b["x_hat"])
+
+
+def _old_style(state_dict):
+    """CompressAI 1.2.6 entropy-bottleneck names, module. prefix, training wrap."""
+    renamed = {}
+    for key, value in state_dict.items():
+        for new, old in (
+            ("matrices.", "_matrix"),
+            ("biases.", "_bias"),
+            ("factors.", "_factor"),
+        ):
+            marker = f"entropy_bottleneck.{new}"
+            if marker in key:
+                key = key.replace(marker, f"entropy_bottleneck.{old}")
+        renamed["module." + key] = value
+    return {"epoch": 7, "state_dict": renamed, "loss": 1.0, "optimizer": {}}
+
+
+def test_old_style_checkpoint_loads(perturbed, image, tmp_path):
+    name, _, model = perturbed
+    checkpoint = _old_style(model.state_dict())
+    assert any("_matrix0" in k for k in checkpoint["state_dict"])
+    path = tmp_path / "old.pth.tar"
+    torch.save(checkpoint, path)
+    loaded = psic.load_checkpoint(path)  # the architecture is guessed
+    assert loaded.architecture == name
+    with torch.no_grad():
+        a = model(image, condition="protected")["x_hat"]
+        b = loaded(image, condition="protected")["x_hat"]
+    assert torch.equal(a, b)
+
+
+def test_plain_compressai_checkpoint_is_upgraded(pair, image, tmp_path):
+    name, base, _ = pair
+    if name == "psic-hy2018":
+        pytest.skip("no plain CompressAI checkpoint for the official layout")
+    path = tmp_path / "base.pth.tar"
+    torch.save({"state_dict": base.state_dict()}, path)
+    loaded = psic.load_checkpoint(path, architecture=name)
+    with torch.no_grad():
+        assert torch.equal(loaded(image)["x_hat"], base(image)["x_hat"])
+
+
+def test_deepcopy_keeps_hooks_on_the_copy(pair, image):
+    _, _, shielded = pair
+    clone = copy.deepcopy(shielded)
+    perturb_triggers(clone, seed=5)
+    with torch.no_grad():
+        a = shielded(image)["x_hat"]
+        b = clone(image)["x_hat"]
+        c = shielded(image, condition="full")["x_hat"]
+    assert torch.equal(a, c)  # the original still has zero projections
+    assert not torch.equal(a, b)
+
+
+# ----------------------------------------------------------- official layout
+def test_official_layout_keys_and_shapes():
+    model = psic.SHIELDED_CLASSES["psic-hy2018"](N=192, M=320)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    prefix = "g_s_cond.synthesis_transform."
+    assert not any(k.startswith("g_s.") for k in shapes)
+    assert shapes["global_cond.beta_mlp.fc1.weight"] == (512, 21)
+    assert shapes["global_cond.beta_mlp.fc2.weight"] == (512, 512)
+    assert shapes[prefix + "0.conv1.weight"] == (192, 320, 3, 3)
+    assert shapes[prefix + "0.skip.weight"] == (192, 320, 1, 1)
+    assert shapes[prefix + "0._proj1.0.weight"] == (192, 512)
+    assert shapes[prefix + "0._proj2.0.weight"] == (192, 512)
+    assert prefix + "2.skip.weight" not in shapes
+    assert shapes[prefix + "1.subpel_conv.0.weight"] == (768, 192, 3, 3)
+    assert shapes[prefix + "1.upsample.0.weight"] == (768, 192, 3, 3)
+    assert shapes[prefix + "3.conv.weight"] == (192, 192, 3, 3)
+    assert prefix + "5.igdn.beta" in shapes
+    assert shapes[prefix + "7.0.weight"] == (12, 192, 3, 3)
+    assert not any(k.startswith("trigger_proj.") for k in shapes)
+
+
+def test_official_checkpoint_with_126_names_loads(tmp_path):
+    torch.manual_seed(0)
+    model = psic.SHIELDED_CLASSES["psic-hy2018"](N=16, M=24, trigger_dim=32).eval()
+    perturb_triggers(model)
+    checkpoint = _old_style(model.state_dict())
+    checkpoint["state_dict"] = {
+        k[len("module.") :]: v for k, v in checkpoint["state_dict"].items()
+    }
+    checkpoint["aux_optimizer"] = {}
+    path = tmp_path / "psic_official.pth.tar"
+    torch.save(checkpoint, path)
+    loaded = psic.load_checkpoint(path)
+    assert loaded.architecture == "psic-hy2018"
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for cond in ("protected", "full"):
+            assert torch.equal(model(x, cond)["x_hat"], loaded(x, cond)["x_hat"])
+        # Not anchored: β=0 and β=1 both carry their own biases, as published.
+        assert not torch.equal(loaded(x, "full")["x_hat"], loaded(x, 1.0)["x_hat"])
+
+
+def test_official_block_math():
+    """A conditional block adds P1(t) after GELU(conv1) and P2(t) after GELU(conv2)."""
+    torch.manual_seed(0)
+    model = psic.SHIELDED_CLASSES["psic-hy2018"](N=8, M=12, trigger_dim=16).eval()
+    perturb_triggers(model)
+    block = model.g_s[0]
+    y = torch.randn(1, 12, 4, 4)
+    with torch.no_grad():
+        t = model.global_cond(torch.tensor([1.0]))
+        h = nn.functional.gelu(block.conv1(y)) + block._proj1(t)[..., None, None]
+        h = nn.functional.gelu(block.conv2(h)) + block._proj2(t)[..., None, None]
+        expected = h + block.skip(y)
+        seen = []
+        handle = block.register_forward_hook(lambda m, a, o: seen.append(o))
+        model.g_s(y)
+        handle.remove()
+    torch.testing.assert_close(seen[0], expected)
+
+
+# ------------------------------------------------------------------ registry
+class TinyCodec(CompressionModel):
+    """A user's own model: factorized prior with ReLU and 3 layers."""
+
+    def __init__(self, N=8, M=12):
+        super().__init__()
+        self.entropy_bottleneck = EntropyBottleneck(M)
+        self.g_a = nn.Sequential(
+            nn.Conv2d(3, N, 5, 2, 2), nn.ReLU(), nn.Conv2d(N, M, 5, 2, 2)
+        )
+        self.g_s = nn.Sequential(
+            nn.ConvTranspose2d(M, N, 5, 2, 2, 1),
+            GDN(N, inverse=True),
+            nn.ConvTranspose2d(N, 3, 5, 2, 2, 1),
+        )
+        self.N, self.M = N, M
+
+    @property
+    def downsampling_factor(self):
+        return 4
+
+    def forward(self, x):
+        y_hat, lik = self.entropy_bottleneck(self.g_a(x))
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": lik}}
+
+    def compress(self, x):
+        y = self.g_a(x)
+        return {"strings": [self.entropy_bottleneck.compress(y)], "shape": y.shape[-2:]}
+
+    def decompress(self, strings, shape):
+        y_hat = self.entropy_bottleneck.decompress(strings[0], shape)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+
+
+def _check_custom(model, base):
+    x = torch.rand(2, 3, 20, 28)
+    with torch.no_grad():
+        enc = model.compress(x)
+        assert enc["strings"] == base.compress(x)["strings"]
+        ref = base.decompress(enc["strings"], enc["shape"])["x_hat"]
+        assert torch.equal(model.decompress(enc["strings"], enc["shape"])["x_hat"], ref)
+        perturb_triggers(model)
+        both = model.decompress_multi(enc["strings"], enc["shape"])["x_hat"]
+        assert torch.equal(both[1], ref)  # full == base (anchored)
+        assert not torch.equal(both[0], ref)
+
+
+def test_custom_architecture_registers_in_a_few_lines():
+    cls = psic.register_architecture(
+        "tiny-codec", TinyCodec, injection_points=["g_s.0", "g_s.1"], override=True
+    )
+    assert MODELS["psic-tiny-codec"] is cls
+    torch.manual_seed(0)
+    base = TinyCodec().eval()
+    base.update(force=True)
+    model = psic.shield(base)
+    assert type(model) is cls
+    assert [p.target for p in model.injection_points] == ["g_s.0", "g_s.1"]
+    _check_custom(model, base)
+    fresh = cls(N=8, M=12)
+    assert set(fresh.state_dict()) == set(model.state_dict())
+
+
+def test_unregistered_sequential_model_uses_automatic_points():
+    class OtherCodec(TinyCodec):
+        pass
+
+    torch.manual_seed(0)
+    base = OtherCodec().eval()
+    base.update(force=True)
+    model = psic.shield(base)
+    assert [(p.target, p.channels) for p in model.injection_points] == [
+        ("g_s.0", 8),
+        ("g_s.1", 8),
+    ]
+    _check_custom(model, base)
+
+
+def test_shield_leaves_the_callers_model_alone(image):
+    base = tiny_base("bmshj2018-hyperprior")
+    model = psic.shield(base)
+    perturb_triggers(model)
+    with torch.no_grad():
+        assert not torch.equal(base(image)["x_hat"], model(image)["x_hat"])
+        assert not base.g_s._forward_hooks
+
+
+def test_shield_rejects_non_compressai_models():
+    with pytest.raises(ValueError, match="CompressionModel"):
+        psic.shield(nn.Conv2d(3, 3, 1))
+
+
+def test_bad_injection_point_is_reported():
+    with pytest.raises(ValueError, match="not inside g_s"):
+        psic.shield(tiny_base("bmshj2018-factorized"), injection_points=["g_a.0"])
+    with pytest.raises(ValueError, match="does not exist"):
+        psic.shield(tiny_base("bmshj2018-factorized"), injection_points=["g_s.42"])
+
+
+# ---------------------------------------------------------------- conditions
+@pytest.mark.parametrize(
+    "condition", ["hidden", 1.5, -0.1, float("nan"), True, torch.ones(3), [1.0]]
+)
+def test_invalid_conditions(condition, image):
+    model = psic.shield(tiny_base("bmshj2018-factorized"))
+    with pytest.raises(ValueError):
+        if isinstance(condition, list):
+            model.decompress_multi([], None, conditions=[])
+        else:
+            model(image.repeat(2, 1, 1, 1), condition=condition)
+
+
+def test_fourier_features_match_the_paper():
+    feats = psic.FourierConditionEncoder(trigger_dim=8).fourier(torch.tensor([0.3]))
+    expected = [0.3]
+    for k in range(10):
+        expected += [
+            torch.sin(torch.tensor(2.0**k * 0.3)),
+            torch.cos(torch.tensor(2.0**k * 0.3)),
+        ]
+    torch.testing.assert_close(feats[0], torch.tensor([float(v) for v in expected]))
+
+
+# ------------------------------------------------------------------------ zoo
+@pytest.mark.parametrize("name", psic.ZOO_ARCHITECTURES)
+def test_zoo_signature_and_errors(name):
+    entry = zoo.image_models[name]
+    with pytest.raises(ValueError, match="metric"):
+        entry(1, metric="psnr")
+    top = 6 if name.startswith("cheng2020") else 8
+    for bad in (0, top + 1):
+        with pytest.raises(ValueError, match="quality"):
+            entry(bad)
+    kwargs = {"N": 16} if name.startswith("cheng2020") else {"N": 16, "M": 24}
+    model = entry(1, "mse", False, True, **kwargs)
+    assert model.architecture == name
+
+
+def test_zoo_default_channels_follow_compressai():
+    model = zoo.bmshj2018_hyperprior(3)
+    assert (model.N, model.M) == compressai.zoo.image.cfgs["bmshj2018-hyperprior"][3]
+
+
+def test_pretrained_without_weights_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(tmp_path / "none.json"))
+    with pytest.raises(RuntimeError, match="No PSIC weights"):
+        zoo.mbt2018_mean(2, pretrained=True)
+
+
+def test_manifest_weights_are_sha256_checked(monkeypatch, tmp_path):
+    base = tiny_base("bmshj2018-hyperprior")
+    model = psic.shield(base)
+    perturb_triggers(model)
+    weights = tmp_path / "w.pth.tar"
+    torch.save(model.state_dict(), weights)
+    from compressai_psic.utils import sha256_file
+
+    manifest = tmp_path / "manifest.json"
+    entry = {
+        "name": "tiny",
+        "architecture": "bmshj2018-hyperprior",
+        "file": "w.pth.tar",
+        "sha256": sha256_file(weights),
+        "includes_base": True,
+    }
+    import json
+
+    manifest.write_text(json.dumps({"models": [entry]}))
+    monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(manifest))
+    loaded = zoo.load_named("tiny")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x)["x_hat"], model(x)["x_hat"])
+    entry["sha256"] = "0" * 64
+    manifest.write_text(json.dumps({"models": [entry]}))
+    with pytest.raises(RuntimeError, match="sha256"):
+        zoo.load_named("tiny")
+
+
+# ------------------------------------------------------------------ properties
+@pytest.fixture(scope="module")
+def coding_model():
+    model = psic.shield(tiny_base("bmshj2018-hyperprior"))
+    perturb_triggers(model, seed=11)
+    return model
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    height=st.integers(8, 150).filter(lambda v: v % 64),
+    width=st.integers(8, 150).filter(lambda v: v % 64),
+    beta=st.floats(0.0, 1.0),
+)
+def test_any_size_round_trip_and_conditions(coding_model, height, width, beta):
+    model = coding_model
+    x = torch.rand(1, 3, height, width)
+    padded, padding = psic.pad_to_multiple(x, model.downsampling_factor)
+    assert padded.shape[-1] % 64 == 0 and padded.shape[-2] % 64 == 0
+    with torch.no_grad():
+        enc = model.compress(padded)
+        out = model.decompress_multi(enc["strings"], enc["shape"], [beta, "full"])
+        single = model.decompress(enc["strings"], enc["shape"], condition=beta)
+    x_hat = psic.crop_padding(out["x_hat"][0], padding)
+    assert x_hat.shape == x.shape
+    assert 0 <= float(x_hat.min()) and float(x_hat.max()) <= 1
+    with torch.no_grad():
+        scale = float(model(padded, condition=beta)["x_hat"].abs().max())
+    assert_close_scaled(out["x_hat"][0], single["x_hat"], scale)
+    if beta == 0.0:
+        assert torch.equal(out["x_hat"][0], out["x_hat"][1])
+
+
+@given(
+    height=st.integers(1, 200),
+    width=st.integers(1, 200),
+    multiple=st.sampled_from([1, 16, 64]),
+)
+def test_pad_crop_inverse(height, width, multiple):
+    x = torch.rand(1, 3, height, width)
+    padded, padding = psic.pad_to_multiple(x, multiple)
+    assert padded.shape[-2] % multiple == 0 and padded.shape[-1] % multiple == 0
+    assert torch.equal(psic.crop_padding(padded, padding), x)
