@@ -134,7 +134,7 @@ class PSICHyperprior(ScaleHyperprior):
 
     .. code-block:: none
 
-        y_hat ─► CRB(M→N) ─► Up(N) ─► CRB ─► Up ─► CRB ─► Up ─► CRB ─► conv(N→12)+PS(2) ─► x_hat
+        y_hat ─► CRB(M→N) ─► Up ─► CRB ─► Up ─► CRB ─► Up ─► CRB ─► conv+PS(2) ─► x_hat
 
     Shield it (``psic-hy2018``) to get the trigger projections used; checkpoints
     store ``g_s`` as ``g_s_cond.synthesis_transform`` and the condition MLP as

@@ -6,7 +6,7 @@ per-channel biases inside ``g_s`` (see :mod:`compressai_psic.models`).
 
 .. code-block:: none
 
-    condition ──► values β (N,) ──► Fourier features (N, 2F+1) ──► MLP ──► trigger (N, T)
+    condition ──► β (N,) ──► Fourier features (N, 2F+1) ──► MLP ──► trigger (N, T)
     "protected" = 1.0, "full" = 0.0, float in [0, 1], or a per-sample tensor
 
 Conditional Latent Trigger Generation follows `"Privacy-Shielded Image
@@ -15,7 +15,8 @@ Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
 
 The encoder is a separate module so that another kind of condition (a secret key,
 say) can replace it without touching the model API: a subclass only has to
-implement :meth:`ConditionEncoder.condition_values` and :meth:`ConditionEncoder.forward`.
+implement :meth:`ConditionEncoder.condition_values` and
+:meth:`ConditionEncoder.forward`.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def condition_label(condition: Condition) -> str:
 
 
 class FourierFeatures(nn.Module):
-    r"""Lifts scalars to ``[v, sin(2^0 v), cos(2^0 v), …, sin(2^{F-1} v), cos(2^{F-1} v)]``.
+    r"""Lifts scalars to ``[v, sin(v), cos(v), sin(2v), cos(2v), …]``.
 
     The input comes first, then one sin/cos pair per frequency ``1, 2, 4, …``
     (no factor of π), which gives ``2F + 1`` numbers per value (21 for F = 10).
@@ -174,8 +175,8 @@ class FourierConditionEncoder(ConditionEncoder):
                 values = values.expand(batch_size)
             elif values.numel() != batch_size:
                 raise ValueError(
-                    f"Invalid condition tensor of shape {tuple(condition.shape)}: expected "
-                    f"one beta or one per sample ({batch_size})"
+                    f"Invalid condition tensor of shape {tuple(condition.shape)}: "
+                    f"expected one beta or one per sample ({batch_size})"
                 )
             if not torch.isfinite(values).all():
                 raise ValueError("Invalid condition tensor: betas must be finite")
