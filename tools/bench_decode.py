@@ -1,0 +1,153 @@
+r"""Decode-time benchmark: base CompressAI model vs its shielded version.
+
+For each architecture, on one image (512×768 by default) it times
+
+- ``base``: the CompressAI model's ``decompress``;
+- ``shielded``: the shielded model's ``decompress`` (one path, protected);
+- ``both``: ``decompress_multi`` (protected and full from one entropy decode);
+
+interleaving the three so that machine load affects them alike, and prints the
+medians, the ratios shielded/base and both/one-path, and the bitstream overhead
+(the shielded strings are compared byte for byte with the base model's).
+
+Weights are random (no pretrained weights can be downloaded here), so the
+absolute times differ from CompressAI's published ones; the ratios are what the
+targets are about. Usage::
+
+    python tools/bench_decode.py --quality 3 --repeats 5 --json bench_decode.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+import warnings
+from typing import Dict, List
+
+import torch
+from compressai.zoo import image_models as compressai_models
+
+import compressai_psic as psic
+
+ARCHS = list(psic.ZOO_ARCHITECTURES)
+
+
+def synthetic_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """Smooth gradients, edges and a little noise: closer to a photo than noise."""
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(
+        torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij"
+    )
+    channels = [
+        0.5 + 0.4 * torch.sin(6.0 * xx + 2.0 * yy),
+        0.5 + 0.4 * torch.cos(4.0 * yy - 3.0 * xx),
+        (xx * yy + (xx > 0.5).float() * 0.3) % 1.0,
+    ]
+    image = torch.stack(channels)[None]
+    image = image + 0.03 * torch.randn(image.shape, generator=gen)
+    return image.clamp(0, 1)
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench_architecture(
+    name: str, quality: int, image: torch.Tensor, repeats: int, device: str
+) -> Dict[str, float]:
+    torch.manual_seed(0)
+    base = compressai_models[name](quality, pretrained=False).eval().to(device)
+    with torch.no_grad():
+        base(image[..., :64, :64].to(device))  # masks context convolutions
+    base.update(force=True)
+    shielded = psic.shield(base).eval()
+    x = image.to(device)
+    with torch.no_grad():
+        enc = base.compress(x)
+        enc_shielded = shielded.compress(x)
+    same = enc["strings"] == enc_shielded["strings"]
+    base_bytes = sum(len(s) for group in enc["strings"] for s in group)
+    shielded_bytes = sum(len(s) for group in enc_shielded["strings"] for s in group)
+    strings, shape = enc["strings"], enc["shape"]
+
+    timings: Dict[str, List[float]] = {"base": [], "shielded": [], "both": []}
+    with torch.no_grad():
+        # One warm-up round, then interleaved measurements.
+        base.decompress(strings, shape)
+        shielded.decompress(strings, shape)
+        shielded.decompress_multi(strings, shape)
+        for _ in range(repeats):
+            timings["base"].append(_time(lambda: base.decompress(strings, shape)))
+            timings["shielded"].append(
+                _time(lambda: shielded.decompress(strings, shape))
+            )
+            timings["both"].append(
+                _time(lambda: shielded.decompress_multi(strings, shape))
+            )
+    med = {k: statistics.median(v) for k, v in timings.items()}
+    return {
+        "architecture": name,
+        "quality": quality,
+        "base_s": med["base"],
+        "shielded_s": med["shielded"],
+        "both_s": med["both"],
+        "shielded_over_base": med["shielded"] / med["base"],
+        "both_over_one": med["both"] / med["shielded"],
+        "strings_identical": bool(same),
+        "overhead_bytes": shielded_bytes - base_bytes,
+        "bytes": base_bytes,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "-a", "--architectures", nargs="+", default=ARCHS, choices=ARCHS
+    )
+    parser.add_argument("-q", "--quality", type=int, default=3)
+    parser.add_argument("--height", type=int, default=512)
+    parser.add_argument("--width", type=int, default=768)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image = synthetic_image(args.height, args.width)
+    results = []
+    header = (
+        f"{'architecture':22} {'base s':>8} {'shielded s':>10} {'ratio':>6} "
+        f"{'both s':>8} {'both/one':>8} {'overhead B':>10}"
+    )
+    print(
+        f"# {args.height}x{args.width}, quality {args.quality}, {args.device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"{platform.processor() or platform.machine()}, median of {args.repeats}"
+    )
+    print(header)
+    for name in args.architectures:
+        quality = min(args.quality, 6) if name.startswith("cheng2020") else args.quality
+        row = bench_architecture(name, quality, image, args.repeats, args.device)
+        results.append(row)
+        print(
+            f"{name:22} {row['base_s']:8.3f} {row['shielded_s']:10.3f} "
+            f"{row['shielded_over_base']:6.3f} {row['both_s']:8.3f} "
+            f"{row['both_over_one']:8.3f} {row['overhead_bytes']:10d}",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
