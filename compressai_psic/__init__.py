@@ -8,6 +8,14 @@ Against Exploitation from Vision-Language Pretrained Models"
 architecture.
 """
 
+import warnings
+
+# CompressAI imports torch_geometric, whose torch.jit.script calls warn on every
+# start with torch >= 2.9; the warning is not about this package's code.
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.*", category=FutureWarning
+)
+
 from .architectures import SHIELDED_CLASSES, ZOO_ARCHITECTURES, PSICHyperprior
 from .checkpoints import load_checkpoint
 from .conditions import CONDITION_NAMES, ConditionEncoder, FourierConditionEncoder

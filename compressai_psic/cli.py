@@ -1,0 +1,798 @@
+r"""The ``psic`` command line: compress images to ``.psic`` files and decode them.
+
+.. code-block:: none
+
+    psic compress photo.jpg -o photo.psic --arch bmshj2018-hyperprior --quality 3
+    psic decompress photo.psic -o photo.png            # protected image (default)
+    psic decompress photo.psic -o photo.png --full     # full image
+    psic decompress photo.psic -o photo.png --both     # both, one entropy decoding
+    psic info photo.psic
+    psic compress photos/ -o encoded/                  # every image of a folder
+
+The model is a shielded zoo model (``--arch``, ``--quality``, ``--metric``), a
+checkpoint file (``--checkpoint``, optionally with ``--arch``), or, to try the
+pipeline without trained weights, a randomly initialised zoo model
+(``--random-init``, seeded so that the decoder rebuilds the same weights). The
+file header names the model, and ``decompress`` rebuilds it, or refuses a
+``--checkpoint`` that is not the one the file was written with.
+
+Every user error (missing or malformed file, unknown model, mismatch, image too
+large) is reported as one line ``psic: error: ...`` on stderr with exit status 2.
+
+Subcommands are entries of :data:`COMMANDS`; adding one (e.g. ``demo``) takes one
+:class:`Command` and one :func:`register_command` call.
+
+Implements the codec side of `"Privacy-Shielded Image Compression: Defending
+Against Exploitation from Vision-Language Pretrained Models"
+<https://arxiv.org/abs/2506.15201>`_, ICML 2025.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from . import container
+from .container import PSICFile, PSICFormatError
+from .image_io import IMAGE_EXTENSIONS, ImageLoadError, load_image, save_image
+
+__all__ = [
+    "CLIError",
+    "COMMANDS",
+    "Command",
+    "ModelSpec",
+    "build_model",
+    "build_parser",
+    "compress_tensor",
+    "decompress_header",
+    "describe_file",
+    "main",
+    "register_command",
+]
+
+PROG = "psic"
+EXIT_OK = 0
+EXIT_ERROR = 2
+DEFAULT_ARCH = "bmshj2018-hyperprior"
+DEFAULT_QUALITY = 3
+DEFAULT_METRIC = "mse"
+PSIC_SUFFIX = ".psic"
+
+
+class CLIError(Exception):
+    """A user error: reported as one line on stderr, exit status 2."""
+
+
+# --------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Identity of a model, as stored in a ``.psic`` header.
+
+    Exactly one source: a zoo model (``quality`` and ``metric``; with ``seed`` for
+    random weights) or a checkpoint file (``checkpoint`` path, whose sha256 is the
+    identity).
+    """
+
+    architecture: str | None
+    quality: int | None = None
+    metric: str | None = None
+    seed: int | None = None
+    checkpoint: Path | None = None
+
+    @property
+    def random_init(self) -> bool:
+        return self.seed is not None
+
+
+def _checkpoint_sha256(path: Path) -> str:
+    """sha256 of a weights file, hashed once per run (folders reuse it)."""
+    stat = path.stat()
+    return _cached_sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    # Size and modification time are part of the key: a file rewritten in place
+    # (same path, new weights) is hashed again.
+    return container.file_sha256(path)
+
+
+def build_model(
+    spec: ModelSpec, device: str = "cpu"
+) -> Tuple[torch.nn.Module, str | None]:
+    """Builds a shielded model ready for ``compress``/``decompress``.
+
+    Returns the model and, for checkpoints, the file's sha256 (else ``None``).
+
+    The model is in eval mode, has run one forward pass (CompressAI's masked
+    context convolutions mask their weights during the first forward) and has
+    up-to-date CDF tables (``update(force=True)``).
+
+    Raises:
+        CLIError: for an unknown architecture, a bad quality or metric, a missing
+            or unreadable checkpoint, or pretrained weights that are not available.
+    """
+    from . import zoo
+
+    sha256 = None
+    try:
+        if spec.checkpoint is not None:
+            from .checkpoints import load_checkpoint
+
+            sha256 = _checkpoint_sha256(Path(spec.checkpoint))
+            model = load_checkpoint(spec.checkpoint, architecture=spec.architecture)
+        else:
+            if spec.architecture not in zoo.image_models:
+                raise CLIError(
+                    f"unknown architecture {spec.architecture!r}; choose from "
+                    f"{', '.join(zoo.image_models)} (or give --checkpoint)"
+                )
+            entry = zoo.image_models[spec.architecture]
+            if spec.random_init:
+                # Seeded in a forked RNG so the decoder rebuilds the same weights
+                # without disturbing the caller's random state.
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(spec.seed)
+                    model = entry(spec.quality, metric=spec.metric, pretrained=False)
+            else:
+                model = entry(
+                    spec.quality, metric=spec.metric, pretrained=True, progress=False
+                )
+    except CLIError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise CLIError(f"cannot build the model: {_one_line(exc)}") from None
+
+    model = model.eval()
+    factor = int(getattr(model, "downsampling_factor", 64))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, factor, factor))
+    model.update(force=True)
+    return model.to(device), sha256
+
+
+class _ModelCache:
+    """Builds each model once per run (folders mix files of several models)."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.models: Dict[ModelSpec, Tuple[torch.nn.Module, str | None]] = {}
+
+    def get(self, spec: ModelSpec) -> Tuple[torch.nn.Module, str | None]:
+        if spec not in self.models:
+            if spec.random_init:
+                _note(
+                    f"using randomly initialised {spec.architecture} weights (seed "
+                    f"{spec.seed}): the output shows the pipeline, not trained "
+                    "compression or protection"
+                )
+            self.models[spec] = build_model(spec, self.device)
+        return self.models[spec]
+
+
+def _spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    if args.checkpoint is not None:
+        if args.quality is not None or args.metric is not None:
+            raise CLIError(
+                "--quality and --metric select zoo weights; a --checkpoint brings "
+                "its own"
+            )
+        if args.random_init:
+            raise CLIError("--random-init and --checkpoint exclude each other")
+        return ModelSpec(architecture=args.arch, checkpoint=Path(args.checkpoint))
+    return ModelSpec(
+        architecture=args.arch or DEFAULT_ARCH,
+        quality=args.quality if args.quality is not None else DEFAULT_QUALITY,
+        metric=args.metric or DEFAULT_METRIC,
+        seed=args.seed if args.random_init else None,
+    )
+
+
+def _spec_from_header(header: PSICFile, checkpoint: str | None) -> ModelSpec:
+    """The model a file names; a given ``checkpoint`` must be that model."""
+    if checkpoint is not None:
+        # Compare hashes before loading anything: a wrong checkpoint gets a clear
+        # message naming both models, not a state-dict error.
+        path = Path(checkpoint).resolve()
+        container.check_compatible(
+            header,
+            header.architecture,
+            header.quality if header.checkpoint_sha256 is None else None,
+            header.metric if header.checkpoint_sha256 is None else None,
+            checkpoint_sha256=_checkpoint_sha256(path),
+        )
+        return ModelSpec(architecture=header.architecture, checkpoint=path)
+    if header.checkpoint_sha256 is not None:
+        raise CLIError(
+            f"the file was written by {header.model_description()}; pass that "
+            "checkpoint with --checkpoint PATH"
+        )
+    return ModelSpec(
+        architecture=header.architecture,
+        quality=header.quality,
+        metric=header.metric,
+        seed=header.seed,
+    )
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError) and exc.args:
+        text = f"unknown key {exc.args[0]!r}"
+    return " ".join(text.split())
+
+
+def _note(message: str) -> None:
+    print(f"{PROG}: note: {message}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def _resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError("--device cuda requested but CUDA is not available")
+    return name
+
+
+def _jobs(
+    inputs: Sequence[str],
+    output: str | None,
+    accept: Callable[[Path], bool],
+    suffix: str,
+    kind: str,
+) -> Tuple[List[Tuple[Path, Path]], bool]:
+    """Pairs of (input file, output path) and whether a folder was given.
+
+    Without ``-o`` the output goes next to the input, named with ``suffix``; when
+    ``-o`` is an existing folder, outputs go into it with the same names.
+    """
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        folder = Path(inputs[0])
+        files = sorted(p for p in folder.iterdir() if p.is_file() and accept(p))
+        if not files:
+            raise CLIError(f"{folder}: no {kind} files in this folder")
+        out_dir = Path(output) if output is not None else folder
+        if out_dir.exists() and not out_dir.is_dir():
+            raise CLIError(f"{out_dir}: not a folder (the input is a folder)")
+        targets = [out_dir / (p.stem + suffix) for p in files]
+        seen: Dict[Path, Path] = {}
+        for source, target in zip(files, targets):
+            if target in seen:
+                raise CLIError(
+                    f"{seen[target].name} and {source.name} would both be written "
+                    f"to {target}"
+                )
+            seen[target] = source
+        return list(zip(files, targets)), True
+    for name in inputs:
+        if Path(name).is_dir():
+            raise CLIError(f"{name}: give one folder on its own, or files")
+    into = Path(output) if output is not None and Path(output).is_dir() else None
+    if output is not None and into is None and len(inputs) > 1:
+        raise CLIError("-o names one output file: give one input, or a folder as -o")
+    pairs = []
+    for name in inputs:
+        source = Path(name)
+        if into is not None:
+            target = into / (source.stem + suffix)
+        elif output is not None:
+            target = Path(output)
+        else:
+            target = source.with_suffix(suffix)
+        if target.resolve() == source.resolve():
+            raise CLIError(f"{source}: the output would overwrite the input")
+        pairs.append((source, target))
+    return pairs, False
+
+
+def _check_targets(targets: Sequence[Path], may_replace: bool) -> None:
+    """Default outputs (no ``-o``) never replace existing files."""
+    if may_replace:
+        return
+    for target in targets:
+        if target.exists():
+            raise CLIError(f"{target} exists; name the output with -o to replace it")
+
+
+def _print_error(message: str, bar: bool) -> None:
+    if bar:
+        from tqdm import tqdm
+
+        tqdm.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr)
+
+
+def _progress(items: List, enabled: bool, desc: str) -> Iterator:
+    if not enabled:
+        yield from items
+        return
+    from tqdm import tqdm
+
+    yield from tqdm(items, desc=desc, unit="img", file=sys.stderr)
+
+
+def _run_jobs(
+    jobs: List[Tuple[Path, Path]],
+    work: Callable[[Path, Path], str | None],
+    folder: bool,
+    quiet: bool,
+    desc: str,
+) -> int:
+    """Runs ``work`` on every pair; in folders one bad file does not stop the rest."""
+    if folder:
+        jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    bar = folder and not quiet
+    for source, target in _progress(jobs, bar, desc):
+        try:
+            message = work(source, target)
+        except (CLIError, PSICFormatError, ImageLoadError, OSError) as exc:
+            if not folder:
+                raise
+            failures += 1
+            _print_error(f"{PROG}: error: {source}: {_one_line(exc)}", bar)
+            continue
+        if message and not quiet and not folder:
+            print(message)
+    if failures:
+        raise CLIError(f"{failures} of {len(jobs)} files failed")
+    if folder and not quiet:
+        print(f"{desc}: {len(jobs)} files written to {jobs[0][1].parent}")
+    return EXIT_OK
+
+
+def _load_image_reporting_warnings(path: Path) -> Tensor:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x = load_image(path)
+    for warning in caught:
+        _warn(" ".join(str(warning.message).split()))
+    return x
+
+
+# ---------------------------------------------------------------- compress
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--arch",
+        "-a",
+        default=None,
+        help=f"architecture (zoo name; default {DEFAULT_ARCH}); with --checkpoint, "
+        "the registered architecture when it cannot be guessed",
+    )
+    group.add_argument(
+        "--quality",
+        "-q",
+        type=int,
+        default=None,
+        help=f"zoo quality, 1 (lowest) .. 8 (6 for cheng2020); default "
+        f"{DEFAULT_QUALITY}",
+    )
+    group.add_argument(
+        "--metric",
+        "-m",
+        choices=sorted(container.METRICS),
+        default=None,
+        help=f"zoo metric (default {DEFAULT_METRIC})",
+    )
+    group.add_argument(
+        "--checkpoint",
+        "-c",
+        default=None,
+        metavar="PATH",
+        help="weights file (state dict or training checkpoint) instead of the zoo",
+    )
+    group.add_argument(
+        "--random-init",
+        action="store_true",
+        help="random zoo weights (no download; to try the pipeline only)",
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of --random-init weights (stored in the file; default 0)",
+    )
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:N or auto. Encode and decode on the same "
+        "kind of device: float differences in the hyperprior can desynchronise "
+        "the entropy decoder",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar, no summary"
+    )
+
+
+def _add_compress_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "input",
+        nargs="+",
+        help="image file(s) (PNG, JPEG, WebP, TIFF, BMP, GIF, PPM) or one folder",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output .psic file, or folder when the input is a folder (default: "
+        "next to the input)",
+    )
+    _add_model_arguments(parser)
+    _add_common_arguments(parser)
+
+
+def _run_compress(args: argparse.Namespace) -> int:
+    if args.seed is not None and not 0 <= args.seed < 2**64:
+        raise CLIError(f"--seed must be in 0..2**64-1, got {args.seed}")
+    if args.seed != 0 and not args.random_init:
+        raise CLIError("--seed applies to --random-init weights only")
+    spec = _spec_from_args(args)
+    device = _resolve_device(args.device)
+    jobs, folder = _jobs(
+        args.input,
+        args.output,
+        lambda p: p.suffix.lower() in IMAGE_EXTENSIONS,
+        PSIC_SUFFIX,
+        "image",
+    )
+    models = _ModelCache(device)
+
+    def work(source: Path, target: Path) -> str:
+        x = _load_image_reporting_warnings(source)
+        height, width = x.shape[-2:]
+        if max(height, width) > container.MAX_IMAGE_SIDE:
+            raise CLIError(
+                f"{source}: {width}x{height} is larger than the format's "
+                f"{container.MAX_IMAGE_SIDE}-pixel side limit"
+            )
+        _check_targets([target], args.output is not None)
+        model, sha256 = models.get(spec)
+        header = compress_tensor(model, x.to(device), spec, sha256)
+        size = container.write(target, header)
+        return (
+            f"{source} -> {target}: {size} bytes, {size * 8 / (height * width):.4f} bpp"
+        )
+
+    return _run_jobs(jobs, work, folder, args.quiet, "compress")
+
+
+def compress_tensor(
+    model: torch.nn.Module,
+    x: Tensor,
+    spec: ModelSpec,
+    checkpoint_sha256: str | None = None,
+) -> PSICFile:
+    """Encodes a ``(1, 3, H, W)`` image in [0, 1] into a :class:`PSICFile`.
+
+    The image is padded to a multiple of ``model.downsampling_factor`` (the
+    decoder crops back to the size in the header).
+    """
+    from .utils import pad_to_multiple
+
+    height, width = x.shape[-2:]
+    x_padded, _ = pad_to_multiple(x, int(model.downsampling_factor))
+    with torch.no_grad():
+        out = model.compress(x_padded)
+    architecture = getattr(model, "architecture", None) or spec.architecture
+    return PSICFile(
+        architecture=architecture,
+        quality=spec.quality if spec.checkpoint is None else None,
+        metric=spec.metric if spec.checkpoint is None else None,
+        checkpoint_sha256=checkpoint_sha256,
+        height=int(height),
+        width=int(width),
+        shape=tuple(int(d) for d in out["shape"]),
+        strings=[[bytes(s) for s in latent] for latent in out["strings"]],
+        seed=spec.seed,
+    )
+
+
+# -------------------------------------------------------------- decompress
+
+
+def _add_decompress_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", nargs="+", help=".psic file(s) or one folder")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output image (format from its suffix), or folder when the input is a "
+        "folder; default: next to the input as NAME_protected.png / NAME_full.png",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--full",
+        action="store_true",
+        help="decode the full image instead of the protected one",
+    )
+    which.add_argument(
+        "--both",
+        action="store_true",
+        help="write OUT_protected and OUT_full (entropy decoding runs once)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        "-c",
+        default=None,
+        metavar="PATH",
+        help="the weights file the .psic file was written with (checked by sha256)",
+    )
+    _add_common_arguments(parser)
+
+
+def _check_header_bounds(header: PSICFile, model: torch.nn.Module) -> None:
+    """Refuses headers that would make the decoder allocate absurd tensors."""
+    pixels = header.height * header.width
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and pixels > 2 * limit:
+        raise CLIError(
+            f"the file declares {header.width}x{header.height} pixels, over twice "
+            f"Pillow's decompression-bomb limit ({limit})"
+        )
+    factor = int(model.downsampling_factor)
+    padded = (
+        -(-header.height // factor) * factor,
+        -(-header.width // factor) * factor,
+    )
+    # A latent is never larger than the padded image; this bounds the decoder's
+    # memory by that of a genuine file of the declared size.
+    if len(header.shape) != 2 or any(s > p for s, p in zip(header.shape, padded)):
+        raise CLIError(
+            f"corrupted file: latent shape {tuple(header.shape)} does not fit a "
+            f"{header.width}x{header.height} image"
+        )
+
+
+def decompress_header(
+    model: torch.nn.Module, header: PSICFile, conditions: Sequence[str]
+) -> List[Tensor]:
+    """Decodes a :class:`PSICFile` to one image per condition, cropped to size."""
+    from .utils import crop_padding
+
+    _check_header_bounds(header, model)
+    try:
+        with torch.no_grad():
+            if len(conditions) == 1:
+                images = [
+                    model.decompress(
+                        header.strings, header.shape, condition=conditions[0]
+                    )["x_hat"]
+                ]
+            else:
+                images = model.decompress_multi(
+                    header.strings, header.shape, conditions=tuple(conditions)
+                )["x_hat"]
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise CLIError(f"cannot decode the bitstream: {_one_line(exc)}") from None
+    cropped = []
+    for x_hat in images:
+        padded_h, padded_w = x_hat.shape[-2:]
+        if padded_h < header.height or padded_w < header.width:
+            raise CLIError(
+                f"corrupted file: decoded {padded_w}x{padded_h}, smaller than the "
+                f"declared {header.width}x{header.height}"
+            )
+        padding = (0, padded_w - header.width, 0, padded_h - header.height)
+        cropped.append(crop_padding(x_hat, padding))
+    return cropped
+
+
+def _decoded_targets(
+    target: Path, conditions: Sequence[str], name_each: bool
+) -> List[Path]:
+    """Output paths, one per condition: ``OUT_protected.png``, ``OUT_full.png``.
+
+    A single decode goes to ``target`` itself when ``name_each`` is False (the
+    user named it with ``-o``).
+    """
+    if len(conditions) == 1 and not name_each:
+        return [target]
+    return [
+        target.with_name(f"{target.stem}_{condition}{target.suffix}")
+        for condition in conditions
+    ]
+
+
+def _run_decompress(args: argparse.Namespace) -> int:
+    device = _resolve_device(args.device)
+    jobs, folder = _jobs(
+        args.input,
+        args.output,
+        lambda p: p.suffix.lower() == PSIC_SUFFIX,
+        ".png",
+        "psic",
+    )
+    conditions = (
+        ["protected", "full"] if args.both else ["full" if args.full else "protected"]
+    )
+    models = _ModelCache(device)
+
+    def work(source: Path, target: Path) -> str:
+        # Default names say which image they hold, so that decoding photo.psic
+        # next to photo.png never replaces the original.
+        targets = _decoded_targets(target, conditions, args.output is None)
+        if targets[0].suffix.lower() not in IMAGE_EXTENSIONS:
+            raise CLIError(
+                f"{targets[0]}: unknown image suffix; use one of "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
+            )
+        _check_targets(targets, args.output is not None)
+        header = container.read(source)
+        model, _ = models.get(_spec_from_header(header, args.checkpoint))
+        images = decompress_header(model, header, conditions)
+        for image, path in zip(images, targets):
+            save_image(image.cpu(), path)
+        names = ", ".join(
+            f"{path} ({condition})" for path, condition in zip(targets, conditions)
+        )
+        return f"{source} -> {names}: {header.width}x{header.height}"
+
+    return _run_jobs(jobs, work, folder, args.quiet, "decompress")
+
+
+# -------------------------------------------------------------------- info
+
+
+def _add_info_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", nargs="+", help=".psic file(s)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+
+
+def describe_file(path: Path) -> Dict[str, object]:
+    """Header fields, sizes and bpp of a ``.psic`` file."""
+    header = container.read(path)
+    size = path.stat().st_size
+    pixels = header.height * header.width
+    return {
+        "file": str(path),
+        "format_version": container.FORMAT_VERSION,
+        "model": header.model_description(),
+        "architecture": header.architecture,
+        "quality": header.quality,
+        "metric": header.metric,
+        "checkpoint_sha256": header.checkpoint_sha256,
+        "seed": header.seed,
+        "random_init": header.seed is not None,
+        "width": header.width,
+        "height": header.height,
+        "latent_shape": list(header.shape),
+        "string_bytes": [len(s) for latent in header.strings for s in latent],
+        "file_bytes": size,
+        "bpp": size * 8 / pixels,
+        "payload_bpp": header.payload_size() * 8 / pixels,
+    }
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    for name in args.input:
+        info = describe_file(Path(name))
+        if args.json:
+            print(json.dumps(info))
+            continue
+        print(f"{info['file']}:")
+        for key, value in info.items():
+            if key == "file" or value is None:
+                continue
+            if isinstance(value, float):
+                value = f"{value:.4f}"
+            print(f"  {key}: {value}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, help line, argument setup and runner.
+
+    ``run`` returns the exit status; it raises :class:`CLIError` (or the package's
+    format and image errors) for user errors.
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+#: Subcommands by name, in the order ``psic --help`` lists them.
+COMMANDS: Dict[str, Command] = {}
+
+
+def register_command(command: Command) -> Command:
+    """Adds a subcommand to ``psic`` (e.g. ``demo``); returns it."""
+    COMMANDS[command.name] = command
+    return command
+
+
+register_command(
+    Command(
+        "compress",
+        "encode images to .psic files",
+        _add_compress_arguments,
+        _run_compress,
+    )
+)
+register_command(
+    Command(
+        "decompress",
+        "decode .psic files (protected by default, --full, --both)",
+        _add_decompress_arguments,
+        _run_decompress,
+    )
+)
+register_command(
+    Command("info", "print the header of .psic files", _add_info_arguments, _run_info)
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports usage errors in one line, like every other ``psic`` error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Privacy-shielded image compression (PSIC) for CompressAI models.",
+    )
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser
+    )
+    subparsers.required = True
+    for command in COMMANDS.values():
+        sub = subparsers.add_parser(
+            command.name, help=command.help, description=command.help
+        )
+        command.add_arguments(sub)
+        sub.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``psic``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_ERROR
+    try:
+        return int(args._run(args))
+    except (CLIError, PSICFormatError, ImageLoadError, OSError) as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
