@@ -1,0 +1,665 @@
+r"""Training objectives of PSIC, in CompressAI's loss conventions.
+
+Three criteria, registered in ``compressai.registry.CRITERIONS``:
+
+- ``"psic-rd"`` :class:`DualPathRateDistortionLoss`: rate plus distortion of the
+  full and the protected reconstructions, each with its own λ;
+- ``"psic-uaeo"`` :class:`UAEOLoss`: the Uncertainty-Aware Encryption-Oriented
+  loss, which makes the protected reconstruction meaningless to a frozen
+  vision-language model (VLP), with the fixed (stage 1) or adaptive (stage 2)
+  weighting of its terms;
+- ``"psic"`` :class:`PSICLoss`: ``bpp + distortion + λ_vlp · L_vlp``.
+
+They return dictionaries like CompressAI's ``RateDistortionLoss`` (``"bpp_loss"``,
+``"mse_loss"`` or ``"ms_ssim_loss"``, ``"loss"``) with per-path and per-term
+entries added.
+
+**Which sample took which path.** The model output may give
+
+- ``x_hat`` as a tensor ``(B, 3, H, W)`` together with ``beta``, a tensor of
+  shape ``(B,)`` with 1 = protected and 0 = full (or one value for the whole
+  batch: ``"protected"``, ``"full"``, 1.0, 0.0): sample ``i`` was decoded on path
+  ``beta[i]``, as with the paper's per-sample Bernoulli(½) draw. Either path may
+  be empty in a batch;
+- ``x_hat`` as a list ``[x_full, x_protected]`` (``model.forward_multi``): both
+  paths for every sample. When ``output["conditions"]`` exists it names the
+  path of each list entry; ``x_hat`` may also be a dict ``{"full": …,
+  "protected": …}``.
+
+Method: `"Privacy-Shielded Image Compression: Defending Against Exploitation
+from Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_,
+ICML 2025.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from compressai.registry import register_criterion
+from torch import Tensor
+
+from .conditions import CONDITION_NAMES
+from .vlp import VLPAdapter, VLPEnsemble, vlp_members
+
+__all__ = [
+    "DEFAULT_LOGIT_SCALE",
+    "DEFAULT_TAU",
+    "PATHS",
+    "WEIGHTINGS",
+    "DualPathRateDistortionLoss",
+    "PSICLoss",
+    "UAEOLoss",
+    "adaptive_weights",
+    "bpp_loss",
+    "decoded_paths",
+    "evidential_split",
+]
+
+#: Logit scale s = 1/0.07 of the paper (fixed, not the VLP's learned one).
+DEFAULT_LOGIT_SCALE = 1.0 / 0.07
+#: Evidence temperature τ of the paper.
+DEFAULT_TAU = 0.1
+#: Decoding paths, in the order of ``model.forward_multi``'s default conditions.
+PATHS = ("full", "protected")
+#: Weightings of the UAEO terms.
+WEIGHTINGS = ("fixed", "adaptive")
+_METRICS = ("mse", "ms-ssim")
+
+PathBatch = Tuple[Tensor, Tensor, Tensor]  # (x_hat, target, sample indices)
+
+
+def bpp_loss(likelihoods: Mapping[str, Tensor], num_pixels: int) -> Tensor:
+    """Bits per pixel of all likelihood tensors, as CompressAI's RateDistortionLoss."""
+    return sum(
+        torch.log(values).sum() / (-math.log(2) * num_pixels)
+        for values in likelihoods.values()
+    )
+
+
+def _path_of(condition: Any) -> str:
+    if isinstance(condition, str):
+        if condition in CONDITION_NAMES:
+            return condition
+    elif isinstance(condition, (int, float, Tensor)) and not isinstance(
+        condition, bool
+    ):
+        if not isinstance(condition, Tensor) or condition.numel() == 1:
+            value = float(condition)
+            for name, beta in CONDITION_NAMES.items():
+                if value == beta:
+                    return name
+    raise ValueError(
+        f"Invalid path condition {condition!r}: use one of {list(PATHS)} or the "
+        "betas 0.0 (full) / 1.0 (protected)"
+    )
+
+
+def _beta_vector(beta: Any, batch_size: int, device: torch.device) -> Tensor:
+    if isinstance(beta, str) or (
+        isinstance(beta, (int, float)) and not isinstance(beta, bool)
+    ):
+        value = CONDITION_NAMES[_path_of(beta)]
+        return torch.full((batch_size,), value, device=device)
+    if not isinstance(beta, Tensor):
+        raise ValueError(
+            f"Invalid beta of type {type(beta).__name__}: use a tensor of shape (B,) "
+            f"or one of {list(PATHS)}"
+        )
+    values = beta.detach().to(device=device, dtype=torch.float32).reshape(-1)
+    if values.numel() == 1:
+        values = values.expand(batch_size)
+    if values.numel() != batch_size:
+        raise ValueError(
+            f"beta has {values.numel()} values for a batch of {batch_size} images"
+        )
+    if not ((values == 0) | (values == 1)).all():
+        raise ValueError(
+            "beta must hold 0 (full) or 1 (protected) for each sample; got "
+            f"{sorted(set(values.tolist()))}"
+        )
+    return values
+
+
+def decoded_paths(
+    output: Union[Mapping[str, Any], Tensor, Sequence[Tensor]],
+    target: Tensor,
+    beta: Any = None,
+) -> Dict[str, PathBatch]:
+    r"""Groups reconstructions by decoding path.
+
+    Args:
+        output: a model output dict (its ``"x_hat"``) or ``x_hat`` itself
+        target: the original images ``(B, 3, H, W)``
+        beta: per-sample paths when ``x_hat`` is one tensor (see module doc);
+            read from ``output["beta"]`` when not given
+
+    Returns:
+        ``{"full": (x_hat, x, index), "protected": (x_hat, x, index)}`` where
+        ``index`` holds the batch positions of the samples decoded on that path
+        (empty tensors for a path nobody took)
+    """
+    x_hat = output["x_hat"] if isinstance(output, Mapping) else output
+    batch_size = target.size(0)
+    device = target.device
+    everyone = torch.arange(batch_size, device=device)
+    nobody = everyone[:0]
+    paths: Dict[str, PathBatch] = {}
+
+    if isinstance(x_hat, Mapping) or isinstance(x_hat, (list, tuple)):
+        if isinstance(x_hat, Mapping):
+            items = list(x_hat.items())
+        else:
+            conditions = PATHS
+            if isinstance(output, Mapping) and output.get("conditions") is not None:
+                conditions = tuple(output["conditions"])
+            if len(conditions) != len(x_hat):
+                raise ValueError(
+                    f"x_hat has {len(x_hat)} reconstructions for conditions "
+                    f"{conditions}"
+                )
+            items = list(zip(conditions, x_hat))
+        for condition, images in items:
+            name = _path_of(condition)
+            if name in paths:
+                raise ValueError(f'Path "{name}" appears twice in x_hat')
+            if images.size(0) != batch_size:
+                raise ValueError(
+                    f'x_hat["{name}"] has {images.size(0)} images, target has '
+                    f"{batch_size}"
+                )
+            paths[name] = (images, target, everyone)
+    elif isinstance(x_hat, Tensor):
+        if beta is None and isinstance(output, Mapping):
+            beta = output.get("beta")
+        if beta is None:
+            raise ValueError(
+                "Which path decoded each sample is unknown: pass beta (a (B,) tensor "
+                f"with 1 = protected, 0 = full, or one of {list(PATHS)}) or give "
+                "x_hat as a list [x_full, x_protected]"
+            )
+        if x_hat.size(0) != batch_size:
+            raise ValueError(
+                f"x_hat has {x_hat.size(0)} images, target has {batch_size}"
+            )
+        protected = _beta_vector(beta, batch_size, device) == 1
+        for name, mask in (("full", ~protected), ("protected", protected)):
+            index = mask.nonzero().flatten()
+            paths[name] = (x_hat[index], target[index], index)
+    else:
+        raise ValueError(
+            f"x_hat must be a tensor, a list or a dict of tensors, got "
+            f"{type(x_hat).__name__}"
+        )
+    for name in PATHS:
+        if name not in paths:
+            paths[name] = (target[:0], target[:0], nobody)
+    return paths
+
+
+@register_criterion("psic-rd")
+class DualPathRateDistortionLoss(nn.Module):
+    r"""Rate plus the distortions of the full and the protected decodes.
+
+    With ``d`` the per-image distortion (``255² · MSE``, or ``1 − MS-SSIM``) and
+    λ the weight of the path the image was decoded on,
+
+    .. math::
+
+        \mathcal{L} = \text{bpp} + \frac{1}{|D|} \sum_{(i, p) \in D} \lambda_p\, d_{i,p}
+
+    over the set ``D`` of decoded (image, path) pairs. When both paths are decoded
+    for every image this is the paper's
+    ``bpp + ½(λ_full·D_full + λ_prot·D_prot)``; with one path per image drawn
+    with probability ½ it is an unbiased estimate of it, keeps the same scale
+    whatever the split, and needs no special case when a path is empty.
+
+    Args:
+        lmbda_full: λ of the full decode (0.0011 for the paper's first rate point)
+        lmbda_protected: λ of the protected decode
+        metric: ``"mse"`` or ``"ms-ssim"``
+        return_type: ``"all"`` for the dict, or the key of one entry
+
+    Output entries: ``"bpp_loss"``, ``"mse_loss"`` (or ``"ms_ssim_loss"``, the
+    MS-SSIM value) over all decoded images, the same per path with suffixes
+    ``_full`` and ``_protected`` (0 for an empty path), ``"num_full"`` and
+    ``"num_protected"`` (decoded image counts, to weight running averages),
+    ``"distortion_loss"`` and ``"loss"``.
+    """
+
+    def __init__(
+        self,
+        lmbda_full: float = 0.0011,
+        lmbda_protected: float = 0.0011,
+        metric: str = "mse",
+        return_type: str = "all",
+    ):
+        super().__init__()
+        if metric not in _METRICS:
+            raise ValueError(f'Invalid metric "{metric}": use one of {list(_METRICS)}')
+        self.lmbda = {"full": float(lmbda_full), "protected": float(lmbda_protected)}
+        self.metric = metric
+        self.return_type = return_type
+
+    def forward(
+        self, output: Mapping[str, Any], target: Tensor, beta: Any = None
+    ) -> Union[Dict[str, Any], Tensor]:
+        batch_size, _, height, width = target.size()
+        out: Dict[str, Any] = {
+            "bpp_loss": bpp_loss(output["likelihoods"], batch_size * height * width)
+        }
+        paths = decoded_paths(output, target, beta)
+        key = "mse_loss" if self.metric == "mse" else "ms_ssim_loss"
+        weighted = []
+        scores = []
+        for name in PATHS:
+            x_hat, x, _ = paths[name]
+            out[f"num_{name}"] = x_hat.size(0)
+            if x_hat.size(0) == 0:
+                out[f"{key}_{name}"] = target.new_zeros(())
+                continue
+            score = self._per_image(x_hat, x)
+            scores.append(score)
+            out[f"{key}_{name}"] = score.mean()
+            distortion = 255**2 * score if self.metric == "mse" else 1 - score
+            weighted.append(self.lmbda[name] * distortion)
+        if not weighted:
+            raise ValueError("output holds no reconstruction on any path")
+        out[key] = torch.cat(scores).mean()
+        out["distortion_loss"] = torch.cat(weighted).mean()
+        out["loss"] = out["bpp_loss"] + out["distortion_loss"]
+        if self.return_type == "all":
+            return out
+        return out[self.return_type]
+
+    def _per_image(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        if self.metric == "mse":
+            return (x_hat - x).pow(2).flatten(1).mean(1)
+        from pytorch_msssim import ms_ssim
+
+        return ms_ssim(x_hat, x, data_range=1.0, size_average=False)
+
+
+@torch.no_grad()
+def evidential_split(
+    image_embeds: Tensor,
+    text_embeds: Tensor,
+    logit_scale: float = DEFAULT_LOGIT_SCALE,
+    tau: float = DEFAULT_TAU,
+    exclude_self: bool = True,
+) -> Dict[str, Tensor]:
+    r"""Evidence, Dirichlet parameters, clean/uncertain split and soft labels.
+
+    From the VLP's embeddings of the *original* images ``U`` and captions ``V``
+    (``(n, D)`` each, row ``i`` a pair):
+
+    - ``S = s·UVᵀ``, ``R = ½(S + Sᵀ)``, evidence ``E = exp(tanh(R)/τ)``;
+    - ``α_i2t = E + 1``, ``α_t2i = Eᵀ + 1``;
+    - normalised evidence ``N``: rows of ``E + Eᵀ`` divided by their sums;
+    - pair ``i`` is *clean* when ``argmax_j N_ij = i``, *uncertain* otherwise;
+    - soft labels of uncertain pairs: image label ``argmin_j α_i2t[i, j]`` (the
+      least-evidence caption), caption label ``argmin_j α_t2i[i, j]`` (the
+      least-evidence image).
+
+    With ``exclude_self`` the arg-min skips ``j = i``: the labels pull the
+    protected image *away* from its own caption, which a label equal to ``i``
+    would undo. An uncertain pair always has another candidate, since a batch of
+    one is always clean.
+
+    Returns:
+        dict with ``"similarity"`` (S), ``"evidence"`` (E), ``"alpha_i2t"``,
+        ``"alpha_t2i"``, ``"normalized_evidence"`` (N), ``"clean"`` (bool, n),
+        ``"image_labels"`` and ``"text_labels"`` (long, n; −1 for clean pairs)
+    """
+    if image_embeds.shape != text_embeds.shape or image_embeds.dim() != 2:
+        raise ValueError(
+            f"Expected image and text embeddings of the same shape (n, D), got "
+            f"{tuple(image_embeds.shape)} and {tuple(text_embeds.shape)}"
+        )
+    u = F.normalize(image_embeds.float(), dim=-1)
+    v = F.normalize(text_embeds.float(), dim=-1)
+    n = u.size(0)
+    similarity = logit_scale * u @ v.t()
+    evidence = torch.exp(torch.tanh(0.5 * (similarity + similarity.t())) / tau)
+    alpha_i2t = evidence + 1
+    alpha_t2i = evidence.t() + 1
+    joint = evidence + evidence.t()
+    normalized = joint / joint.sum(dim=1, keepdim=True)
+    index = torch.arange(n, device=u.device)
+    clean = normalized.argmax(dim=1) == index
+    if exclude_self and n > 1:
+        diagonal = torch.eye(n, dtype=torch.bool, device=u.device)
+        image_labels = alpha_i2t.masked_fill(diagonal, math.inf).argmin(dim=1)
+        text_labels = alpha_t2i.masked_fill(diagonal, math.inf).argmin(dim=1)
+    else:
+        image_labels = alpha_i2t.argmin(dim=1)
+        text_labels = alpha_t2i.argmin(dim=1)
+    return {
+        "similarity": similarity,
+        "evidence": evidence,
+        "alpha_i2t": alpha_i2t,
+        "alpha_t2i": alpha_t2i,
+        "normalized_evidence": normalized,
+        "clean": clean,
+        "image_labels": image_labels.masked_fill(clean, -1),
+        "text_labels": text_labels.masked_fill(clean, -1),
+    }
+
+
+def adaptive_weights(
+    losses: Sequence[Tensor], present: Sequence[bool], eps: float = 1e-4
+) -> List[Tensor]:
+    r"""Detached inverse-loss weights ``w_k ∝ 1/(L_k + ε)``, normalised to sum 1.
+
+    Only the terms that exist in the batch (``present``) are weighted; an absent
+    term gets weight 0 instead of the near-1 weight its zero value would earn.
+    Every loss must be non-negative.
+    """
+    zero = losses[0].detach().new_zeros(())
+    inverse = [
+        1.0 / (loss.detach().clamp_min(0) + eps) if here else zero
+        for loss, here in zip(losses, present)
+    ]
+    total = sum(inverse)
+    if not any(present):
+        return [zero for _ in losses]
+    return [w / total for w in inverse]
+
+
+class UAEOLoss(nn.Module):
+    r"""Uncertainty-Aware Encryption-Oriented loss on the protected decode.
+
+    For the images decoded on the protected path (with their captions), the frozen
+    VLP embeds the original images ``U``, the captions ``V`` and the protected
+    reconstructions ``P``. :func:`evidential_split` on ``(U, V)`` sorts the pairs:
+
+    - clean pairs (the VLP matches them): ``L_clean`` = mean of
+      ``cosine_offset + cos(p_i, v_i)``, which pushes the protected image away
+      from its caption;
+    - uncertain pairs: ``L_i2t`` = cross-entropy of logits ``s·p_i·Vᵀ`` towards
+      the image label, ``L_t2i`` = cross-entropy of logits ``s·v_i·Pᵀ`` towards
+      the caption label, and ``L_unc = ½(L_i2t + L_t2i)``.
+
+    **Index space.** Split, labels, caption keys (i2t) and image keys (t2i) all
+    refer to the same set: the samples that have a protected reconstruction, in
+    batch order (every sample when both paths are decoded). A label is thus
+    always a valid key index, which fixes the reference implementation's
+    mismatch between batch-wide keys and subset labels.
+
+    **Weighting.** ``"fixed"`` (stage 1): ``L_vlp = clean_weight·L_clean +
+    uncertain_weight·L_unc`` (10 and 1 in the paper). ``"adaptive"`` (stage 2):
+    ``w_c ∝ 1/(L_clean + ε)``, ``w_u ∝ 1/(L_unc + ε)``, normalised to sum 1 and
+    detached: they rescale the two gradients (``w_c∇L_clean + w_u∇L_unc``) and
+    are not objectives themselves; left attached, the sum would turn into the
+    harmonic mean of the terms and train something else. The paper's raw cosine
+    can be negative, which makes ``1/L`` change sign and explode around 0 (a
+    negative weight turns descent on a term into ascent); we use
+    ``1 + cos ∈ [0, 2]`` (``cosine_offset = 1``), which has the same gradient as
+    the cosine, so stage 1 trains exactly as the paper's while both adaptive
+    terms stay non-negative and the weights lie in [0, 1]. When a term is near 0
+    its weight tends to 1 and ``L_vlp`` stays bounded by ``2·min(L_clean,
+    L_unc) + O(ε)``; a term absent from the batch (no clean or no uncertain
+    pair) gets weight 0 and the other weight 1.
+
+    **Degenerate batches** are well defined: no protected sample gives 0 (still
+    attached to the graph), a batch of one is always clean, all-clean or
+    all-uncertain batches use the one existing term.
+
+    With a :class:`~compressai_psic.vlp.VLPEnsemble` every term is computed per
+    member and averaged with the ensemble weights.
+
+    Args:
+        vlp: a :class:`~compressai_psic.vlp.VLPAdapter`, an ensemble, or a list
+        weighting: ``"fixed"`` or ``"adaptive"``
+        logit_scale: s (1/0.07)
+        tau: evidence temperature τ (0.1)
+        clean_weight: weight of ``L_clean`` with fixed weighting (10)
+        uncertain_weight: weight of ``L_unc`` with fixed weighting (1)
+        cosine_offset: constant added to the clean cosine (1; 0 gives the paper's
+            raw cosine, allowed with fixed weighting only)
+        eps: ε of the adaptive weights
+        exclude_self: see :func:`evidential_split`
+
+    Output entries: ``"vlp_loss"``, ``"clean_loss"``, ``"uncertain_loss"``,
+    ``"i2t_loss"``, ``"t2i_loss"``, ``"clean_weight"``, ``"uncertain_weight"``,
+    ``"num_clean"``, ``"num_uncertain"``, ``"protected_cosine"`` and
+    ``"original_cosine"`` (mean cosine of each protected / original image with
+    its caption, detached), and ``"split"``: one dict per VLP with ``"index"``
+    (batch positions), ``"clean"``, ``"image_labels"``, ``"text_labels"``,
+    ``"alpha_i2t"``, ``"alpha_t2i"`` and ``"normalized_evidence"``.
+    """
+
+    def __init__(
+        self,
+        vlp: Union[VLPAdapter, VLPEnsemble, Sequence[VLPAdapter]],
+        weighting: str = "fixed",
+        logit_scale: float = DEFAULT_LOGIT_SCALE,
+        tau: float = DEFAULT_TAU,
+        clean_weight: float = 10.0,
+        uncertain_weight: float = 1.0,
+        cosine_offset: float = 1.0,
+        eps: float = 1e-4,
+        exclude_self: bool = True,
+    ):
+        super().__init__()
+        if weighting not in WEIGHTINGS:
+            raise ValueError(
+                f'Invalid weighting "{weighting}": use one of {list(WEIGHTINGS)}'
+            )
+        if weighting == "adaptive" and cosine_offset < 1:
+            raise ValueError(
+                "Adaptive weighting needs a non-negative clean term: cosine_offset "
+                f"must be >= 1, got {cosine_offset}"
+            )
+        if isinstance(vlp, (list, tuple)):
+            vlp = VLPEnsemble(vlp)
+        vlp_members(vlp)  # validates the type
+        self.vlp = vlp
+        self.weighting = weighting
+        self.logit_scale = float(logit_scale)
+        self.tau = float(tau)
+        self.clean_weight = float(clean_weight)
+        self.uncertain_weight = float(uncertain_weight)
+        self.cosine_offset = float(cosine_offset)
+        self.eps = float(eps)
+        self.exclude_self = exclude_self
+
+    def forward(
+        self,
+        output: Union[Mapping[str, Any], Tensor],
+        target: Tensor,
+        texts: Sequence[str],
+        beta: Any = None,
+    ) -> Dict[str, Any]:
+        r"""UAEO loss of a model output.
+
+        Args:
+            output: model output (see the module doc), or the protected
+                reconstructions themselves (one per target image)
+            target: the original images ``(B, 3, H, W)`` in ``[0, 1]``
+            texts: one caption per image
+            beta: per-sample paths when ``output["x_hat"]`` is one tensor
+        """
+        if texts is None or isinstance(texts, str) or len(texts) != target.size(0):
+            got = (
+                "none" if texts is None else 1 if isinstance(texts, str) else len(texts)
+            )
+            raise ValueError(
+                f"Expected one caption per image ({target.size(0)}), got {got}"
+            )
+        if isinstance(output, Tensor):
+            output = {"x_hat": output}
+            beta = "protected"
+        x_protected, x_original, index = decoded_paths(output, target, beta)[
+            "protected"
+        ]
+        captions = [texts[i] for i in index.tolist()]
+        results = [
+            (weight, self._member_terms(member, x_protected, x_original, captions))
+            for member, weight in vlp_members(self.vlp)
+        ]
+        out: Dict[str, Any] = {}
+        for key in results[0][1]:
+            if key == "split":
+                continue
+            if len(results) == 1:
+                out[key] = results[0][1][key]
+            else:
+                out[key] = sum(weight * terms[key] for weight, terms in results)
+        out["split"] = [dict(terms["split"], index=index) for _, terms in results]
+        return out
+
+    def _member_terms(
+        self,
+        vlp: VLPAdapter,
+        x_protected: Tensor,
+        x_original: Tensor,
+        captions: List[str],
+    ) -> Dict[str, Any]:
+        # Summing the (possibly empty) input keeps a zero loss attached to the graph.
+        zero = x_protected.sum() * 0.0
+        n = x_protected.size(0)
+        if n == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=x_protected.device)
+            return {
+                "vlp_loss": zero,
+                "clean_loss": zero,
+                "uncertain_loss": zero,
+                "i2t_loss": zero,
+                "t2i_loss": zero,
+                "clean_weight": zero.detach(),
+                "uncertain_weight": zero.detach(),
+                "num_clean": 0,
+                "num_uncertain": 0,
+                "protected_cosine": zero.detach(),
+                "original_cosine": zero.detach(),
+                "split": {
+                    "clean": empty.bool(),
+                    "image_labels": empty,
+                    "text_labels": empty,
+                    "alpha_i2t": zero.detach().new_zeros(0, 0),
+                    "alpha_t2i": zero.detach().new_zeros(0, 0),
+                    "normalized_evidence": zero.detach().new_zeros(0, 0),
+                },
+            }
+        # Embeddings come back on the VLP's device; the loss lives with the images.
+        device = x_protected.device
+        with torch.no_grad():
+            u = vlp.encode_image(x_original).to(device)
+            v = vlp.encode_text(captions).to(device)
+        split = evidential_split(
+            u, v, self.logit_scale, self.tau, exclude_self=self.exclude_self
+        )
+        p = vlp.encode_image(x_protected).to(device)
+        clean = split["clean"]
+        uncertain = ~clean
+        cosine = (p * v).sum(dim=-1)
+        has_clean = bool(clean.any())
+        has_uncertain = bool(uncertain.any())
+
+        clean_loss = (self.cosine_offset + cosine[clean]).mean() if has_clean else zero
+        if has_uncertain:
+            logits_i2t = self.logit_scale * p[uncertain] @ v.t()
+            logits_t2i = self.logit_scale * v[uncertain] @ p.t()
+            i2t_loss = F.cross_entropy(logits_i2t, split["image_labels"][uncertain])
+            t2i_loss = F.cross_entropy(logits_t2i, split["text_labels"][uncertain])
+        else:
+            i2t_loss = t2i_loss = zero
+        uncertain_loss = 0.5 * (i2t_loss + t2i_loss)
+
+        if self.weighting == "fixed":
+            w_clean = clean_loss.new_tensor(self.clean_weight)
+            w_uncertain = clean_loss.new_tensor(self.uncertain_weight)
+        else:
+            w_clean, w_uncertain = adaptive_weights(
+                [clean_loss, uncertain_loss], [has_clean, has_uncertain], self.eps
+            )
+        return {
+            "vlp_loss": w_clean * clean_loss + w_uncertain * uncertain_loss,
+            "clean_loss": clean_loss,
+            "uncertain_loss": uncertain_loss,
+            "i2t_loss": i2t_loss,
+            "t2i_loss": t2i_loss,
+            "clean_weight": w_clean.detach(),
+            "uncertain_weight": w_uncertain.detach(),
+            "num_clean": int(clean.sum()),
+            "num_uncertain": int(uncertain.sum()),
+            "protected_cosine": cosine.detach().mean(),
+            "original_cosine": (u * v).sum(dim=-1).mean(),
+            "split": {
+                key: split[key]
+                for key in (
+                    "clean",
+                    "image_labels",
+                    "text_labels",
+                    "alpha_i2t",
+                    "alpha_t2i",
+                    "normalized_evidence",
+                )
+            },
+        }
+
+
+register_criterion("psic-uaeo")(UAEOLoss)
+
+
+@register_criterion("psic")
+class PSICLoss(nn.Module):
+    r"""The full PSIC objective ``bpp + distortion + λ_vlp · L_vlp``.
+
+    Combines :class:`DualPathRateDistortionLoss` and :class:`UAEOLoss`; the dict
+    holds the entries of both, ``"rd_loss"`` (bpp + distortion) and ``"loss"``.
+
+    Args:
+        vlp: the frozen VLP(s) to defend against
+        lmbda_full: λ of the full decode (0.0011 in the paper)
+        lmbda_protected: λ of the protected decode (0.0011)
+        lmbda_vlp: weight of ``L_vlp`` (0.0009 in stage 1, 0.07 in stage 2)
+        metric: ``"mse"`` or ``"ms-ssim"``
+        stage: 1 (fixed weighting) or 2 (adaptive weighting)
+        weighting: ``"fixed"`` or ``"adaptive"``; overrides the stage's choice
+        **uaeo_kwargs: further :class:`UAEOLoss` arguments
+    """
+
+    def __init__(
+        self,
+        vlp: Union[VLPAdapter, VLPEnsemble, Sequence[VLPAdapter]],
+        lmbda_full: float = 0.0011,
+        lmbda_protected: float = 0.0011,
+        lmbda_vlp: float = 0.0009,
+        metric: str = "mse",
+        stage: int = 1,
+        weighting: str | None = None,
+        **uaeo_kwargs: Any,
+    ):
+        super().__init__()
+        if stage not in (1, 2):
+            raise ValueError(f"Invalid stage {stage!r}: use one of [1, 2]")
+        if weighting is None:
+            weighting = "fixed" if stage == 1 else "adaptive"
+        self.stage = stage
+        self.lmbda_vlp = float(lmbda_vlp)
+        self.rate_distortion = DualPathRateDistortionLoss(
+            lmbda_full, lmbda_protected, metric
+        )
+        self.uaeo = UAEOLoss(vlp, weighting=weighting, **uaeo_kwargs)
+
+    @property
+    def vlp(self) -> Union[VLPAdapter, VLPEnsemble]:
+        return self.uaeo.vlp
+
+    def forward(
+        self,
+        output: Mapping[str, Any],
+        target: Tensor,
+        texts: Sequence[str],
+        beta: Any = None,
+    ) -> Dict[str, Any]:
+        out = dict(self.rate_distortion(output, target, beta))
+        out["rd_loss"] = out.pop("loss")
+        out.update(self.uaeo(output, target, texts, beta))
+        out["loss"] = out["rd_loss"] + self.lmbda_vlp * out["vlp_loss"]
+        return out
