@@ -756,6 +756,23 @@ register_command(
 )
 
 
+def _register_demo() -> None:
+    # demo imports its heavy dependencies (open_clip, ...) only when it runs.
+    from . import demo
+
+    register_command(
+        Command(
+            "demo",
+            "compress generated scenes, decode both paths and ask the demo VLP",
+            demo.add_arguments,
+            demo.run,
+        )
+    )
+
+
+_register_demo()
+
+
 class _Parser(argparse.ArgumentParser):
     """Reports usage errors in one line, like every other ``psic`` error."""
 
