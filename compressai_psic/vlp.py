@@ -62,7 +62,7 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 #: Backends understood by :func:`build_vlp`.
-VLP_BACKENDS = ("open_clip", "clip", "tiny")
+VLP_BACKENDS = ("open_clip", "clip", "demo", "tiny")
 
 _RESIZE_MODES = ("shortest", "squash")
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".tar", ".npz")
@@ -784,6 +784,8 @@ def build_vlp(
       pretrained tag or ``random``; e.g. ``open_clip:ViT-B-32:/w/ViT-B-32.pt``,
       ``open_clip:ViT-B-32:openai``, ``open_clip:ViT-B-32:random``;
     - ``clip:<name or file>[:<download_root>]``: OpenAI's ``clip`` package;
+    - ``demo[:<weights file>]``: the small CLIP trained on the package's scene
+      benchmark and shipped under ``zoo/`` (the demo's attacker);
     - ``tiny[:<seed>]``: a tiny randomly initialised open_clip model (tests,
       smoke runs and timing only).
 
@@ -809,6 +811,12 @@ def build_vlp(
         return VLPEnsemble(flat)
 
     backend, name, weights = _split_spec(spec)
+    if backend == "demo":
+        from .demo_vlp import load_demo_vlp
+
+        # "demo" or "demo:<weights file>": the small CLIP shipped under zoo/.
+        path = ":".join(p for p in (name, weights) if p) or None
+        return load_demo_vlp(path, device=device or "cpu", autocast=autocast)
     if backend == "tiny":
         from .testing import tiny_vlp
 

@@ -249,7 +249,7 @@ def test_build_vlp_specs_and_ensembles(tmp_path):
         None,
     )
     assert split_spec("clip:ViT-B/32") == ("clip", "ViT-B/32", None)
-    with pytest.raises(ValueError, match="'open_clip', 'clip', 'tiny'"):
+    with pytest.raises(ValueError, match="'open_clip', 'clip', 'demo', 'tiny'"):
         build_vlp("blip:base")
     with pytest.raises(ValueError, match="model name"):
         build_vlp("open_clip:")
