@@ -269,20 +269,30 @@ class ShieldedMixin:
         values = torch.cat(
             [encoder.condition_values(c, batch, device, dtype) for c in conditions]
         )
+        # One encoder and projection call per distinct value: GEMM results depend
+        # on the batch layout, and a decode must not depend on what else is
+        # decoded with it (single and multi-condition decodes agree bit for bit
+        # up to the synthesis itself).
+        unique, inverse = torch.unique(values, return_inverse=True)
+        anchor = None
         if self._psic_architecture.anchor_full:
             # Bias P(t(β) − t(0)): the full path is the base synthesis exactly.
             zero = encoder.condition_values(encoder.full_condition, 1, device, dtype)
-            triggers = encoder(torch.cat((values, zero)))
-            triggers = triggers[:-1] - triggers[-1:]
-            # GEMM rows are not bitwise alike, so zero the full rows explicitly.
-            is_full = (values == zero).reshape(-1, 1)
-            triggers = torch.where(is_full, torch.zeros_like(triggers), triggers)
-        else:
-            triggers = encoder(values)
+            anchor = (zero, encoder(zero))
+        per_value: List[List[Tensor]] = [[] for _ in self._psic_points]
+        for value in unique:
+            value = value.reshape(1)
+            trigger = encoder(value)
+            if anchor is not None:
+                if bool(value == anchor[0]):
+                    trigger = torch.zeros_like(trigger)
+                else:
+                    trigger = trigger - anchor[1]
+            for rows, point in zip(per_value, self._psic_points):
+                rows.append(self.projection(point)(trigger))
         biases = {}
-        for point in self._psic_points:
-            bias = self.projection(point)(triggers)
-            biases[point.target] = bias.to(y_hat.dtype)
+        for rows, point in zip(per_value, self._psic_points):
+            biases[point.target] = torch.cat(rows)[inverse].to(y_hat.dtype)
         self._psic_call = _ActiveCall(len(conditions), batch, biases)
 
     def _psic_leave_synthesis(self, module: nn.Module, args: Tuple, out: Tensor):

@@ -492,7 +492,7 @@ def coding_model():
     return model
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     height=st.integers(8, 150).filter(lambda v: v % 64),
     width=st.integers(8, 150).filter(lambda v: v % 64),
