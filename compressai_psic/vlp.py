@@ -12,7 +12,7 @@ its caption. This module wraps VLPs behind one small interface:
 
 VLP parameters never require gradients and the wrapped model stays in eval mode
 whatever ``.train()`` is called with. On CUDA the encoders run under
-``torch.autocast`` (float16 by default); embeddings are returned as float32.
+``torch.autocast`` (bfloat16 by default); embeddings are returned as float32.
 
 Backends:
 
@@ -115,7 +115,7 @@ class VLPAdapter(nn.Module):
         std: Sequence[float] = OPENAI_CLIP_STD,
         resize_mode: str = "shortest",
         autocast: bool = True,
-        autocast_dtype: torch.dtype = torch.float16,
+        autocast_dtype: torch.dtype = torch.bfloat16,
         name: str = "vlp",
     ):
         super().__init__()

@@ -214,8 +214,9 @@ def _load_model(
         raise RuntimeError(
             f"No PSIC weights are published for {architecture} (quality={quality}, "
             f"metric={metric}) in {manifest_path()}. Train them with "
-            f"`python -m tools.train --model {architecture}` (see README) and load the "
-            "result with compressai_psic.load_checkpoint, or add a manifest entry "
+            f"`python -m compressai_psic.train --model {architecture}` (see README) "
+            "and load the result with compressai_psic.load_checkpoint, or add a "
+            "manifest entry "
             f"(file, sha256) and put the file in {cache_dir()}"
         )
     if entry.get("includes_base"):
