@@ -370,11 +370,14 @@ class ShieldedMixin:
     def forward_multi(
         self, x: Tensor, conditions: Sequence[Condition] = ("full", "protected")
     ) -> Dict[str, Any]:
-        """Forward with several conditions; ``x_hat`` is a list, one per condition."""
+        """Forward with several conditions; ``x_hat`` is a list, one per condition,
+        and ``conditions`` repeats them (the losses read it)."""
         conditions = _as_condition_list(conditions)
         with self.conditioned(conditions):
             out = super().forward(x)
         out["x_hat"] = self._split(out["x_hat"], len(conditions))
+        # Lets the losses tell which reconstruction is which path.
+        out["conditions"] = list(conditions)
         return out
 
     def decompress(
