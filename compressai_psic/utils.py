@@ -6,6 +6,7 @@ import functools
 import hashlib
 import os
 import re
+import sys
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -17,6 +18,8 @@ from torch import Tensor
 
 __all__ = [
     "crop_padding",
+    "peak_rss_mib",
+    "rss_mib",
     "load_torch_file",
     "normalize_state_dict",
     "pad_to_multiple",
@@ -140,3 +143,21 @@ def load_torch_file(
             "dicts, lists and numbers are accepted; re-save the state dict with "
             "torch.save(model.state_dict(), path)"
         ) from err
+
+
+def rss_mib() -> float:
+    """Current resident set size of this process in MiB (Linux; NaN elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, AttributeError):
+        return float("nan")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process in MiB (for benchmarks)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10

@@ -28,28 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from typing import Dict, List
 
+from compressai_psic.utils import peak_rss_mib, rss_mib
+
 VLP_SPECS = {"tiny": "tiny", "ViT-B-32": "open_clip:ViT-B-32:random"}
-
-
-def _rss_mib() -> float:
-    """Current resident set size (Linux), in MiB."""
-    try:
-        with open("/proc/self/statm") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
-
-
-def _peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def trainer_argv(args: argparse.Namespace, batch_size: int) -> List[str]:
@@ -120,7 +106,7 @@ def run_worker(args: argparse.Namespace, batch_size: int) -> Dict[str, object]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    rss_before = _rss_mib()
+    rss_before = rss_mib()
     for step in range(args.warmup):
         images, captions = batches[step % 2]
         train_step(
@@ -173,7 +159,7 @@ def run_worker(args: argparse.Namespace, batch_size: int) -> Dict[str, object]:
         result["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         result["rss_before_mib"] = rss_before
-        result["peak_rss_mib"] = _peak_rss_mib()
+        result["peak_rss_mib"] = peak_rss_mib()
     return result
 
 

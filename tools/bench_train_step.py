@@ -28,30 +28,16 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from typing import Dict, List
 
+from compressai_psic.utils import peak_rss_mib, rss_mib
+
 VLP_CHOICES = ("tiny", "ViT-B-32")
 CAPTION_WORDS = ("a", "photo", "of", "red", "dog", "car", "street", "sunny", "two")
-
-
-def _rss_mib() -> float:
-    """Current resident set size (Linux), in MiB."""
-    try:
-        with open("/proc/self/statm") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
-
-
-def _peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def _captions(batch_size: int, step: int) -> List[str]:
@@ -131,7 +117,7 @@ def run_worker(args: argparse.Namespace) -> Dict[str, object]:
     for index in range(args.warmup):
         step(index)
     synchronize()
-    rss_before = _rss_mib()
+    rss_before = rss_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -159,7 +145,7 @@ def run_worker(args: argparse.Namespace) -> Dict[str, object]:
         result["peak_mem_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         result["mem_kind"] = "cuda max_memory_allocated"
     else:
-        result["peak_mem_mib"] = _peak_rss_mib()
+        result["peak_mem_mib"] = peak_rss_mib()
         result["rss_before_mib"] = rss_before
         result["mem_kind"] = "peak RSS (process)"
     return result
