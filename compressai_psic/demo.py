@@ -155,7 +155,7 @@ def run_demo(
     """
     from .datasets import SceneCaptions
     from .demo_vlp import load_demo_vlp
-    from .retrieval import _codec_roundtrip, evaluate_privacy, scraper_transforms
+    from .retrieval import codec_roundtrip, evaluate_privacy, scraper_transforms
     from .zoo import load_named, manifest_entry
 
     start = time.perf_counter()
@@ -195,7 +195,7 @@ def run_demo(
             [pil_to_tensor(dataset.load_image(i)) for i in range(rows)]
         )
         with torch.inference_mode():
-            decoded = _codec_roundtrip(model, originals)
+            decoded = codec_roundtrip(model, originals)
         images = {
             "original": originals,
             "full": decoded["full"],

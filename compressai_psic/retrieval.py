@@ -412,10 +412,6 @@ def codec_roundtrip(model: nn.Module, x: Tensor) -> Dict[str, Any]:
     }
 
 
-# Kept for callers of the earlier private name.
-_codec_roundtrip = codec_roundtrip
-
-
 def _psnr(a: Tensor, b: Tensor) -> List[float]:
     # On 8-bit values, as CompressAI's eval_model measures it.
     a8 = a.clamp(0, 1).mul(255).round()

@@ -230,9 +230,14 @@ def _load_model(
 def load_named(name: str, progress: bool = True) -> nn.Module:
     """Loads a named manifest model (e.g. the demo model) with its sha256 check."""
     entry = manifest_entry(name=name)
+    codecs = [e.get("name") for e in load_manifest() if e.get("architecture")]
     if entry is None:
-        names = [e.get("name") for e in load_manifest() if e.get("name")]
-        raise ValueError(f'Unknown model "{name}"; the manifest has {names}')
+        raise ValueError(f'Unknown model "{name}"; the manifest has codecs {codecs}')
+    if entry.get("architecture") not in SHIELDED_CLASSES:
+        raise ValueError(
+            f'Manifest entry "{name}" is not a shielded codec (kind '
+            f"{entry.get('kind', 'unknown')!r}); codecs: {codecs}"
+        )
     cls = SHIELDED_CLASSES[entry["architecture"]]
     state = load_torch_file(_weights_file(entry, progress))
     return cls.from_state_dict(state).eval()

@@ -527,3 +527,16 @@ def test_pad_crop_inverse(height, width, multiple):
     padded, padding = psic.pad_to_multiple(x, multiple)
     assert padded.shape[-2] % multiple == 0 and padded.shape[-1] % multiple == 0
     assert torch.equal(psic.crop_padding(padded, padding), x)
+
+
+def test_load_named_refuses_non_codec_entries(monkeypatch, tmp_path):
+    import json
+
+    manifest = tmp_path / "manifest.json"
+    entry = {"name": "some-vlp", "kind": "vlp", "file": "x.pt", "sha256": "0" * 64}
+    manifest.write_text(json.dumps({"models": [entry]}))
+    monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(manifest))
+    with pytest.raises(ValueError, match="not a shielded codec"):
+        zoo.load_named("some-vlp")
+    with pytest.raises(ValueError, match="Unknown model"):
+        zoo.load_named("nothing")
