@@ -328,6 +328,9 @@ class ShieldedMixin:
                 f"Batch mismatch at {target}: features {out.size(0)}, "
                 f"biases {bias.size(0)}"
             )
+        if not out.requires_grad:
+            # Decoding: skip a full-size allocation (autograd is not involved).
+            return out.add_(bias.view(view))
         return out + bias.view(view)
 
     # ----------------------------------------------------------- conditions
