@@ -540,3 +540,24 @@ def test_load_named_refuses_non_codec_entries(monkeypatch, tmp_path):
         zoo.load_named("some-vlp")
     with pytest.raises(ValueError, match="Unknown model"):
         zoo.load_named("nothing")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["bmshj2018-hyperprior", "psic-hy2018"])
+def test_cuda_forward_and_dual_decode(name, image):
+    model = psic.shield(tiny_base(name))
+    perturb_triggers(model)
+    cpu_out = model(image, condition=["full", "protected"])["x_hat"]
+    model = model.cuda()
+    model.update(force=True)
+    with torch.no_grad():
+        out = model(image.cuda(), condition=["full", "protected"])["x_hat"]
+        enc = model.compress(image.cuda())
+        both = model.decompress_multi(
+            enc["strings"], enc["shape"], ["full", "protected"]
+        )
+    for a, b in zip(out, cpu_out):
+        assert a.device.type == "cuda"
+        torch.testing.assert_close(a.cpu(), b.detach(), rtol=1e-3, atol=1e-3)
+    assert all(x.device.type == "cuda" for x in both["x_hat"])
+    assert not torch.equal(both["x_hat"][0], both["x_hat"][1])
