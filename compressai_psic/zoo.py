@@ -174,8 +174,8 @@ def _base_pretrained(architecture: str, metric: str, quality: int, progress: boo
         ) from err
 
 
-def _load_entry_weights(model: nn.Module, entry: Dict[str, Any], progress: bool):
-    state = load_torch_file(_weights_file(entry, progress))
+def _load_entry_weights(model: nn.Module, weights: Path, entry: Dict[str, Any]):
+    state = load_torch_file(weights)
     result = model.load_state_dict(state, strict=bool(entry.get("includes_base")))
     if not entry.get("includes_base"):
         groups = model.parameter_groups()
@@ -219,11 +219,14 @@ def _load_model(
             "manifest entry "
             f"(file, sha256) and put the file in {cache_dir()}"
         )
+    # The PSIC file first: it is small, and a missing one should not cost a
+    # download of CompressAI's weights before failing.
+    weights = _weights_file(entry, progress)
     if entry.get("includes_base"):
-        model = cls.from_state_dict(load_torch_file(_weights_file(entry, progress)))
+        model = cls.from_state_dict(load_torch_file(weights))
     else:
         model = shield(_base_pretrained(architecture, metric, quality, progress))
-        _load_entry_weights(model, entry, progress)
+        _load_entry_weights(model, weights, entry)
     return model.eval()
 
 

@@ -561,3 +561,34 @@ def test_cuda_forward_and_dual_decode(name, image):
         torch.testing.assert_close(a.cpu(), b.detach(), rtol=1e-3, atol=1e-3)
     assert all(x.device.type == "cuda" for x in both["x_hat"])
     assert not torch.equal(both["x_hat"][0], both["x_hat"][1])
+
+
+def test_pretrained_offline_names_the_file_to_download(monkeypatch, tmp_path):
+    """PSIC weights on top of CompressAI's: the base download fails offline."""
+    import json
+    import urllib.error
+
+    import compressai.zoo as cai_zoo
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    from compressai_psic.utils import sha256_file
+
+    monkeypatch.setitem(cai_zoo.image_models, "mbt2018-mean", offline)
+    manifest = tmp_path / "manifest.json"
+    delta = tmp_path / "delta.pth.tar"
+    torch.save({}, delta)
+    entry = {
+        "architecture": "mbt2018-mean",
+        "metric": "mse",
+        "quality": 2,
+        "file": delta.name,
+        "sha256": sha256_file(delta),
+        "includes_base": False,
+    }
+    manifest.write_text(json.dumps({"models": [entry]}))
+    monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(manifest))
+    monkeypatch.setenv("COMPRESSAI_PSIC_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match=r"Download https://.*mbt2018-mean.*put it"):
+        zoo.mbt2018_mean(2, pretrained=True)
