@@ -8,10 +8,12 @@ Injection points, per family:
   the inverse GDN after it (``g_s.4``, ``g_s.5``, N channels at ½ resolution).
   Everything before ``g_s.4`` is shared when both paths are decoded together,
   which keeps dual decoding well under two single decodes.
-- Cheng 2020 (anchor and attention): inside every residual block of ``g_s``, after
-  ``conv1`` and after ``conv2`` (before their activations), like the paper's
-  conditional residual blocks. Decoding is dominated by the autoregressive
-  entropy decoder, so the synthesis can afford more points.
+- Cheng 2020 (anchor and attention): the output of the upsampling block that
+  reaches ½ resolution, then ``conv1`` and ``conv2`` (before their activations)
+  of the last residual block, like the paper's conditional residual blocks.
+  Earlier blocks stay shared: a stacked dual decode repeats only the last
+  residual block and the final sub-pixel convolution, which keeps it close to
+  the cost of one decode next to the autoregressive entropy decoder.
 - ``psic-hy2018``: the authors' layout, key for key (see ``SPEC.md``): a scale
   hyperprior whose synthesis is a stack of conditional residual blocks (GELU) and
   upsampling residual blocks, stored under ``g_s_cond.synthesis_transform`` with
@@ -59,14 +61,18 @@ ZOO_ARCHITECTURES = (
 GDN_POINTS = ("g_s.4", "g_s.5")
 
 
-def residual_block_points(model: nn.Module) -> List[InjectionPoint]:
-    """``conv1`` and ``conv2`` of every ``ResidualBlock`` at the top of ``g_s``."""
-    points = []
-    for index, block in enumerate(model.g_s):
-        if type(block) is ResidualBlock:
-            for conv in ("conv1", "conv2"):
-                points.append(InjectionPoint(f"g_s.{index}.{conv}"))
-    return points
+def last_residual_block_points(model: nn.Module) -> List[InjectionPoint]:
+    """The block before the last ``ResidualBlock`` of ``g_s`` (its output) and
+    ``conv1``/``conv2`` of that residual block."""
+    blocks = [i for i, block in enumerate(model.g_s) if type(block) is ResidualBlock]
+    if not blocks or blocks[-1] == 0:
+        raise ValueError("g_s has no residual block after its first layer")
+    last = blocks[-1]
+    return [
+        InjectionPoint(f"g_s.{last - 1}", channels=model.N),
+        InjectionPoint(f"g_s.{last}.conv1"),
+        InjectionPoint(f"g_s.{last}.conv2"),
+    ]
 
 
 def cheng_config(state_dict: Mapping) -> Dict[str, int]:
@@ -193,10 +199,10 @@ def _register_all() -> Dict[str, type]:
         classes[name] = register_architecture(
             name,
             cls,
-            residual_block_points,
+            last_residual_block_points,
             config_from_state_dict=cheng_config,
             override=True,
-            description=f"{cls.__name__}; biases after conv1/conv2 of residual blocks",
+            description=f"{cls.__name__}; biases in the last residual block",
         )
     classes["psic-hy2018"] = register_architecture(
         "psic-hy2018",
