@@ -97,7 +97,11 @@ def bench_architecture(
                 _time(lambda: shielded.decompress_multi(strings, shape))
             )
     med = {k: statistics.median(v) for k, v in timings.items()}
+    low = {k: min(v) for k, v in timings.items()}
     return {
+        "timings_s": timings,
+        "min_shielded_over_base": low["shielded"] / low["base"],
+        "min_both_over_one": low["both"] / low["shielded"],
         "architecture": name,
         "quality": quality,
         "base_s": med["base"],
