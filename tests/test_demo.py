@@ -1,0 +1,247 @@
+"""Tests of the shipped demo models and of ``psic demo``: the manifest's files
+match their sha256 and load, a fast demo (few scenes) runs and the protected
+decode hides the scenes from the demo VLP, and the retraining tool builds valid
+training commands and manifest entries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from compressai_psic import cli, zoo
+from compressai_psic.demo import DEMO_MODEL_NAME, run_demo
+from compressai_psic.demo_vlp import DEMO_VLP_NAME
+from compressai_psic.models import ShieldedMixin
+from compressai_psic.train import parse_args as parse_train_args
+from compressai_psic.utils import sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location(
+    "train_demo_psic", ROOT / "tools" / "train_demo_psic.py"
+)
+train_demo_psic = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_demo_psic)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def two_threads():
+    # The demo's batches are small enough that two threads help on CI too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def demo_entry():
+    entry = zoo.manifest_entry(name=DEMO_MODEL_NAME)
+    if entry is None:
+        pytest.fail(
+            "zoo/manifest.json has no demo-psic entry; run tools/train_demo_psic.py"
+        )
+    return entry
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    report = run_demo(num_images=20, output_dir=out, robustness=False, progress=False)
+    return out, report
+
+
+# ------------------------------------------------------------ shipped checkpoints
+
+
+@pytest.mark.parametrize("name", [DEMO_MODEL_NAME, DEMO_VLP_NAME])
+def test_shipped_files_match_their_sha256(name):
+    entry = zoo.manifest_entry(name=name)
+    assert entry is not None, f"no {name} entry in the manifest"
+    path = zoo.zoo_dir() / entry["file"]
+    assert path.is_file()
+    digest = sha256_file(path)
+    assert digest == entry["sha256"]
+    # CompressAI's naming: <name>-<sha256[:8]>.pth.tar
+    assert entry["file"] == f"{name}-{digest[:8]}.pth.tar"
+    assert path.stat().st_size < 8 * 2**20  # a few MB
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_demo_psic_entry_describes_the_model(demo_entry):
+    assert demo_entry["architecture"] == "bmshj2018-hyperprior"
+    assert demo_entry["includes_base"] is True
+    assert demo_entry["image_size"] == 64
+    assert demo_entry["command"].startswith("python tools/train_demo_psic.py")
+    assert demo_entry["train_seconds"] > 0
+    assert {"stage1", "stage2"} <= set(demo_entry["recipe"])
+    metrics = demo_entry["metrics"]
+    assert metrics["num_images"] == 100
+    for variant in ("original", "full", "protected"):
+        assert set(metrics["recall"][variant]) == {"i2t", "t2i"}
+    # The recorded verdicts follow from the recorded figures, and the shipped
+    # model meets every required target.
+    assert demo_entry["targets"] == train_demo_psic.check_targets(metrics)
+    assert all(t["met"] for t in demo_entry["targets"].values() if t["required"])
+
+
+def test_load_named_builds_the_shipped_codec(demo_entry):
+    net = zoo.load_named(DEMO_MODEL_NAME, progress=False)
+    assert isinstance(net, ShieldedMixin)
+    assert net.architecture == demo_entry["architecture"]
+    assert not net.training
+    config = demo_entry["config"]
+    assert net.g_a[0].out_channels == config["N"]
+    assert net.g_a[6].out_channels == config["M"]
+    assert [p.target for p in net.injection_points] == demo_entry["injection_points"]
+    # A real round trip: one bitstream, two different decodes.
+    x = torch.rand(1, 3, 64, 64)
+    net.update(force=True)
+    with torch.no_grad():
+        encoded = net.compress(x)
+        decoded = net.decompress_multi(
+            encoded["strings"], encoded["shape"], conditions=("full", "protected")
+        )
+    full, protected = decoded["x_hat"]
+    assert full.shape == protected.shape == x.shape
+    assert not torch.equal(full, protected)
+
+
+def test_load_named_refuses_a_tampered_file(demo_entry, tmp_path, monkeypatch):
+    source = zoo.zoo_dir() / demo_entry["file"]
+    tampered = tmp_path / demo_entry["file"]
+    data = bytearray(source.read_bytes())
+    data[-1] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    manifest = {"models": [{k: v for k, v in demo_entry.items() if k != "_root"}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(tmp_path / "manifest.json"))
+    monkeypatch.setenv("COMPRESSAI_PSIC_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="sha256"):
+        zoo.load_named(DEMO_MODEL_NAME, progress=False)
+
+
+# ---------------------------------------------------------------------- the demo
+
+
+def test_fast_demo_protects_the_scenes(demo_report):
+    out, report = demo_report
+    assert report["num_images"] == 20
+    recall = report["recall"]
+    # The originals are readable, the full decode keeps them readable, the
+    # protected decode of the same bitstream does not.
+    assert recall["original"]["i2t"]["R@1"] >= 0.9
+    assert recall["protected"]["i2t"]["R@1"] < recall["full"]["i2t"]["R@1"]
+    assert recall["protected"]["t2i"]["R@1"] < recall["full"]["t2i"]["R@1"]
+    assert report["asr"]["protected"]["vs_full"]["i2t"]["R@1"] > 0
+    psnr = report["psnr"]
+    assert math.isfinite(psnr["full"]) and psnr["full"] > 0
+    assert math.isfinite(psnr["protected"]) and psnr["protected"] > 0
+    assert 0 < report["bpp"] < 24
+
+
+def test_fast_demo_writes_grid_and_report(demo_report):
+    out, report = demo_report
+    grid = out / "grid.png"
+    assert grid.is_file() and grid.stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(grid) as image:
+        # Three columns (original, full, protected) of 160-pixel cells.
+        assert image.size[0] == 3 * 160
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["recall"] == report["recall"]
+    assert saved["model"] == DEMO_MODEL_NAME
+
+
+def test_cli_demo_smoke(tmp_path, capsys):
+    out = tmp_path / "demo"
+    status = cli.main(
+        ["demo", "-n", "10", "-o", str(out), "--no-robustness", "--quiet"]
+    )
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "protected" in printed and "Recall@1" in printed
+    assert (out / "grid.png").is_file()
+    assert json.loads((out / "report.json").read_text())["num_images"] == 10
+
+
+# ------------------------------------------------------------ the retraining tool
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_stage_commands_parse_with_the_training_tool(stage, tmp_path):
+    init = tmp_path / "stage1" / "checkpoint_best_loss.pth.tar" if stage == 2 else None
+    argv = train_demo_psic.stage_argv(
+        stage, tmp_path / f"stage{stage}", train_demo_psic.RECIPE, init
+    )
+    args = parse_train_args(argv)
+    own = train_demo_psic.RECIPE[f"stage{stage}"]
+    assert args.stage == stage
+    assert args.dataset_format == "scenes"
+    assert args.vlp == ["demo"]
+    assert tuple(args.patch_size) == (64, 64)
+    assert args.lambda_full == own["lambda_full"]
+    assert args.lambda_prot == own["lambda_prot"]
+    assert args.lambda_vlp == own["lambda_vlp"]
+    assert args.learning_rate == own["learning_rate"]
+    assert args.batch_size == own["batch_size"]
+    assert args.cuda is False
+    if stage == 1:
+        assert args.model == "bmshj2018-hyperprior" and args.init is None
+        assert (args.N, args.M) == (64, 96)
+    else:
+        assert args.init == str(init)
+        assert args.export == DEMO_MODEL_NAME
+        assert args.stage2_params == own["stage2_params"]
+
+
+def _report(recall, num_images=100):
+    return {
+        "num_images": num_images,
+        "recall": {
+            variant: {"i2t": {"R@1": i2t}, "t2i": {"R@1": t2i}}
+            for variant, (i2t, t2i) in recall.items()
+        },
+    }
+
+
+def test_check_targets():
+    met = train_demo_psic.check_targets(
+        _report(
+            {"original": (0.99, 0.99), "full": (0.96, 0.97), "protected": (0.11, 0.02)}
+        )
+    )
+    assert all(t["met"] for t in met.values())
+    # Protected text→image is reported against the same bound, not required.
+    assert [k for k, t in met.items() if not t["required"]] == ["protected_t2i_R@1"]
+    assert met["protected_i2t_R@1"]["limit"] == pytest.approx(0.11)
+    assert met["full_t2i_R@1"]["limit"] == pytest.approx(0.96)
+    missed = train_demo_psic.check_targets(
+        _report(
+            {"original": (0.99, 0.99), "full": (0.95, 0.99), "protected": (0.12, 0.3)}
+        )
+    )
+    assert not missed["full_i2t_R@1"]["met"] and missed["full_t2i_R@1"]["met"]
+    assert not missed["protected_i2t_R@1"]["met"]
+    assert not missed["protected_t2i_R@1"]["met"]
+
+
+def test_update_manifest_replaces_only_its_entry(tmp_path):
+    other = {"name": "demo-vlp", "file": "demo-vlp-00000000.pth.tar", "sha256": "0"}
+    old = {"name": DEMO_MODEL_NAME, "file": "demo-psic-11111111.pth.tar"}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": [other, old]}))
+    new = {"name": DEMO_MODEL_NAME, "file": "demo-psic-22222222.pth.tar"}
+    replaced = train_demo_psic.update_manifest(tmp_path, new)
+    assert replaced == old["file"]
+    models = json.loads((tmp_path / "manifest.json").read_text())["models"]
+    assert models == [other, new]
+    # A first entry is appended.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert train_demo_psic.update_manifest(fresh, new) is None
+    assert json.loads((fresh / "manifest.json").read_text())["models"] == [new]
