@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -42,6 +43,7 @@ __all__ = [
     "load_named",
     "manifest_entry",
     "manifest_path",
+    "update_manifest",
     "mbt2018",
     "mbt2018_mean",
     "zoo_dir",
@@ -114,6 +116,39 @@ def manifest_entry(
         ):
             return entry
     return None
+
+
+def update_manifest(zoo: Path, entry: Dict[str, Any]) -> Optional[str]:
+    """Adds or replaces (in place) the entry of the same name in
+    ``zoo/manifest.json``, keeping every other entry; the file is written
+    atomically. Returns the file of the replaced entry, if any."""
+    path = zoo / "manifest.json"
+    data: Dict[str, Any] = {"models": []}
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+            raise ValueError(f"{path}: expected {{'models': [...]}}")
+    replaced = None
+    models = data["models"]
+    for index, other in enumerate(models):
+        if isinstance(other, dict) and other.get("name") == entry["name"]:
+            replaced = other.get("file")
+            models[index] = entry
+            break
+    else:
+        models.append(entry)
+    handle, tmp = tempfile.mkstemp(prefix=".manifest.", dir=zoo)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return replaced
 
 
 def _weights_file(entry: Dict[str, Any], progress: bool = True) -> Path:

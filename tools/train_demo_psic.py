@@ -63,6 +63,7 @@ import torch  # noqa: E402
 
 from compressai_psic import train as train_tool  # noqa: E402
 from compressai_psic.utils import sha256_file  # noqa: E402
+from compressai_psic.zoo import update_manifest  # noqa: E402
 
 __all__ = [
     "DEMO_PSIC_NAME",
@@ -220,39 +221,6 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{cpu} ({os.cpu_count()} cores), torch {torch.__version__}"
-
-
-def update_manifest(zoo: Path, entry: Dict[str, Any]) -> Optional[str]:
-    """Adds or replaces (in place) the entry of the same name in
-    ``zoo/manifest.json``, keeping every other entry; the file is written
-    atomically. Returns the file of the replaced entry, if any."""
-    path = zoo / "manifest.json"
-    data: Dict[str, Any] = {"models": []}
-    if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
-            raise ValueError(f"{path}: expected {{'models': [...]}}")
-    replaced = None
-    models = data["models"]
-    for index, other in enumerate(models):
-        if isinstance(other, dict) and other.get("name") == entry["name"]:
-            replaced = other.get("file")
-            models[index] = entry
-            break
-    else:
-        models.append(entry)
-    handle, tmp = tempfile.mkstemp(prefix=".manifest.", dir=zoo)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return replaced
 
 
 def _r1(report: Dict[str, Any], variant: str, direction: str) -> float:
