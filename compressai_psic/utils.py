@@ -21,6 +21,7 @@ __all__ = [
     "peak_rss_mib",
     "rss_mib",
     "load_torch_file",
+    "machine_description",
     "normalize_state_dict",
     "pad_to_multiple",
     "sha256_file",
@@ -161,3 +162,19 @@ def peak_rss_mib() -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def machine_description() -> str:
+    """CPU model, core count and torch version, for training records."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [
+                line.split(":", 1)[1].strip() for line in f if "model name" in line
+            ]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu} ({os.cpu_count()} cores), torch {torch.__version__}"

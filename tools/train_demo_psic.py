@@ -46,7 +46,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -62,7 +61,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from compressai_psic import train as train_tool  # noqa: E402
-from compressai_psic.utils import sha256_file  # noqa: E402
+from compressai_psic.utils import machine_description, sha256_file  # noqa: E402
 from compressai_psic.zoo import update_manifest  # noqa: E402
 
 __all__ = [
@@ -207,20 +206,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help="a few steps per stage and a 10-image evaluation, to check the pipeline",
     )
     return parser.parse_args(argv)
-
-
-def machine_description() -> str:
-    """CPU model, core count and torch version, for the record."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [
-                line.split(":", 1)[1].strip() for line in f if "model name" in line
-            ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} cores), torch {torch.__version__}"
 
 
 def _r1(report: Dict[str, Any], variant: str, direction: str) -> float:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -57,7 +56,7 @@ from compressai_psic.demo_vlp import (  # noqa: E402
     load_demo_vlp,
     train_demo_clip,
 )
-from compressai_psic.utils import sha256_file  # noqa: E402
+from compressai_psic.utils import machine_description, sha256_file  # noqa: E402
 from compressai_psic.zoo import update_manifest  # noqa: E402
 
 #: Test-split retrieval the shipped model must reach (issue: i2t R@1 ≥ 0.80).
@@ -133,20 +132,6 @@ def save_weights(model: torch.nn.Module, zoo: Path, fp32: bool) -> Path:
     os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
     os.replace(tmp, target)
     return target
-
-
-def machine_description() -> str:
-    """CPU model, core count and torch version, for the record."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [
-                line.split(":", 1)[1].strip() for line in f if "model name" in line
-            ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} cores), torch {torch.__version__}"
 
 
 def _pct(value: float) -> str:
