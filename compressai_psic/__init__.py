@@ -2,52 +2,93 @@ r"""compressai_psic: privacy-shielded decoding for CompressAI image models.
 
 One bitstream decodes by default to a **protected** image that people find fine
 but vision-language models cannot interpret, and, given the unlock condition, to
-the **full** image. Implements `"Privacy-Shielded Image Compression: Defending
-Against Exploitation from Vision-Language Pretrained Models"
-<https://arxiv.org/abs/2506.15201>`_, ICML 2025, for every CompressAI image
-architecture.
+the **full** image, for every CompressAI image architecture.
+
+The package imports lazily, so that ``psic --help`` and ``psic info`` start
+without torch: the names below load the core (``compressai_psic.models``) and the
+losses on first use, which also registers the shielded models
+(``psic-<name>``) and the criteria (``psic``, ``psic-rd``, ``psic-uaeo``) in
+``compressai.registry``. When torch or CompressAI is already imported,
+``import compressai_psic`` registers them at once; :func:`register` does it
+explicitly.
 """
 
+from __future__ import annotations
+
+import importlib
+import sys
 import warnings
+from typing import Any, List
 
-# CompressAI imports torch_geometric, whose torch.jit.script calls warn on every
-# start with torch >= 2.9; the warning is not about this package's code.
-warnings.filterwarnings(
-    "ignore", message=r".*torch\.jit\.script.*", category=FutureWarning
-)
+__version__ = "0.2.0"
 
-from .architectures import SHIELDED_CLASSES, ZOO_ARCHITECTURES, PSICHyperprior
-from .checkpoints import load_checkpoint
-from .conditions import CONDITION_NAMES, ConditionEncoder, FourierConditionEncoder
-from .models import ShieldedMixin, TriggerProjection, shield, shielded_class
-from .registry import (
-    ARCHITECTURES,
-    Architecture,
-    InjectionPoint,
-    get_architecture,
-    register_architecture,
-)
-from .utils import crop_padding, pad_to_multiple
+#: Public name → module that defines it.
+_EXPORTS = {
+    **{
+        name: "compressai_psic.models"
+        for name in (
+            "ARCHITECTURES",
+            "Architecture",
+            "CONDITION_NAMES",
+            "ConditionEncoder",
+            "FourierConditionEncoder",
+            "InjectionPoint",
+            "PSICHyperprior",
+            "SHIELDED_CLASSES",
+            "ShieldedMixin",
+            "TriggerProjection",
+            "ZOO_ARCHITECTURES",
+            "get_architecture",
+            "guess_architecture",
+            "load_checkpoint",
+            "register_architecture",
+            "shield",
+            "shielded_class",
+            "unshield",
+        )
+    },
+    **{
+        name: "compressai_psic.losses"
+        for name in ("DualPathRateDistortionLoss", "PSICLoss", "UAEOLoss")
+    },
+    "crop_padding": "compressai_psic.utils",
+    "pad_to_multiple": "compressai_psic.utils",
+}
 
-__version__ = "0.1.0"
+__all__ = sorted(_EXPORTS) + ["register"]
 
-__all__ = [
-    "ARCHITECTURES",
-    "Architecture",
-    "CONDITION_NAMES",
-    "ConditionEncoder",
-    "FourierConditionEncoder",
-    "InjectionPoint",
-    "PSICHyperprior",
-    "SHIELDED_CLASSES",
-    "ShieldedMixin",
-    "TriggerProjection",
-    "ZOO_ARCHITECTURES",
-    "crop_padding",
-    "get_architecture",
-    "load_checkpoint",
-    "pad_to_multiple",
-    "register_architecture",
-    "shield",
-    "shielded_class",
-]
+
+def _silence_third_party_warnings() -> None:
+    # CompressAI imports torch_geometric, whose torch.jit.script calls warn on
+    # every start with torch >= 2.9; the warning is not about this package's code.
+    warnings.filterwarnings(
+        "ignore", message=r".*torch\.jit\.script.*", category=FutureWarning
+    )
+
+
+def register() -> None:
+    """Loads the core and the losses, registering them in ``compressai.registry``."""
+    _silence_third_party_warnings()
+    importlib.import_module("compressai_psic.models")
+    importlib.import_module("compressai_psic.losses")
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        if name in ("zoo",):
+            return importlib.import_module(f"compressai_psic.{name}")
+        raise AttributeError(f"module 'compressai_psic' has no attribute {name!r}")
+    register()
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+_silence_third_party_warnings()
+if "torch" in sys.modules or "compressai" in sys.modules:
+    register()

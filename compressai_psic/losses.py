@@ -14,17 +14,10 @@ They return dictionaries like CompressAI's ``RateDistortionLoss`` (``"bpp_loss"`
 ``"mse_loss"`` or ``"ms_ssim_loss"``, ``"loss"``) with per-path and per-term
 entries added.
 
-**Which sample took which path.** The model output may give
-
-- ``x_hat`` as a tensor ``(B, 3, H, W)`` together with ``beta``, a tensor of
-  shape ``(B,)`` with 1 = protected and 0 = full (or one value for the whole
-  batch: ``"protected"``, ``"full"``, 1.0, 0.0): sample ``i`` was decoded on path
-  ``beta[i]``, as with the paper's per-sample Bernoulli(½) draw. Either path may
-  be empty in a batch;
-- ``x_hat`` as a list ``[x_full, x_protected]`` (``model.forward_multi``): both
-  paths for every sample. When ``output["conditions"]`` exists it names the
-  path of each list entry; ``x_hat`` may also be a dict ``{"full": …,
-  "protected": …}``.
+**Which sample took which path.** The losses read a shielded model's output:
+``x_hat`` with its per-sample ``beta`` (1 = protected, 0 = full), one tensor each
+from ``forward`` (e.g. the paper's per-sample Bernoulli(½) draw) or two lists
+from ``forward_multi`` (every sample on both paths). Either path may be empty.
 
 Method: `"Privacy-Shielded Image Compression: Defending Against Exploitation
 from Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_,
@@ -42,7 +35,7 @@ import torch.nn.functional as F
 from compressai.registry import register_criterion
 from torch import Tensor
 
-from .conditions import CONDITION_NAMES
+from .models.conditions import CONDITION_NAMES
 from .vlp import VLPAdapter, VLPEnsemble, vlp_members
 
 __all__ = [
@@ -80,123 +73,70 @@ def bpp_loss(likelihoods: Mapping[str, Tensor], num_pixels: int) -> Tensor:
     )
 
 
-def _path_of(condition: Any) -> str:
-    if isinstance(condition, str):
-        if condition in CONDITION_NAMES:
-            return condition
-    elif isinstance(condition, (int, float, Tensor)) and not isinstance(
-        condition, bool
-    ):
-        if not isinstance(condition, Tensor) or condition.numel() == 1:
-            value = float(condition)
-            for name, beta in CONDITION_NAMES.items():
-                if value == beta:
-                    return name
-    raise ValueError(
-        f"Invalid path condition {condition!r}: use one of {list(PATHS)} or the "
-        "betas 0.0 (full) / 1.0 (protected)"
-    )
+def _as_list(value: Any) -> List[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _beta_vector(beta: Any, batch_size: int, device: torch.device) -> Tensor:
-    if isinstance(beta, str) or (
-        isinstance(beta, (int, float)) and not isinstance(beta, bool)
-    ):
-        value = CONDITION_NAMES[_path_of(beta)]
-        return torch.full((batch_size,), value, device=device)
-    if not isinstance(beta, Tensor):
-        raise ValueError(
-            f"Invalid beta of type {type(beta).__name__}: use a tensor of shape (B,) "
-            f"or one of {list(PATHS)}"
-        )
-    values = beta.detach().to(device=device, dtype=torch.float32).reshape(-1)
-    if values.numel() == 1:
-        values = values.expand(batch_size)
-    if values.numel() != batch_size:
-        raise ValueError(
-            f"beta has {values.numel()} values for a batch of {batch_size} images"
-        )
-    if not ((values == 0) | (values == 1)).all():
-        raise ValueError(
-            "beta must hold 0 (full) or 1 (protected) for each sample; got "
-            f"{sorted(set(values.tolist()))}"
-        )
-    return values
+def _beta_tensor(value: Any, device: torch.device) -> Tensor:
+    """βs as a flat float tensor; ``"full"``/``"protected"`` name one β for all."""
+    if isinstance(value, str):
+        if value not in CONDITION_NAMES:
+            raise ValueError(
+                f'Invalid path "{value}": use one of {list(PATHS)} or betas 0 / 1'
+            )
+        value = CONDITION_NAMES[value]
+    return torch.as_tensor(value, dtype=torch.float32, device=device).reshape(-1)
 
 
 def decoded_paths(
-    output: Union[Mapping[str, Any], Tensor, Sequence[Tensor]],
-    target: Tensor,
-    beta: Any = None,
+    output: Mapping[str, Any], target: Tensor, beta: Any = None
 ) -> Dict[str, PathBatch]:
     r"""Groups reconstructions by decoding path.
 
     Args:
-        output: a model output dict (its ``"x_hat"``) or ``x_hat`` itself
+        output: a shielded model's output: ``x_hat`` and ``beta`` are a tensor and
+            its (B,) βs (``forward``) or two lists of them (``forward_multi``)
         target: the original images ``(B, 3, H, W)``
-        beta: per-sample paths when ``x_hat`` is one tensor (see module doc);
-            read from ``output["beta"]`` when not given
+        beta: the βs, when ``output`` has none (e.g. hand-made reconstructions)
 
     Returns:
         ``{"full": (x_hat, x, index), "protected": (x_hat, x, index)}`` where
-        ``index`` holds the batch positions of the samples decoded on that path
+        ``index`` holds the batch position of each reconstruction's original
         (empty tensors for a path nobody took)
     """
-    x_hat = output["x_hat"] if isinstance(output, Mapping) else output
-    batch_size = target.size(0)
-    device = target.device
-    everyone = torch.arange(batch_size, device=device)
-    nobody = everyone[:0]
-    paths: Dict[str, PathBatch] = {}
-
-    if isinstance(x_hat, Mapping) or isinstance(x_hat, (list, tuple)):
-        if isinstance(x_hat, Mapping):
-            items = list(x_hat.items())
-        else:
-            conditions = PATHS
-            if isinstance(output, Mapping) and output.get("conditions") is not None:
-                conditions = tuple(output["conditions"])
-            if len(conditions) != len(x_hat):
-                raise ValueError(
-                    f"x_hat has {len(x_hat)} reconstructions for conditions "
-                    f"{conditions}"
-                )
-            items = list(zip(conditions, x_hat))
-        for condition, images in items:
-            name = _path_of(condition)
-            if name in paths:
-                raise ValueError(f'Path "{name}" appears twice in x_hat')
-            if images.size(0) != batch_size:
-                raise ValueError(
-                    f'x_hat["{name}"] has {images.size(0)} images, target has '
-                    f"{batch_size}"
-                )
-            paths[name] = (images, target, everyone)
-    elif isinstance(x_hat, Tensor):
-        if beta is None and isinstance(output, Mapping):
-            beta = output.get("beta")
-        if beta is None:
-            raise ValueError(
-                "Which path decoded each sample is unknown: pass beta (a (B,) tensor "
-                f"with 1 = protected, 0 = full, or one of {list(PATHS)}) or give "
-                "x_hat as a list [x_full, x_protected]"
-            )
-        if x_hat.size(0) != batch_size:
-            raise ValueError(
-                f"x_hat has {x_hat.size(0)} images, target has {batch_size}"
-            )
-        protected = _beta_vector(beta, batch_size, device) == 1
-        for name, mask in (("full", ~protected), ("protected", protected)):
-            index = mask.nonzero().flatten()
-            paths[name] = (x_hat[index], target[index], index)
-    else:
+    if beta is None:
+        beta = output.get("beta")
+    if beta is None:
         raise ValueError(
-            f"x_hat must be a tensor, a list or a dict of tensors, got "
-            f"{type(x_hat).__name__}"
+            'The output has no "beta": decode with a shielded model\'s forward or '
+            "forward_multi, or pass beta (a (B,) tensor, 1 = protected, 0 = full)"
         )
+    images, betas = _as_list(output["x_hat"]), _as_list(beta)
+    if len(images) != len(betas):
+        raise ValueError(f"{len(images)} reconstructions for {len(betas)} beta sets")
+    batch_size = target.size(0)
+    positions = torch.arange(batch_size, device=target.device)
+    betas = [_beta_tensor(v, target.device) for v in betas]
+    for x_hat, values in zip(images, betas):
+        count = values.numel()
+        if x_hat.size(0) != batch_size or count not in (1, batch_size):
+            raise ValueError(
+                f"x_hat has {x_hat.size(0)} images and {count} betas, target has "
+                f"{batch_size}"
+            )
+    x_all = torch.cat(images)
+    beta_all = torch.cat([v.expand(batch_size) for v in betas])
+    if not bool(((beta_all == 0) | (beta_all == 1)).all()):
+        raise ValueError(
+            "beta must hold 0 (full) or 1 (protected) for each sample; got "
+            f"{sorted(set(beta_all.tolist()))}"
+        )
+    index_all = positions.repeat(len(images))
+    paths: Dict[str, PathBatch] = {}
     for name in PATHS:
-        if name not in paths:
-            paths[name] = (target[:0], target[:0], nobody)
+        mask = beta_all == CONDITION_NAMES[name]
+        index = index_all[mask]
+        paths[name] = (x_all[mask], target[index], index)
     return paths
 
 

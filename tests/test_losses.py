@@ -292,13 +292,19 @@ def test_adaptive_weights():
 # -- rate-distortion --
 
 
-def _output(x_hat, batch=4, seed=0):
+def _output(x_hat, batch=4, seed=0, beta=None):
+    """A model output; a list ``x_hat`` is [full, protected] as forward_multi's."""
     g = torch.Generator().manual_seed(seed)
     likelihoods = {
         "y": torch.rand(batch, 8, 4, 4, generator=g) * 0.9 + 0.05,
         "z": torch.rand(batch, 4, 2, 2, generator=g) * 0.9 + 0.05,
     }
-    return {"x_hat": x_hat, "likelihoods": likelihoods}
+    out = {"x_hat": x_hat, "likelihoods": likelihoods}
+    if beta is None and isinstance(x_hat, list):
+        beta = [torch.zeros(batch), torch.ones(batch)][: len(x_hat)]
+    if beta is not None:
+        out["beta"] = beta
+    return out
 
 
 def test_rd_single_path_equals_compressai():
@@ -330,12 +336,8 @@ def test_rd_both_paths_formula():
     assert out["loss"].item() == pytest.approx(
         out["bpp_loss"].item() + expected, rel=1e-5
     )
-    # Named forms are equivalent, in any order.
-    named = _output({"protected": x_prot, "full": x_full}, batch=3)
-    again = DualPathRateDistortionLoss(0.01, 0.002)(named, x)
-    assert again["loss"].item() == pytest.approx(out["loss"].item())
-    listed = _output([x_prot, x_full], batch=3)
-    listed["conditions"] = ("protected", 0.0)
+    # The betas say which reconstruction is which, in any order.
+    listed = _output([x_prot, x_full], batch=3, beta=["protected", torch.zeros(3)])
     again = DualPathRateDistortionLoss(0.01, 0.002)(listed, x)
     assert again["loss"].item() == pytest.approx(out["loss"].item())
 
@@ -390,8 +392,10 @@ def test_rd_errors():
         loss(_output(x, 2), x, beta=torch.ones(3))
     with pytest.raises(ValueError, match="'mse', 'ms-ssim'"):
         DualPathRateDistortionLoss(metric="psnr")
+    with pytest.raises(ValueError, match="2 reconstructions for 1 beta sets"):
+        decoded_paths({"x_hat": [x, x], "beta": [torch.zeros(2)]}, x)
     with pytest.raises(ValueError, match="'full', 'protected'"):
-        decoded_paths({"x_hat": {"unlocked": x}}, x)
+        decoded_paths({"x_hat": x, "beta": "unlocked"}, x)
 
 
 def test_criteria_registered():

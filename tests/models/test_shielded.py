@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import compressai_psic as psic
 from compressai_psic import zoo
-from compressai_psic.architectures import PSICHyperprior
-from compressai_psic.registry import get_architecture
+from compressai_psic.models import PSICHyperprior
+from compressai_psic.models.registry import get_architecture
 
 ARCHS = list(psic.ZOO_ARCHITECTURES) + ["psic-hy2018"]
 AUTOREGRESSIVE = {"mbt2018", "cheng2020-anchor", "cheng2020-attn"}
@@ -81,12 +81,14 @@ def test_shielded_is_compression_model(pair):
 def test_forward_shapes_and_keys(pair, image):
     name, _, shielded = pair
     out = shielded(image.repeat(2, 1, 1, 1), condition=torch.tensor([0.0, 1.0]))
-    assert set(out) == {"x_hat", "likelihoods"}
+    assert set(out) == {"x_hat", "likelihoods", "beta"}
+    assert out["beta"].tolist() == [0.0, 1.0]
     assert out["x_hat"].shape == (2, 3, 64, 64)
     keys = set(out["likelihoods"])
     assert keys == ({"y"} if name == "bmshj2018-factorized" else {"y", "z"})
     multi = shielded(image, condition=["full", "protected"])
     assert [t.shape for t in multi["x_hat"]] == [(1, 3, 64, 64)] * 2
+    assert [b.tolist() for b in multi["beta"]] == [[0.0], [1.0]]
 
 
 def test_compress_identical_to_base(pair, image):
@@ -151,11 +153,8 @@ def test_multi_condition_decode_equals_separate(perturbed, image):
     conditions = ["protected", "full", 0.25]
     with torch.no_grad():
         enc = model.compress(image.repeat(2, 1, 1, 1))
-        seen, handle = capture_synthesis_input(model)
         multi = model.decompress_multi(enc["strings"], enc["shape"], conditions)
-        handle.remove()
-        with model.conditioned(conditions):
-            scale = float(model.g_s(seen[0]).abs().max())
+        scale = float(model(image, condition="protected")["x_hat"].abs().max())
         for cond, x_hat in zip(conditions, multi["x_hat"]):
             single = model.decompress(enc["strings"], enc["shape"], condition=cond)
             assert x_hat.shape == single["x_hat"].shape == (2, 3, 64, 64)
@@ -398,7 +397,7 @@ def test_shield_rejects_non_compressai_models():
 
 
 def test_bad_injection_point_is_reported():
-    with pytest.raises(ValueError, match="not inside g_s"):
+    with pytest.raises(ValueError, match="not a module path inside g_s"):
         psic.shield(tiny_base("bmshj2018-factorized"), injection_points=["g_a.0"])
     with pytest.raises(ValueError, match="does not exist"):
         psic.shield(tiny_base("bmshj2018-factorized"), injection_points=["g_s.42"])
@@ -406,7 +405,18 @@ def test_bad_injection_point_is_reported():
 
 # ---------------------------------------------------------------- conditions
 @pytest.mark.parametrize(
-    "condition", ["hidden", 1.5, -0.1, float("nan"), True, torch.ones(3), [1.0]]
+    "condition",
+    [
+        "hidden",
+        1.5,
+        -0.1,
+        float("nan"),
+        True,
+        torch.ones(3),
+        torch.tensor([1.5, 0.0]),
+        torch.tensor([float("nan"), 1.0]),
+        [1.0],
+    ],
 )
 def test_invalid_conditions(condition, image):
     model = psic.shield(tiny_base("bmshj2018-factorized"))

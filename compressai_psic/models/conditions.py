@@ -34,6 +34,7 @@ __all__ = [
     "ConditionEncoder",
     "FourierConditionEncoder",
     "FourierFeatures",
+    "as_condition_list",
     "condition_label",
 ]
 
@@ -178,8 +179,11 @@ class FourierConditionEncoder(ConditionEncoder):
                     f"Invalid condition tensor of shape {tuple(condition.shape)}: "
                     f"expected one beta or one per sample ({batch_size})"
                 )
-            if not torch.isfinite(values).all():
-                raise ValueError("Invalid condition tensor: betas must be finite")
+            if not bool(((values >= 0) & (values <= 1)).all()):
+                raise ValueError(
+                    "Invalid condition tensor: every beta must lie in [0, 1] "
+                    "(1 = protected, 0 = full)"
+                )
             return values
         raise ValueError(
             f"Invalid condition of type {type(condition).__name__}: use "
@@ -190,7 +194,8 @@ class FourierConditionEncoder(ConditionEncoder):
         return self.beta_mlp(self.fourier(values))
 
 
-def _as_condition_list(conditions: Sequence[Condition]) -> list:
+def as_condition_list(conditions: Sequence[Condition]) -> list:
+    """Checks that ``conditions`` is a non-empty list or tuple and returns a list."""
     if isinstance(conditions, (str, Tensor)) or not isinstance(conditions, Sequence):
         raise ValueError("conditions must be a list or tuple of conditions")
     if len(conditions) == 0:
