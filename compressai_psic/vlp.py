@@ -62,7 +62,7 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 #: Backends understood by :func:`build_vlp`.
-VLP_BACKENDS = ("open_clip", "clip", "demo", "tiny")
+VLP_BACKENDS = ("open_clip", "clip", "demo", "eval_rn", "eval_vit", "tiny")
 
 _RESIZE_MODES = ("shortest", "squash")
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".tar", ".npz")
@@ -786,6 +786,10 @@ def build_vlp(
     - ``clip:<name or file>[:<download_root>]``: OpenAI's ``clip`` package;
     - ``demo[:<weights file>]``: the small CLIP trained on the package's scene
       benchmark and shipped under ``zoo/`` (the demo's attacker);
+    - ``eval-rn[:<weights file>]``, ``eval-vit[:<weights file>]``: the
+      evaluation VLPs shipped under ``zoo/`` (a ResNet-tower CLIP and a wider,
+      shallower ViT CLIP trained on the same benchmark); codecs are measured on
+      them, never trained against them;
     - ``tiny[:<seed>]``: a tiny randomly initialised open_clip model (tests,
       smoke runs and timing only).
 
@@ -817,6 +821,11 @@ def build_vlp(
         # "demo" or "demo:<weights file>": the small CLIP shipped under zoo/.
         path = ":".join(p for p in (name, weights) if p) or None
         return load_demo_vlp(path, device=device or "cpu", autocast=autocast)
+    if backend in ("eval_rn", "eval_vit"):
+        from .demo_vlp import load_eval_vlp
+
+        path = ":".join(p for p in (name, weights) if p) or None
+        return load_eval_vlp(backend, path, device=device or "cpu", autocast=autocast)
     if backend == "tiny":
         from .testing import tiny_vlp
 
