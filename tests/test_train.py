@@ -9,7 +9,7 @@ import torch
 from compressai.models import ScaleHyperprior
 
 from compressai_psic import load_checkpoint, zoo
-from compressai_psic.architectures import SHIELDED_CLASSES
+from compressai_psic.models import SHIELDED_CLASSES
 from compressai_psic.losses import PSICLoss
 from compressai_psic.scenes import write_split
 from compressai_psic.testing import tiny_vlp
@@ -242,7 +242,9 @@ def test_resume_continues_the_step_count(stage1, flickr_root, tmp_path):
     checkpoint = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert (checkpoint["step"], checkpoint["epoch"]) == (4, 1)
     adam_steps = {int(s["step"]) for s in checkpoint["optimizer"]["state"].values()}
-    assert adam_steps == {4}
+    # Trigger weights skip the steps whose batch drew only full-path samples
+    # (their bias is exactly zero there), so they may lag behind.
+    assert max(adam_steps) == 4
     assert checkpoint["lr_scheduler"]["last_epoch"] == 2
     assert "Resumed" in (tmp_path / LOG_FILE_NAME).read_text()
 
