@@ -141,6 +141,8 @@ PATH_MODES = ("sample", "both")
 DATASET_FORMATS = ("flickr8k", "list", "imagefolder", "scenes")
 VLP_PRECISIONS = ("bf16", "fp16", "fp32")
 DEFAULT_MODEL = "bmshj2018-hyperprior"
+#: Transforms of ``--eot`` (see ``augment.default_scraper_transforms``).
+EOT_CHOICES = ("identity", "jpeg", "resize", "greyworld")
 DEFAULT_LAMBDA = 0.0011
 DEFAULT_VLP = "open_clip:ViT-B-32:openai"
 CHECKPOINT_NAME = "checkpoint.pth.tar"
@@ -182,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("mse", "ms-ssim"),
         default="mse",
         help="distortion metric, also of --init zoo: weights (default mse)",
+    )
+    model.add_argument(
+        "--plan",
+        default=None,
+        help="injection plan: 'every-stage' (default for new models: biases at "
+        "every synthesis stage) or 'late' (cheap dual decoding); with --init, "
+        "re-plans the loaded model (kept triggers keep their weights)",
     )
     model.add_argument("--N", type=int, default=None, help="override N (scratch)")
     model.add_argument("--M", type=int, default=None, help="override M (scratch)")
@@ -247,6 +256,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage.add_argument(
         "--tau", type=float, default=DEFAULT_TAU, help=f"evidence τ ({DEFAULT_TAU})"
+    )
+    stage.add_argument(
+        "--lambda-semantic",
+        type=float,
+        default=0.0,
+        help="weight of 1 - cos(f(full decode), f(original)) with the --vlp "
+        "model(s): keeps the full path's meaning when g_s trains (default 0, "
+        "the paper)",
+    )
+    stage.add_argument(
+        "--lambda-lowfreq",
+        type=float,
+        default=0.0,
+        help="weight of 255²·MSE of the k×k block means of the protected decode "
+        "and the original: no colour casts or shading changes (default 0)",
+    )
+    stage.add_argument(
+        "--lowfreq-kernel",
+        type=int,
+        default=8,
+        help="block size k of --lambda-lowfreq (default 8)",
+    )
+    stage.add_argument(
+        "--eot",
+        default="none",
+        metavar="NAMES",
+        help="comma-separated scraper transforms drawn per image before the VLP "
+        f"sees a protected decode, from {list(EOT_CHOICES)}, or 'none' "
+        "(default none, the paper)",
     )
     stage.add_argument(
         "--vlp",
@@ -419,8 +457,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
     if args.max_steps is not None and args.max_steps < 0:
         parser.error("--max-steps must be >= 0")
-    if args.lambda_vlp < 0 or min(args.lambda_full, args.lambda_prot) < 0:
+    lambdas = (args.lambda_full, args.lambda_prot, args.lambda_semantic)
+    if args.lambda_vlp < 0 or min(lambdas + (args.lambda_lowfreq,)) < 0:
         parser.error("λ values must be non-negative")
+    if args.lowfreq_kernel < 1:
+        parser.error("--lowfreq-kernel must be >= 1")
+    try:
+        build_eot(args.eot)
+    except ValueError as err:
+        parser.error(str(err))
     if args.checkpoint and args.init:
         parser.error("--checkpoint resumes a run; it cannot be combined with --init")
     if args.init and (args.N is not None or args.M is not None):
@@ -518,8 +563,7 @@ def build_model(args: argparse.Namespace) -> nn.Module:
     :func:`~compressai_psic.load_checkpoint` (CompressAI checkpoints are upgraded,
     PSIC ones keep their triggers). ``--model``, when given, must match.
     """
-    from .architectures import SHIELDED_CLASSES
-    from .checkpoints import load_checkpoint
+    from .models import SHIELDED_CLASSES, load_checkpoint, shield
     from .zoo import image_models
 
     if args.init:
@@ -532,9 +576,11 @@ def build_model(args: argparse.Namespace) -> nn.Module:
                 f"--model {args.model} does not match the architecture of --init "
                 f'{args.init} ("{model.architecture}"); drop --model or change it'
             )
+        if args.plan is not None and args.plan != model.plan:
+            model = shield(model, plan=args.plan)
         return model
     name = args.model or DEFAULT_MODEL
-    kwargs = {}
+    kwargs = {} if args.plan is None else {"plan": args.plan}
     if args.N is not None:
         kwargs["N"] = args.N
     if args.M is not None:
@@ -643,7 +689,27 @@ def build_criterion(args: argparse.Namespace, device: torch.device) -> nn.Module
         metric=args.metric,
         stage=args.stage,
         tau=args.tau,
+        lmbda_semantic=args.lambda_semantic,
+        lmbda_lowfreq=args.lambda_lowfreq,
+        lowfreq_kernel=args.lowfreq_kernel,
+        transform=build_eot(args.eot, args.seed),
     )
+
+
+def build_eot(spec: str, seed: Optional[int] = None) -> Optional[nn.Module]:
+    """The ``--eot`` transform: one of the named scraper transforms per image."""
+    if spec in ("", "none"):
+        return None
+    from .augment import RandomScraperTransform, default_scraper_transforms
+
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(EOT_CHOICES))
+    if unknown or not names:
+        raise ValueError(
+            f"Invalid --eot {spec!r}: use names from {list(EOT_CHOICES)} or 'none'"
+        )
+    choices = default_scraper_transforms()
+    return RandomScraperTransform({name: choices[name] for name in names}, seed=seed)
 
 
 def compute_loss(
@@ -1066,18 +1132,12 @@ def _load_resume(path: str, device: torch.device) -> Dict[str, Any]:
 
 
 def _model_from_resume(checkpoint: Mapping[str, Any], path: str) -> nn.Module:
-    from .architectures import SHIELDED_CLASSES
-    from .checkpoints import guess_architecture
+    from .models import get_architecture, guess_architecture
     from .utils import normalize_state_dict
 
     state_dict = normalize_state_dict(checkpoint["state_dict"])
     name = checkpoint.get("architecture") or guess_architecture(state_dict)
-    if name not in SHIELDED_CLASSES:
-        raise ValueError(
-            f'{path}: unknown architecture "{name}"; use one of '
-            f"{sorted(SHIELDED_CLASSES)}"
-        )
-    return SHIELDED_CLASSES[name].from_state_dict(state_dict)
+    return get_architecture(name).shielded_class.from_state_dict(state_dict)
 
 
 # -------------------------------------------------------------------------- logging
@@ -1163,7 +1223,7 @@ def _warn_on_setup(args: argparse.Namespace, net: nn.Module) -> None:
             "Stage 2 from scratch: the rate path stays frozen at its random "
             "initialisation. Pass --init with a stage-1 or CompressAI checkpoint."
         )
-    from .registry import get_architecture
+    from .models.registry import get_architecture
 
     anchored = get_architecture(net.architecture).anchor_full
     if args.stage == 2 and args.stage2_params == "triggers" and not anchored:
