@@ -9,9 +9,15 @@ r"""``psic demo``: the whole idea, offline, on the CPU, in under a minute.
 
 The scenes come from the package's procedural caption benchmark
 (:mod:`compressai_psic.scenes`), the codec and the VLP are the small models shipped
-under ``zoo/`` (see their model cards). The demo prints rate, PSNR of both paths,
-the VLP's Recall@1 on the original, full and protected images and the attack
-success rate, and writes a side-by-side PNG grid and a JSON report.
+under ``zoo/`` (see their model cards). The demo prints rate, PSNR and MS-SSIM of
+both paths, the VLP's Recall@1 on the original, full and protected images, on the
+protected images after what a scraper would do to them (JPEG, downscaling, blind
+grey-world colour normalisation, and colour maps an informed attacker fits on 50
+*other* scenes, those of the benchmark's validation split:
+:mod:`compressai_psic.attacks`), the attack success rate and how much of the
+change protected − full is common to all images, and writes a side-by-side PNG
+grid and a JSON report. VLPs the codec was not trained against can be added
+(``--eval-vlp``); every figure is reported per VLP, labelled with its role.
 
 From `"Privacy-Shielded Image Compression: Defending Against Exploitation from
 Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
@@ -32,6 +38,8 @@ from torch import Tensor
 
 __all__ = [
     "DEMO_MODEL_NAME",
+    "FIT_IMAGES",
+    "FIT_SPLIT",
     "add_arguments",
     "draw_grid",
     "format_table",
@@ -41,6 +49,10 @@ __all__ = [
 
 #: Manifest name of the shipped demo codec.
 DEMO_MODEL_NAME = "demo-psic"
+#: Scenes the informed colour attacks are fitted on, and their split: the
+#: benchmark's validation stream, disjoint from the test scenes evaluated.
+FIT_IMAGES = 50
+FIT_SPLIT = "val"
 
 
 def _top1_captions(
@@ -97,37 +109,68 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _vlp_rows(entry: Dict[str, Any], attacks: Sequence[str]) -> List[str]:
+    recall, asr = entry["recall"], entry["asr"]["protected"]
+    title = f"Recall@1, {entry['name']} ({entry['role']})"
+    lines = [f"  {title:34}{'image→text':>12}{'text→image':>12}"]
+    variants = ["original", "full", "protected"]
+    variants += [f"protected_{a}" for a in attacks if f"protected_{a}" in recall]
+    for variant in variants:
+        lines.append(
+            f"  {variant:34}{recall[variant]['i2t']['R@1']:12.3f}"
+            f"{recall[variant]['t2i']['R@1']:12.3f}"
+        )
+    for reference, label in (("full", "full decode"), ("original", "originals")):
+        lines.append(
+            f"  {'ASR@1 vs ' + label:34}{asr['vs_' + reference]['i2t']['R@1']:12.3f}"
+            f"{asr['vs_' + reference]['t2i']['R@1']:12.3f}"
+        )
+    return lines
+
+
 def format_table(report: Dict[str, Any]) -> str:
-    """The demo's summary table, as printed."""
-    recall = report["recall"]
-    asr = report["asr"]["protected"]
+    """The demo's summary table, as printed: shared figures, then one block per
+    VLP (training VLPs first), each labelled with its role."""
     chance = 1.0 / report["num_images"]
+    ms_ssim = report.get("ms_ssim") or {}
     lines = [
         f"{report['num_images']} test scenes, one bitstream each; "
         f"chance Recall@1 = {chance:.3f}",
         f"  rate                    {_fmt(report['bpp'])} bpp (real bytes)",
         f"  PSNR full / protected   {_fmt(report['psnr']['full'], 2)} / "
         f"{_fmt(report['psnr']['protected'], 2)} dB",
-        "",
-        f"  {'VLP Recall@1':24}{'image→text':>12}{'text→image':>12}",
     ]
-    for variant in ("original", "full", "protected"):
+    if ms_ssim:
         lines.append(
-            f"  {variant:24}{recall[variant]['i2t']['R@1']:12.3f}"
-            f"{recall[variant]['t2i']['R@1']:12.3f}"
+            f"  MS-SSIM full / protected {_fmt(ms_ssim.get('full'), 4)} / "
+            f"{_fmt(ms_ssim.get('protected'), 4)} "
+            f"(window {report.get('ms_ssim_window')})"
         )
-    for variant in sorted(v for v in recall if v.startswith("protected_")):
+    dependence = report.get("image_dependence")
+    if dependence:
+        offset = dependence.get("mean_offset_rgb") or []
+        shift = "/".join(f"{v:+.3f}" for v in offset)
         lines.append(
-            f"  {variant:24}{recall[variant]['i2t']['R@1']:12.3f}"
-            f"{recall[variant]['t2i']['R@1']:12.3f}"
+            f"  protected − full: common to all images "
+            f"{_fmt(dependence['common_share'])} of its energy, one global RGB "
+            f"shift {_fmt(dependence['global_offset_share'])} ({shift})"
         )
-    lines += [
-        "",
-        f"  ASR@1 vs full decode    {asr['vs_full']['i2t']['R@1']:12.3f}"
-        f"{asr['vs_full']['t2i']['R@1']:12.3f}",
-        f"  ASR@1 vs originals      {asr['vs_original']['i2t']['R@1']:12.3f}"
-        f"{asr['vs_original']['t2i']['R@1']:12.3f}",
+    if report.get("fit"):
+        lines.append(
+            f"  informed attacks fitted on {report['fit']['num_images']} other "
+            f"scenes ({report['fit'].get('dataset', 'a separate set')})"
+        )
+    entries = report.get("vlps") or [
+        {
+            "name": report.get("vlp", "vlp"),
+            "role": report.get("vlp_role", "train"),
+            "recall": report["recall"],
+            "asr": report["asr"],
+        }
     ]
+    attacks = report.get("attacks") or report.get("transforms") or []
+    for entry in entries:
+        lines += [""] + _vlp_rows(entry, attacks)
     return "\n".join(lines)
 
 
@@ -140,6 +183,9 @@ def run_demo(
     grid_rows: int = 6,
     robustness: bool = True,
     progress: bool = True,
+    eval_vlps: Sequence[Any] = (),
+    attacks: Optional[Sequence[str]] = None,
+    fit_images: int = FIT_IMAGES,
 ) -> Dict[str, Any]:
     """Runs the demo and returns its report (also written to ``output_dir``).
 
@@ -148,14 +194,23 @@ def run_demo(
         seed: the benchmark seed (the shipped models were evaluated on seed 0)
         output_dir: where ``report.json`` and ``grid.png`` go (``None``: nowhere)
         model: a shielded codec (default: the shipped ``demo-psic``)
-        vlp: the attacker's VLP (default: the shipped ``demo-vlp``)
+        vlp: the VLP the codec was trained against (default: the shipped
+            ``demo-vlp``), or a list of them; the table's first block and the
+            report's top-level ``recall`` / ``asr`` are the first one's
         grid_rows: scenes shown in the PNG grid
-        robustness: also evaluate the protected images after JPEG re-encoding
-            and ½ downscaling
+        robustness: also evaluate the protected images after the attacks
+        progress: show progress bars
+        eval_vlps: VLPs the codec was not trained against (adapters or
+            :func:`~compressai_psic.vlp.build_vlp` specs), reported separately
+        attacks: attack names (default
+            :data:`~compressai_psic.attacks.DEFAULT_ATTACKS`)
+        fit_images: scenes of the validation split (same seed) that the
+            informed attacks are fitted on; never test scenes
     """
+    from .attacks import DEFAULT_ATTACKS, build_attacks
     from .datasets import SceneCaptions
     from .demo_vlp import load_demo_vlp
-    from .retrieval import codec_roundtrip, evaluate_privacy, scraper_transforms
+    from .retrieval import codec_roundtrip, evaluate_shield
     from .zoo import load_named, manifest_entry
 
     start = time.perf_counter()
@@ -172,17 +227,30 @@ def run_demo(
         image_size=image_size,
         distinct_captions=True,
     )
+    attack_names = list(DEFAULT_ATTACKS if attacks is None else attacks)
+    if not robustness:
+        attack_names = []
+    fit_dataset = None
+    if any(a.needs_fit for a in build_attacks(attack_names).values()):
+        if fit_images < 1:
+            raise ValueError("Fitted attacks need fit_images >= 1")
+        fit_dataset = SceneCaptions(
+            split=FIT_SPLIT, num_samples=fit_images, seed=seed, image_size=image_size
+        )
     with torch.inference_mode():
-        report = evaluate_privacy(
+        report = evaluate_shield(
             model,
             dataset,
-            vlp,
+            train_vlps=vlp if isinstance(vlp, (list, tuple)) else [vlp],
+            eval_vlps=list(eval_vlps),
+            attacks=attack_names,
+            fit_dataset=fit_dataset,
             ks=(1, 5, 10),
-            transforms=scraper_transforms() if robustness else {},
-            robust_full=False,
             batch_size=25,
             progress=progress,
         )
+    if report["fit"] is not None:
+        report["fit"]["dataset"] = f"scenes:{FIT_SPLIT}:seed{seed}:{fit_images}"
     report["model"] = DEMO_MODEL_NAME if entry else type(model).__name__
     report["seed"] = seed
     report["image_size"] = image_size
@@ -234,7 +302,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-robustness",
         action="store_true",
-        help="skip the JPEG/downscale re-encoding of the protected images",
+        help="skip the attacks (JPEG, downscaling, colour correction)",
+    )
+    parser.add_argument(
+        "--attacks",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="attacks on the protected images (default: all of "
+        "compressai_psic.attacks.DEFAULT_ATTACKS); e.g. jpeg75 greyworld "
+        "affine_fit affine_fit+jpeg75",
+    )
+    parser.add_argument(
+        "--fit-images",
+        type=int,
+        default=FIT_IMAGES,
+        help="validation scenes the informed colour attacks are fitted on "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-vlp",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a VLP the codec was not trained against (repeatable), reported "
+        "separately; a spec of compressai_psic.vlp.build_vlp",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -254,6 +346,9 @@ def run(args: argparse.Namespace) -> int:
             output_dir=args.output_dir,
             robustness=not args.no_robustness,
             progress=not args.quiet,
+            eval_vlps=args.eval_vlp,
+            attacks=args.attacks,
+            fit_images=args.fit_images,
         )
     except (RuntimeError, ValueError) as err:
         raise CLIError(str(err)) from err

@@ -1,33 +1,46 @@
-r"""Privacy against VLPs: retrieval on original, full and protected images.
+r"""Privacy against VLPs: retrieval on original, full and protected images, as an
+attacker would measure it.
 
 Every image of a caption dataset is compressed once by a shielded model and
-decoded to the full and the protected image. A VLP (or an ensemble of VLPs,
-whose similarities are averaged) then retrieves captions from images
-(image→text) and images from captions (text→image). Reported, per image
-variant (original, full, protected, and the protected and full images after a
-scraper's JPEG re-encoding at quality 75 and 90 and ½ downscaling):
+decoded to the full and the protected image. The protected decodes then go
+through what a scraper may do to them (``--attacks``, see
+:mod:`compressai_psic.attacks`): JPEG re-encoding at quality 75 and 90, ½
+downscaling, blind grey-world colour normalisation, and colour maps an informed
+attacker fits on a *separate* set of images it holds both ways (a per-channel
+statistics target, an RGB offset, a 3×3 + offset affine map; the fit set is
+``--fit-split``, or the images after ``--limit``, never an evaluated image).
+Every VLP (``--train-vlp``: the codec was trained against it; ``--eval-vlp``:
+it was not) then retrieves captions from images (image→text) and images from
+captions (text→image), each reported separately with its role:
 
-- Recall@1/5/10 in both directions;
+- Recall@1/5/10 in both directions, per image variant;
 - the attack success rate (ASR): the share of queries that the full decode (or
   the original image) hits at top-K and the protected variant misses, over all
   queries (``asr``) and over the reference's hits (``asr_relative``);
-- the mean bpp (real bytes of the entropy-coded strings) and PSNR of both
-  decodes.
+- shared by all VLPs: the mean bpp (real bytes of the entropy-coded strings),
+  PSNR and MS-SSIM of both decodes (PSNR of every attacked variant too), and
+  the image dependence of the protection: the share of the energy of
+  protected − full that is common to all images.
 
-Writes the results as JSON (``--output``) and a bar chart of the recalls
-(``--plot``), and prints a table.
+Writes the results as JSON (``--output``, read by ``tools/plot_pareto.py``) and
+a bar chart of the recalls (``--plot``), and prints a table.
 
 Examples::
 
-    # Flickr8k at 256×256 (as in the paper) against CLIP ViT-B/32
+    # Flickr8k at 256×256 (as in the paper) against CLIP ViT-B/32, informed
+    # attacks fitted on the validation split
     python tools/eval_retrieval.py --dataset flickr8k/ --split test \
-        --image-size 256 --model bmshj2018-hyperprior --quality 3 \
-        --vlp open_clip:ViT-B-32:/weights/ViT-B-32.pt --output r.json --plot r.png
-    # the demo model against the demo VLP on 100 generated test scenes
-    python tools/eval_retrieval.py --scenes 100 --named psic-demo --demo-vlp
-    # smoke test: random weights, tiny VLP
+        --fit-split val --image-size 256 --model bmshj2018-hyperprior \
+        --quality 3 --train-vlp open_clip:ViT-B-32:/weights/ViT-B-32.pt \
+        --output r.json --plot r.png
+    # the demo model on 500 test scenes (seed 2025), against the demo VLP it
+    # was trained against and two VLPs it was not; fit set: 200 val scenes
+    python tools/eval_retrieval.py --scenes 500 --scene-seed 2025 \
+        --named demo-psic --train-vlp demo --eval-vlp eval-rn \
+        --eval-vlp eval-vit --fit-limit 200 --output demo.json
+    # smoke test: random weights, tiny VLPs
     python tools/eval_retrieval.py --scenes 8 --model bmshj2018-factorized \
-        --quality 1 --random-init --vlp tiny
+        --quality 1 --random-init --train-vlp tiny --eval-vlp tiny:1
 
 From `"Privacy-Shielded Image Compression: Defending Against Exploitation from
 Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
@@ -39,23 +52,34 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from compressai_psic import load_checkpoint, zoo
-from compressai_psic.retrieval import DIRECTIONS, evaluate_privacy, scraper_transforms
+from compressai_psic.attacks import DEFAULT_ATTACKS, build_attacks
+from compressai_psic.retrieval import DIRECTIONS, DatasetSlice, evaluate_shield
 
-__all__ = ["build_parser", "format_table", "load_model", "main", "plot_recalls"]
+__all__ = [
+    "build_parser",
+    "format_table",
+    "load_datasets",
+    "load_model",
+    "main",
+    "plot_recalls",
+    "vlp_specs",
+]
 
 DEFAULT_SCENE_SIZE = 64
+DEFAULT_FIT_LIMIT = 100
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Retrieval privacy of a shielded codec against VLPs "
-        "(Recall@K, attack success rate, robustness to JPEG and downscaling).",
+        description="Retrieval privacy of a shielded codec against VLPs as an "
+        "attacker measures it (Recall@K and attack success rate per VLP, after "
+        "JPEG, downscaling and colour-correction attacks; image dependence).",
     )
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument(
@@ -109,20 +133,57 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-init")
 
     parser.add_argument(
+        "--train-vlp",
         "--vlp",
+        dest="train_vlp",
         action="append",
         default=[],
         metavar="SPEC",
-        help="attacker VLP, repeatable for an ensemble: open_clip:<model>:<weights>"
-        ", clip:<name>, tiny[:<seed>]",
+        help="a VLP the codec was trained against (repeatable; each reported "
+        "separately, role 'train'): open_clip:<model>:<weights>, clip:<name>, "
+        "demo[:<file>], tiny[:<seed>], ...",
     )
     parser.add_argument(
         "--demo-vlp",
         action="store_true",
-        help="the shipped demo VLP (for scene images); combines with --vlp",
+        help="add the shipped demo VLP as a training VLP (same as --train-vlp demo)",
+    )
+    parser.add_argument(
+        "--eval-vlp",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a VLP the codec was NOT trained against (repeatable; role 'eval')",
     )
     parser.add_argument(
         "--vlp-cache-dir", default=None, help="cache folder for open_clip weights"
+    )
+    parser.add_argument(
+        "--attacks",
+        nargs="+",
+        default=list(DEFAULT_ATTACKS),
+        metavar="NAME",
+        help="attacks on the protected decodes: jpeg<q>, down<k>, greyworld, "
+        "greyworld_fit, offset_fit, affine_fit, chains a+b (default: "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--attack-full",
+        action="store_true",
+        help="also attack the full decodes (what an attack alone costs)",
+    )
+    parser.add_argument(
+        "--fit-split",
+        default=None,
+        help="the informed attacker's fit set: with --dataset a split list "
+        "(default: the images after --limit); with --scenes a scene split "
+        "(default val)",
+    )
+    parser.add_argument(
+        "--fit-limit",
+        type=int,
+        default=DEFAULT_FIT_LIMIT,
+        help="images of the fit set (default %(default)s)",
     )
 
     parser.add_argument(
@@ -139,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-robustness",
         action="store_true",
-        help="skip the JPEG and downscaling variants",
+        help="no attacks (same as --attacks with no name)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=8, help="images per codec call"
@@ -165,8 +226,23 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--architecture applies to --checkpoint only")
     if args.checkpoint and not args.checkpoint.is_file():
         parser.error(f"checkpoint not found: {args.checkpoint}")
-    if not args.vlp and not args.demo_vlp:
-        parser.error("give at least one --vlp SPEC or --demo-vlp")
+    if not args.train_vlp and not args.demo_vlp and not args.eval_vlp:
+        parser.error("give at least one --train-vlp SPEC, --demo-vlp or --eval-vlp")
+    if args.no_robustness:
+        args.attacks = []
+    try:
+        fitted = [n for n, a in build_attacks(args.attacks).items() if a.needs_fit]
+    except ValueError as err:
+        parser.error(str(err))
+    if args.fit_limit < 1:
+        parser.error("--fit-limit must be positive")
+    if args.scenes is not None and args.fit_split == "test":
+        parser.error("--fit-split test would fit on the evaluated scenes")
+    if fitted and args.dataset is not None and not args.fit_split and not args.limit:
+        parser.error(
+            f"attacks {fitted} are fitted on separate images: give --fit-split, "
+            "or --limit (the fit set is then the images after the evaluated ones)"
+        )
     if args.dataset is not None and not (args.dataset / "captions.txt").is_file():
         parser.error(f"no captions.txt in {args.dataset}")
     if args.scenes is not None and args.scenes < 1:
@@ -193,29 +269,39 @@ def load_model(args: argparse.Namespace) -> nn.Module:
     return entry(args.quality, metric=args.metric, pretrained=True, progress=False)
 
 
-def load_vlp(args: argparse.Namespace, device: str):
-    """The VLP, or an ensemble when several are named."""
-    from compressai_psic.vlp import VLPEnsemble, build_vlp
-
-    members = []
-    if args.vlp:
-        built = build_vlp(args.vlp, device=device, cache_dir=args.vlp_cache_dir)
-        members.extend(built if isinstance(built, VLPEnsemble) else [built])
-    if args.demo_vlp:
-        from compressai_psic.demo_vlp import load_demo_vlp
-
-        members.append(load_demo_vlp(device=device))
-    return members[0] if len(members) == 1 else VLPEnsemble(members)
+def vlp_specs(args: argparse.Namespace) -> Dict[str, List[str]]:
+    """``{"train": [...], "eval": [...]}``: the VLP specs the arguments name."""
+    train = list(args.train_vlp)
+    if args.demo_vlp and "demo" not in train:
+        train.append("demo")
+    return {"train": train, "eval": list(args.eval_vlp)}
 
 
-def load_dataset(args: argparse.Namespace):
-    """The caption dataset the arguments name (images are read lazily)."""
+def _build_vlps(specs: List[str], args: argparse.Namespace, device: str) -> List:
+    from compressai_psic.vlp import build_vlp
+
+    return [build_vlp(s, device=device, cache_dir=args.vlp_cache_dir) for s in specs]
+
+
+def load_datasets(args: argparse.Namespace, fitted: bool) -> Tuple[Any, Any, str]:
+    r"""The evaluated caption dataset, the attacker's fit set (``None`` when no
+    attack is fitted) and a label of the fit set. Images are read lazily."""
     from compressai_psic.datasets import Flickr8kCaptions, SceneCaptions
 
     if args.dataset is not None:
-        return Flickr8kCaptions(args.dataset, split=args.split)
+        dataset = Flickr8kCaptions(args.dataset, split=args.split)
+        if not fitted:
+            return dataset, None, ""
+        if args.fit_split:
+            fit = Flickr8kCaptions(args.dataset, split=args.fit_split)
+            return fit_check(dataset, fit), fit, f"{args.dataset}:{args.fit_split}"
+        stop = args.limit + args.fit_limit
+        fit = DatasetSlice(dataset, args.limit, stop)
+        if len(fit) == 0:
+            raise ValueError(f"No images after the first {args.limit} to fit on")
+        return dataset, fit, f"{args.dataset}:{args.split or 'all'}[{args.limit}:]"
     size = args.image_size or DEFAULT_SCENE_SIZE
-    return SceneCaptions(
+    dataset = SceneCaptions(
         "test",
         num_samples=args.scenes,
         seed=args.scene_seed,
@@ -223,78 +309,139 @@ def load_dataset(args: argparse.Namespace):
         captions_per_image=args.captions_per_image,
         distinct_captions=True,
     )
+    if not fitted:
+        return dataset, None, ""
+    split = args.fit_split or "val"
+    fit = SceneCaptions(
+        split, num_samples=args.fit_limit, seed=args.scene_seed, image_size=size
+    )
+    return dataset, fit, f"scenes:{split}:seed{args.scene_seed}:{args.fit_limit}"
 
 
-def _variant_order(result: Mapping[str, Any]) -> List[str]:
+def fit_check(dataset: Any, fit: Any) -> Any:
+    """Refuses a fit split that names any of the evaluated image files."""
+    names = getattr(dataset, "image_names", None)
+    fit_names = getattr(fit, "image_names", None)
+    if names is not None and fit_names is not None:
+        shared = sorted(set(names) & set(fit_names))
+        if shared:
+            raise ValueError(
+                f"The fit split shares {len(shared)} images with the evaluated "
+                f"split (e.g. {shared[0]})"
+            )
+    return dataset
+
+
+def _variant_order(result: Mapping[str, Any], recall: Mapping[str, Any]) -> List[str]:
     preferred = ["original", "full", "protected"]
     for source in ("protected", "full"):
-        preferred += [f"{source}_{t}" for t in result.get("transforms", [])]
-    present = [v for v in preferred if v in result["recall"]]
-    return present + sorted(v for v in result["recall"] if v not in present)
+        preferred += [f"{source}_{t}" for t in result.get("attacks", [])]
+    present = [v for v in preferred if v in recall]
+    return present + sorted(v for v in recall if v not in present)
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def format_table(result: Mapping[str, Any]) -> str:
-    """Recalls per variant, then the ASR of each protected variant (percent)."""
+    """Shared figures, then per VLP (training VLPs first, each labelled with its
+    role) the recalls per variant and the ASR of each protected variant
+    (percent)."""
     ks = result["ks"]
     columns = [f"{d} R@{k}" for d in DIRECTIONS for k in ks]
-    width = max([len(v) for v in result["recall"]] + [len("ASR vs original (%)")]) + 2
+    dependence = result.get("image_dependence") or {}
+    ms_ssim = result.get("ms_ssim") or {}
     lines = [
         f"{result['num_images']} images, {result['num_captions']} captions, "
-        f"VLP {result['vlp']}, bpp {result['bpp']:.4f}, PSNR full "
-        f"{result['psnr']['full']:.2f} dB, protected "
-        f"{result['psnr']['protected']:.2f} dB",
-        "",
-        "Recall (%)".ljust(width) + "".join(c.rjust(10) for c in columns),
+        f"bpp {_fmt(result['bpp'], '.4f')}",
+        f"PSNR full {_fmt(result['psnr']['full'], '.2f')} dB, protected "
+        f"{_fmt(result['psnr']['protected'], '.2f')} dB; MS-SSIM full "
+        f"{_fmt(ms_ssim.get('full'), '.4f')}, protected "
+        f"{_fmt(ms_ssim.get('protected'), '.4f')} (window "
+        f"{result.get('ms_ssim_window')})",
+        f"protected − full: common share {_fmt(dependence.get('common_share'), '.4f')}"
+        f", global RGB offset share "
+        f"{_fmt(dependence.get('global_offset_share'), '.4f')}",
     ]
-    for variant in _variant_order(result):
-        recall = result["recall"][variant]
-        values = [recall[d][f"R@{k}"] for d in DIRECTIONS for k in ks]
-        lines.append(variant.ljust(width) + "".join(f"{100 * v:10.1f}" for v in values))
-    for reference in ("full", "original"):
-        lines += ["", f"ASR vs {reference} (%)".ljust(width) + "".join(
-            c.rjust(10) for c in columns
-        )]  # fmt: skip
-        for variant, by_reference in result["asr"].items():
-            asr = by_reference[f"vs_{reference}"]
-            values = [asr[d][f"R@{k}"] for d in DIRECTIONS for k in ks]
+    if result.get("fit"):
+        lines.append(
+            f"informed attacks fitted on {result['fit']['num_images']} images of "
+            f"{result['fit'].get('dataset', 'a separate set')}"
+        )
+    chance = result.get("chance")
+    entries = result.get("vlps") or [{"name": result["vlp"], "role": "train", **result}]
+    for entry in entries:
+        recall = entry["recall"]
+        variants = _variant_order(result, recall)
+        width = max([len(v) for v in variants] + [len("ASR vs original (%)")]) + 2
+        lines += [
+            "",
+            f"== VLP {entry['name']} (role: {entry['role']})",
+            "Recall (%)".ljust(width) + "".join(c.rjust(10) for c in columns),
+        ]
+        rows = [(v, recall[v]) for v in variants]
+        if chance:
+            rows.append(("chance", chance))
+        for variant, values in rows:
+            numbers = [values[d][f"R@{k}"] for d in DIRECTIONS for k in ks]
             lines.append(
-                variant.ljust(width) + "".join(f"{100 * v:10.1f}" for v in values)
+                variant.ljust(width) + "".join(f"{100 * v:10.1f}" for v in numbers)
             )
+        for reference in ("full", "original"):
+            lines += ["", f"ASR vs {reference} (%)".ljust(width) + "".join(
+                c.rjust(10) for c in columns
+            )]  # fmt: skip
+            for variant, by_reference in entry["asr"].items():
+                asr = by_reference[f"vs_{reference}"]
+                numbers = [asr[d][f"R@{k}"] for d in DIRECTIONS for k in ks]
+                lines.append(
+                    variant.ljust(width) + "".join(f"{100 * v:10.1f}" for v in numbers)
+                )
     return "\n".join(lines)
 
 
 def plot_recalls(result: Mapping[str, Any], output_file: Path) -> None:
-    """Grouped bars of Recall@K per image variant, one panel per direction."""
+    """Grouped bars of Recall@K per image variant: one row of panels per VLP
+    (titled with its role), one column per direction."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    variants = _variant_order(result)
+    entries = result.get("vlps") or [
+        {"name": result["vlp"], "role": "train", "recall": result["recall"]}
+    ]
     ks = result["ks"]
-    figure = Figure(figsize=(max(8.0, 0.9 * len(variants) * 2), 4.8))
+    width = max(8.0, 0.9 * len(_variant_order(result, entries[0]["recall"])) * 2)
+    figure = Figure(figsize=(width, 4.8 * len(entries)))
     FigureCanvasAgg(figure)
     bar = 0.8 / len(ks)
-    for index, direction in enumerate(DIRECTIONS):
-        axes = figure.add_subplot(1, 2, index + 1)
-        for j, k in enumerate(ks):
-            values = [100 * result["recall"][v][direction][f"R@{k}"] for v in variants]
-            positions = [
-                i + (j - (len(ks) - 1) / 2) * bar for i in range(len(variants))
-            ]
-            axes.bar(positions, values, width=bar, label=f"R@{k}")
-        axes.set_xticks(range(len(variants)))
-        axes.set_xticklabels(variants, rotation=40, ha="right", fontsize=8)
-        axes.set_ylim(0, 115)  # room for the legend above the bars
-        axes.set_yticks(range(0, 101, 20))
-        axes.set_ylabel("Recall [%]")
-        axes.set_title("image → text" if direction == "i2t" else "text → image")
-        axes.grid(True, axis="y", alpha=0.4)
-        axes.legend(loc="upper center", ncol=len(ks), fontsize=8)
+    for row, entry in enumerate(entries):
+        variants = _variant_order(result, entry["recall"])
+        for index, direction in enumerate(DIRECTIONS):
+            axes = figure.add_subplot(len(entries), 2, 2 * row + index + 1)
+            for j, k in enumerate(ks):
+                values = [
+                    100 * entry["recall"][v][direction][f"R@{k}"] for v in variants
+                ]
+                positions = [
+                    i + (j - (len(ks) - 1) / 2) * bar for i in range(len(variants))
+                ]
+                axes.bar(positions, values, width=bar, label=f"R@{k}")
+            axes.set_xticks(range(len(variants)))
+            axes.set_xticklabels(variants, rotation=40, ha="right", fontsize=8)
+            axes.set_ylim(0, 115)  # room for the legend above the bars
+            axes.set_yticks(range(0, 101, 20))
+            axes.set_ylabel("Recall [%]")
+            arrow = "image → text" if direction == "i2t" else "text → image"
+            axes.set_title(f"{entry['name']} ({entry['role']}): {arrow}", fontsize=9)
+            axes.grid(True, axis="y", alpha=0.4)
+            axes.legend(loc="upper center", ncol=len(ks), fontsize=8)
     figure.suptitle(
-        f"Retrieval by {result['vlp']} ({result['num_images']} images, "
-        f"{result['bpp']:.3f} bpp)"
+        f"Retrieval privacy ({result['num_images']} images, "
+        f"{_fmt(result['bpp'], '.3f')} bpp)"
     )
     figure.tight_layout()
-    figure.savefig(output_file, dpi=150)
+    figure.savefig(output_file, dpi=120)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -307,21 +454,36 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if args.cuda and not torch.cuda.is_available():
         parser.error("--cuda given but CUDA is not available")
 
+    attacks = build_attacks(args.attacks)
+    fitted = any(a.needs_fit for a in attacks.values())
+    try:
+        dataset, fit_dataset, fit_label = load_datasets(args, fitted)
+    except ValueError as err:
+        parser.error(str(err))
     model = load_model(args).to(device)
-    vlp = load_vlp(args, device)
-    dataset = load_dataset(args)
-    result = evaluate_privacy(
+    specs = vlp_specs(args)
+    train_vlps = _build_vlps(specs["train"], args, device)
+    eval_vlps = _build_vlps(specs["eval"], args, device)
+    result = evaluate_shield(
         model,
         dataset,
-        vlp,
+        train_vlps=train_vlps,
+        eval_vlps=eval_vlps,
+        attacks=attacks,
+        fit_dataset=fit_dataset,
         ks=args.ks,
         image_size=args.image_size if args.dataset is not None else None,
         limit=args.limit,
+        fit_limit=args.fit_limit,
         batch_size=args.batch_size,
-        transforms={} if args.no_robustness else scraper_transforms(),
+        attack_full=args.attack_full,
         device=device,
         progress=not args.no_progress,
     )
+    for entry, spec in zip(result["vlps"], specs["train"] + specs["eval"]):
+        entry["spec"] = spec
+    if result["fit"] is not None:
+        result["fit"]["dataset"] = fit_label
     result["model"] = (
         str(args.checkpoint)
         if args.checkpoint
@@ -334,6 +496,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     )
     if args.dataset is None:
         result["image_size"] = args.image_size or DEFAULT_SCENE_SIZE
+        result["scene_seed"] = args.scene_seed
     print(format_table(result))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
