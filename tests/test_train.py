@@ -295,7 +295,7 @@ def test_rate_distortion_only_with_tensorboard(tmp_path, monkeypatch):
             pixels = torch.randint(0, 256, (40, 40, 3), dtype=torch.uint8).numpy()
             Image.fromarray(pixels).save(tmp_path / "data" / split / f"{i}.png")
     writer = RecordingWriter()
-    monkeypatch.setattr("compressai_psic.train._summary_writer", lambda d: writer)
+    monkeypatch.setattr("compressai_psic.train.loop._summary_writer", lambda d: writer)
     result = main(
         ["-d", str(tmp_path / "data"), "--dataset-format", "imagefolder"]
         + ["-m", "bmshj2018-factorized", "--N", "16", "--M", "24"]

@@ -72,7 +72,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .datasets import (
+from ..datasets import (
     CROP_MODES,
     ON_ERROR,
     CaptionListDataset,
@@ -82,8 +82,8 @@ from .datasets import (
     SceneCaptions,
     collate_captions,
 )
-from .losses import DEFAULT_TAU, DualPathRateDistortionLoss, PSICLoss
-from .utils import sha256_file
+from ..losses import DEFAULT_TAU, DualPathRateDistortionLoss, PSICLoss
+from ..utils import sha256_file
 
 __all__ = [
     "DATASET_FORMATS",
@@ -153,7 +153,7 @@ _PSIC_HY2018_CHANNELS = {"N": 192, "M": 320}
 
 
 def _model_choices() -> List[str]:
-    from .zoo import image_models
+    from ..zoo import image_models
 
     return list(image_models) + [_PSIC_HY2018]
 
@@ -369,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stage 1: 1e-4, stage 2: 1e-5",
     )
     optim.add_argument(
+        "--trigger-learning-rate",
+        type=float,
+        default=None,
+        help="own learning rate of the condition encoder and trigger projections "
+        "(default: --learning-rate)",
+    )
+    optim.add_argument(
         "--aux-learning-rate", type=float, default=1e-3, help="quantiles (1e-3)"
     )
     optim.add_argument(
@@ -533,7 +540,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 def _zoo_init(spec: str, default_metric: str) -> nn.Module:
     import compressai.zoo as cai_zoo
 
-    from .models import shield
+    from ..models import shield
 
     parts = spec.split(":")
     if len(parts) not in (3, 4) or parts[0] != "zoo":
@@ -563,8 +570,8 @@ def build_model(args: argparse.Namespace) -> nn.Module:
     :func:`~compressai_psic.load_checkpoint` (CompressAI checkpoints are upgraded,
     PSIC ones keep their triggers). ``--model``, when given, must match.
     """
-    from .models import SHIELDED_CLASSES, load_checkpoint, shield
-    from .zoo import image_models
+    from ..models import SHIELDED_CLASSES, load_checkpoint, shield
+    from ..zoo import image_models
 
     if args.init:
         if args.init.startswith("zoo:"):
@@ -640,16 +647,31 @@ def split_parameters(
 
 
 def configure_optimizers(
-    model: nn.Module, learning_rate: float, aux_learning_rate: float
+    model: nn.Module,
+    learning_rate: float,
+    aux_learning_rate: float,
+    trigger_learning_rate: Optional[float] = None,
 ) -> Tuple[torch.optim.Optimizer, Optional[torch.optim.Optimizer]]:
     """Adam over the main parameters, and Adam over the trainable quantiles (or
-    ``None`` when they are frozen)."""
+    ``None`` when they are frozen).
+
+    With ``trigger_learning_rate`` the condition encoder and the projections
+    form their own parameter group: fresh projections start at zero and need a
+    larger step than a pretrained synthesis, which a large step would wreck.
+    """
     main_params, aux_params = split_parameters(model)
     if not main_params:
         raise ValueError("No trainable parameter: nothing to optimise")
-    optimizer = torch.optim.Adam(
-        (main_params[n] for n in sorted(main_params)), lr=learning_rate
-    )
+    trigger_names = set()
+    if trigger_learning_rate is not None:
+        groups = unwrap(model).parameter_groups()
+        trigger_names = set(groups["trigger_encoder"] + groups["trigger_projections"])
+    rest = [main_params[n] for n in sorted(main_params) if n not in trigger_names]
+    triggers = [main_params[n] for n in sorted(main_params) if n in trigger_names]
+    param_groups = [{"params": rest}] if rest else []
+    if triggers:
+        param_groups.append({"params": triggers, "lr": trigger_learning_rate})
+    optimizer = torch.optim.Adam(param_groups, lr=learning_rate)
     aux_optimizer = None
     if aux_params:
         aux_optimizer = torch.optim.Adam(
@@ -668,7 +690,7 @@ def build_criterion(args: argparse.Namespace, device: torch.device) -> nn.Module
         return DualPathRateDistortionLoss(
             args.lambda_full, args.lambda_prot, metric=args.metric
         )
-    from .vlp import build_vlp, vlp_members
+    from ..vlp import build_vlp, vlp_members
 
     if not args.vlp:
         raise ValueError("--lambda-vlp > 0 needs at least one --vlp")
@@ -700,7 +722,7 @@ def build_eot(spec: str, seed: Optional[int] = None) -> Optional[nn.Module]:
     """The ``--eot`` transform: one of the named scraper transforms per image."""
     if spec in ("", "none"):
         return None
-    from .augment import RandomScraperTransform, default_scraper_transforms
+    from ..augment import RandomScraperTransform, default_scraper_transforms
 
     names = [name.strip() for name in spec.split(",") if name.strip()]
     unknown = sorted(set(names) - set(EOT_CHOICES))
@@ -847,6 +869,8 @@ _AVERAGED = {
     "ms_ssim_loss_full": "num_full",
     "ms_ssim_loss_protected": "num_protected",
     "vlp_loss": "images",
+    "semantic_loss": "num_full",
+    "lowfreq_loss": "num_protected",
     "clean_loss": "num_clean",
     "uncertain_loss": "num_uncertain",
     "i2t_loss": "num_uncertain",
@@ -1115,7 +1139,7 @@ def export_state_dict(
 
 
 def _load_resume(path: str, device: torch.device) -> Dict[str, Any]:
-    from .utils import load_torch_file
+    from ..utils import load_torch_file
 
     checkpoint = load_torch_file(path, map_location=device)
     missing = [
@@ -1132,8 +1156,8 @@ def _load_resume(path: str, device: torch.device) -> Dict[str, Any]:
 
 
 def _model_from_resume(checkpoint: Mapping[str, Any], path: str) -> nn.Module:
-    from .models import get_architecture, guess_architecture
-    from .utils import normalize_state_dict
+    from ..models import get_architecture, guess_architecture
+    from ..utils import normalize_state_dict
 
     state_dict = normalize_state_dict(checkpoint["state_dict"])
     name = checkpoint.get("architecture") or guess_architecture(state_dict)
@@ -1223,7 +1247,7 @@ def _warn_on_setup(args: argparse.Namespace, net: nn.Module) -> None:
             "Stage 2 from scratch: the rate path stays frozen at its random "
             "initialisation. Pass --init with a stage-1 or CompressAI checkpoint."
         )
-    from .models.registry import get_architecture
+    from ..models.registry import get_architecture
 
     anchored = get_architecture(net.architecture).anchor_full
     if args.stage == 2 and args.stage2_params == "triggers" and not anchored:
@@ -1305,7 +1329,7 @@ def _train(
         len(trainable),
     )
     optimizer, aux_optimizer = configure_optimizers(
-        net, args.learning_rate, args.aux_learning_rate
+        net, args.learning_rate, args.aux_learning_rate, args.trigger_learning_rate
     )
     lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(args.milestones), gamma=args.gamma
@@ -1501,7 +1525,7 @@ def _train_epochs(
     if args.export is not None and ctx.is_main:
         best_file = save_dir / BEST_CHECKPOINT_NAME if save_dir else None
         if best_file is not None and best_file.is_file():
-            from .utils import load_torch_file
+            from ..utils import load_torch_file
 
             best_state = load_torch_file(best_file, map_location=ctx.device)
             net.load_state_dict(best_state["state_dict"])

@@ -1,0 +1,11 @@
+"""``python -m compressai_psic.train``: the training command (see the package)."""
+
+import sys
+from typing import List
+
+from .loop import main
+
+__all__: List[str] = []
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
