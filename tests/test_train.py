@@ -1,16 +1,19 @@
 import os
 import runpy
-import subprocess
+import socket
 import sys
+import time
 from pathlib import Path
+from typing import List
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from compressai.models import ScaleHyperprior
 
 from compressai_psic import load_checkpoint, zoo
-from compressai_psic.models import SHIELDED_CLASSES
 from compressai_psic.losses import PSICLoss
+from compressai_psic.models import SHIELDED_CLASSES
 from compressai_psic.scenes import write_split
 from compressai_psic.testing import tiny_vlp
 from compressai_psic.train import (
@@ -424,35 +427,83 @@ def test_tools_wrapper_is_the_same_command(capsys):
     assert "--stage2-params" in out and "--clip_max_norm" in out
 
 
-def test_ddp_two_processes_gloo(flickr_root, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "compressai_psic.train",
-        "-d",
-        str(flickr_root),
-        "--save-dir",
-        str(tmp_path),
-        *TINY,
-        *FAST,
-    ]
-    command[command.index("--batch-size") + 1] = "2"
-    process = subprocess.run(
-        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+def test_python_m_runs_the_package(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["compressai_psic.train", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("compressai_psic.train", run_name="__main__")
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "python -m compressai_psic.train" in out and "--stage2-params" in out
+
+
+def _ddp_worker(rank: int, argv: List[str], port: int, out_dir: str) -> None:
+    """One of two gloo ranks running the training entry point, with spies on the
+    checkpoints it saves and on the weights it ends with."""
+    import compressai_psic.train.loop as loop
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
     )
-    assert process.returncode == 0, process.stderr[-3000:]
-    log = (tmp_path / LOG_FILE_NAME).read_text()
+    save_checkpoint, train_epochs = loop.save_checkpoint, loop._train_epochs
+
+    def recording_save(*args, **kwargs):
+        Path(out_dir, f"saved_by_rank{rank}").touch()
+        return save_checkpoint(*args, **kwargs)
+
+    def recording_epochs(args, ctx, save_dir, session, *rest):
+        result = train_epochs(args, ctx, save_dir, session, *rest)
+        weights = {n: p.detach() for n, p in session.net.named_parameters()}
+        torch.save(weights, Path(out_dir, f"weights_rank{rank}.pt"))
+        return result
+
+    loop.save_checkpoint, loop._train_epochs = recording_save, recording_epochs
+    main(argv)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ddp_two_processes_gloo(flickr_root, tmp_path):
+    # Two ranks forked from this process (nothing to import again), in a gloo
+    # group: the same code path as torchrun on CPU.
+    save_dir, out_dir = tmp_path / "run", tmp_path / "spies"
+    out_dir.mkdir()
+    argv = ["-d", str(flickr_root), "--save-dir", str(save_dir), *TINY, *FAST]
+    argv[argv.index("--batch-size") + 1] = "2"
+    methods = mp.get_all_start_methods()
+    context = mp.start_processes(
+        _ddp_worker,
+        args=(argv, _free_port(), str(out_dir)),
+        nprocs=2,
+        join=False,
+        start_method="fork" if "fork" in methods else "spawn",
+    )
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two training processes did not finish in 120 s")
+    log = (save_dir / LOG_FILE_NAME).read_text()
     assert "2 process(es)" in log
-    assert log.count("epoch 0 train") == 1  # rank 0 logs alone
-    checkpoint = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert log.count("epoch 0 train") == 1  # rank 0 logs alone...
+    assert sorted(p.name for p in out_dir.glob("saved_by_*")) == ["saved_by_rank0"]
+    checkpoint = torch.load(save_dir / CHECKPOINT_NAME, weights_only=True)
     assert checkpoint["step"] == 2
     assert not any(k.startswith("module.") for k in checkpoint["state_dict"])
     # 2 processes × batch 2 per step: the summary counts images of both ranks.
     assert "images=8 " in log
-    load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    load_checkpoint(save_dir / CHECKPOINT_NAME)
+    # Different shards and paths per rank, yet DDP's averaged gradients keep
+    # the replicas identical (without DDP they differ after one step).
+    weights = [torch.load(out_dir / f"weights_rank{r}.pt") for r in (0, 1)]
+    assert weights[0] and weights[0].keys() == weights[1].keys()
+    assert not changed(weights[0], weights[1])
