@@ -348,9 +348,7 @@ class Augmentation(nn.Module):
     r"""Base of the transforms here: ``forward(x, generator=None)`` maps
     ``(B, 3, H, W)`` images in ``[0, 1]`` to images of the same shape."""
 
-    def forward(  # noqa: D102
-        self, x: Tensor, generator: Optional[torch.Generator] = None
-    ) -> Tensor:
+    def forward(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         raise NotImplementedError
 
 

@@ -411,7 +411,7 @@ def plot_recalls(result: Mapping[str, Any], output_file: Path) -> None:
         {"name": result["vlp"], "role": "train", "recall": result["recall"]}
     ]
     ks = result["ks"]
-    width = max(8.0, 0.9 * len(_variant_order(result, entries[0]["recall"])) * 2)
+    width = min(20.0, max(8.0, 0.9 * len(_variant_order(result, entries[0]["recall"]))))
     figure = Figure(figsize=(width, 4.8 * len(entries)))
     FigureCanvasAgg(figure)
     bar = 0.8 / len(ks)
