@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .conditions import CONDITION_NAMES
+from .models.conditions import CONDITION_NAMES
 from .utils import crop_padding, pad_to_multiple
 
 __all__ = [

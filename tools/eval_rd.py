@@ -53,7 +53,7 @@ from compressai_psic.evaluation import (
     parse_condition,
     rd_json,
 )
-from compressai_psic.registry import ARCHITECTURES
+from compressai_psic.models.registry import ARCHITECTURES
 from compressai_psic.utils import sha256_file
 
 __all__ = ["build_parser", "main", "plot_rd", "prepare_model"]

@@ -534,7 +534,7 @@ def model_card(entry: Dict[str, Any]) -> str:
 
 
 def _load(path: Path) -> torch.nn.Module:
-    from compressai_psic.architectures import SHIELDED_CLASSES
+    from compressai_psic.models import SHIELDED_CLASSES
     from compressai_psic.utils import load_torch_file
 
     return SHIELDED_CLASSES[ARCHITECTURE].from_state_dict(load_torch_file(path))

@@ -115,6 +115,8 @@ def _format(summary: Mapping[str, float]) -> str:
         "ms_ssim_loss_protected",
         "distortion_loss",
         "vlp_loss",
+        "semantic_loss",
+        "lowfreq_loss",
         "clean_loss",
         "uncertain_loss",
         "i2t_loss",
