@@ -2,22 +2,30 @@ r"""The ``psic`` command line: compress images to ``.psic`` files and decode the
 
 .. code-block:: none
 
-    psic compress photo.jpg -o photo.psic --arch bmshj2018-hyperprior --quality 3
+    psic compress photo.png -o photo.psic --model demo-psic
     psic decompress photo.psic -o photo.png            # protected image (default)
     psic decompress photo.psic -o photo.png --full     # full image
     psic decompress photo.psic -o photo.png --both     # both, one entropy decoding
     psic info photo.psic
-    psic compress photos/ -o encoded/                  # every image of a folder
+    psic compress photos/ -o encoded/ --model demo-psic   # every image of a folder
 
-The model is a shielded zoo model (``--arch``, ``--quality``, ``--metric``), a
+The model is a named codec of the manifest (``--model``, e.g. the shipped
+``demo-psic``), a shielded zoo model (``--arch``, ``--quality``, ``--metric``), a
 checkpoint file (``--checkpoint``, optionally with ``--arch``), or, to try the
 pipeline without trained weights, a randomly initialised zoo model
 (``--random-init``, seeded so that the decoder rebuilds the same weights). The
-file header names the model, and ``decompress`` rebuilds it, or refuses a
-``--checkpoint`` that is not the one the file was written with.
+file header names the model, and ``decompress`` rebuilds it (finding the weights
+of named codecs by their sha256), or refuses a ``--checkpoint`` that is not the
+one the file was written with.
 
 Every user error (missing or malformed file, unknown model, mismatch, image too
-large) is reported as one line ``psic: error: ...`` on stderr with exit status 2.
+large, corrupted bitstream) is reported as one line ``psic: error: ...`` on
+stderr with exit status 2. Decoding validates the file against the model before
+any entropy decoding (:mod:`compressai_psic.decode_guard`), so crafted files
+cannot crash, hang or exhaust the decoder.
+
+torch and CompressAI are imported only by the commands that code images:
+``psic --help`` and ``psic info`` start in a fraction of a second.
 
 Subcommands are entries of :data:`COMMANDS`; adding one (e.g. ``demo``) takes one
 :class:`Command` and one :func:`register_command` call.
@@ -30,21 +38,32 @@ Against Exploitation from Vision-Language Pretrained Models"
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
+import re
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
-
-import torch
-from PIL import Image
-from torch import Tensor
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from . import container
 from .container import PSICFile, PSICFormatError
-from .image_io import IMAGE_EXTENSIONS, ImageLoadError, load_image, save_image
+from .image_io import IMAGE_EXTENSIONS, ImageLoadError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 __all__ = [
     "CLIError",
@@ -124,12 +143,14 @@ def build_model(
         CLIError: for an unknown architecture, a bad quality or metric, a missing
             or unreadable checkpoint, or pretrained weights that are not available.
     """
+    import torch
+
     from . import zoo
 
     sha256 = None
     try:
         if spec.checkpoint is not None:
-            from .checkpoints import load_checkpoint
+            from .models import load_checkpoint
 
             sha256 = _checkpoint_sha256(Path(spec.checkpoint))
             model = load_checkpoint(spec.checkpoint, architecture=spec.architecture)
@@ -152,6 +173,11 @@ def build_model(
                 )
     except CLIError:
         raise
+    except zoo.NoPublishedWeightsError:
+        message = zoo.published_weights_error(
+            spec.architecture, spec.metric, spec.quality
+        )
+        raise CLIError(message or "no PSIC weights for this model") from None
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise CLIError(f"cannot build the model: {_one_line(exc)}") from None
 
@@ -172,17 +198,32 @@ class _ModelCache:
 
     def get(self, spec: ModelSpec) -> Tuple[torch.nn.Module, str | None]:
         if spec not in self.models:
+            self.models[spec] = build_model(spec, self.device)
+            # After the build: a note must not precede the error of a failed one.
             if spec.random_init:
                 _note(
                     f"using randomly initialised {spec.architecture} weights (seed "
                     f"{spec.seed}): the output shows the pipeline, not trained "
                     "compression or protection"
                 )
-            self.models[spec] = build_model(spec, self.device)
         return self.models[spec]
 
 
 def _spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    if args.model is not None:
+        others = [
+            flag
+            for flag, value in (
+                ("--checkpoint", args.checkpoint),
+                ("--quality", args.quality),
+                ("--metric", args.metric),
+                ("--random-init", args.random_init or None),
+            )
+            if value is not None
+        ]
+        if others:
+            raise CLIError(f"--model brings its own weights; drop {others[0]}")
+        return ModelSpec(architecture=args.arch, checkpoint=_named_codec(args.model))
     if args.checkpoint is not None:
         if args.quality is not None or args.metric is not None:
             raise CLIError(
@@ -192,12 +233,40 @@ def _spec_from_args(args: argparse.Namespace) -> ModelSpec:
         if args.random_init:
             raise CLIError("--random-init and --checkpoint exclude each other")
         return ModelSpec(architecture=args.arch, checkpoint=Path(args.checkpoint))
-    return ModelSpec(
+    spec = ModelSpec(
         architecture=args.arch or DEFAULT_ARCH,
         quality=args.quality if args.quality is not None else DEFAULT_QUALITY,
         metric=args.metric or DEFAULT_METRIC,
         seed=args.seed if args.random_init else None,
     )
+    if not spec.random_init:
+        # Fail in a fraction of a second (no torch yet), naming what works offline.
+        from . import zoo
+
+        if spec.architecture in zoo.MAX_QUALITY:
+            message = _manifest_call(
+                zoo.published_weights_error,
+                spec.architecture,
+                spec.metric,
+                spec.quality,
+            )
+            if message is not None:
+                raise CLIError(message)
+    return spec
+
+
+def _manifest_call(function: Callable, *args):
+    """Runs a manifest look-up; a malformed manifest is a one-line user error."""
+    try:
+        return function(*args)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CLIError(_one_line(exc)) from None
+
+
+def _named_codec(name: str) -> Path:
+    from . import zoo
+
+    return _manifest_call(zoo.named_codec_file, name, False)
 
 
 def _spec_from_header(header: PSICFile, checkpoint: str | None) -> ModelSpec:
@@ -215,6 +284,15 @@ def _spec_from_header(header: PSICFile, checkpoint: str | None) -> ModelSpec:
         )
         return ModelSpec(architecture=header.architecture, checkpoint=path)
     if header.checkpoint_sha256 is not None:
+        from . import zoo
+
+        entry = _manifest_call(
+            lambda: zoo.manifest_entry(sha256=header.checkpoint_sha256)
+        )
+        if entry is not None and entry.get("architecture") and entry.get("name"):
+            # A named codec of the manifest (e.g. the shipped demo codec).
+            path = _named_codec(entry["name"])
+            return ModelSpec(architecture=header.architecture, checkpoint=path)
         raise CLIError(
             f"the file was written by {header.model_description()}; pass that "
             "checkpoint with --checkpoint PATH"
@@ -248,11 +326,32 @@ def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+_DEVICE_RE = re.compile(r"cpu|auto|cuda(:\d+)?")
+
+
+def _check_device_name(name: str) -> None:
+    if not _DEVICE_RE.fullmatch(name):
+        raise CLIError(
+            f"invalid --device {name!r}: allowed cpu, cuda, cuda:N (N a GPU index) "
+            "or auto"
+        )
+
+
 def _resolve_device(name: str) -> str:
+    import torch
+
+    _check_device_name(name)
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError("--device cuda requested but CUDA is not available")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise CLIError("--device cuda requested but CUDA is not available")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise CLIError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s), "
+                f"allowed cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
     return name
 
 
@@ -353,7 +452,10 @@ def _run_jobs(
             if not folder:
                 raise
             failures += 1
-            _print_error(f"{PROG}: error: {source}: {_one_line(exc)}", bar)
+            message = _one_line(exc)
+            if str(source) not in message:
+                message = f"{source}: {message}"
+            _print_error(f"{PROG}: error: {message}", bar)
             continue
         if message and not quiet and not folder:
             print(message)
@@ -365,6 +467,8 @@ def _run_jobs(
 
 
 def _load_image_reporting_warnings(path: Path) -> Tensor:
+    from .image_io import load_image
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         x = load_image(path)
@@ -378,6 +482,13 @@ def _load_image_reporting_warnings(path: Path) -> Tensor:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="a named codec of the manifest, e.g. demo-psic (shipped with the "
+        "package: works offline)",
+    )
     group.add_argument(
         "--arch",
         "-a",
@@ -429,8 +540,34 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "the entropy decoder",
     )
     parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse images and files of more than N (padded) pixels; default "
+        "4096x4096 (compressai_psic.decode_guard.MAX_DECODE_PIXELS), 0 for no limit",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="no progress bar, no summary"
     )
+
+
+@contextlib.contextmanager
+def _pixel_limit(value: Optional[int]) -> Iterator[None]:
+    """Applies ``--max-pixels`` for the duration of one command."""
+    from . import decode_guard
+
+    if value is None:
+        yield
+        return
+    if value < 0:
+        raise CLIError(f"--max-pixels must be >= 0 (0: no limit), got {value}")
+    previous = decode_guard.MAX_DECODE_PIXELS
+    decode_guard.MAX_DECODE_PIXELS = value or None
+    try:
+        yield
+    finally:
+        decode_guard.MAX_DECODE_PIXELS = previous
 
 
 def _add_compress_arguments(parser: argparse.ArgumentParser) -> None:
@@ -455,6 +592,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         raise CLIError(f"--seed must be in 0..2**64-1, got {args.seed}")
     if args.seed != 0 and not args.random_init:
         raise CLIError("--seed applies to --random-init weights only")
+    _check_device_name(args.device)
     spec = _spec_from_args(args)
     device = _resolve_device(args.device)
     jobs, folder = _jobs(
@@ -476,13 +614,38 @@ def _run_compress(args: argparse.Namespace) -> int:
             )
         _check_targets([target], args.output is not None)
         model, sha256 = models.get(spec)
-        header = compress_tensor(model, x.to(device), spec, sha256)
+        _check_decodable(model, source, height, width)
+        try:
+            header = compress_tensor(model, x.to(device), spec, sha256)
+        except ValueError as exc:
+            if isinstance(exc, PSICFormatError):
+                raise
+            raise CLIError(f"{source}: {_one_line(exc)}") from None
         size = container.write(target, header)
         return (
             f"{source} -> {target}: {size} bytes, {size * 8 / (height * width):.4f} bpp"
         )
 
-    return _run_jobs(jobs, work, folder, args.quiet, "compress")
+    with _pixel_limit(args.max_pixels):
+        return _run_jobs(jobs, work, folder, args.quiet, "compress")
+
+
+def _check_decodable(
+    model: torch.nn.Module, source: Path, height: int, width: int
+) -> None:
+    """Refuses images whose file the decoder would refuse (pixel limit)."""
+    from . import decode_guard
+
+    limit = decode_guard.MAX_DECODE_PIXELS
+    padded = decode_guard.latent_layout(model).image_size(
+        decode_guard.expected_shape(model, height, width)
+    )
+    if limit is not None and padded[0] * padded[1] > limit:
+        raise CLIError(
+            f"{source}: {width}x{height} pads to {padded[1]}x{padded[0]} = "
+            f"{padded[0] * padded[1]} pixels, over the limit of {limit} (raise it "
+            "with --max-pixels; decoders refuse files over their own limit)"
+        )
 
 
 def compress_tensor(
@@ -495,9 +658,17 @@ def compress_tensor(
 
     The image is padded to a multiple of ``model.downsampling_factor`` (the
     decoder crops back to the size in the header).
+
+    Raises:
+        ValueError: when ``x`` holds NaN, infinity or values outside [0, 1]
+            (CompressAI's encoder would loop forever on them).
     """
+    import torch
+
+    from .decode_guard import check_compress_input
     from .utils import pad_to_multiple
 
+    check_compress_input(x)
     height, width = x.shape[-2:]
     x_padded, _ = pad_to_multiple(x, int(model.downsampling_factor))
     with torch.no_grad():
@@ -549,50 +720,53 @@ def _add_decompress_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common_arguments(parser)
 
 
-def _check_header_bounds(header: PSICFile, model: torch.nn.Module) -> None:
-    """Refuses headers that would make the decoder allocate absurd tensors."""
-    pixels = header.height * header.width
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and pixels > 2 * limit:
-        raise CLIError(
-            f"the file declares {header.width}x{header.height} pixels, over twice "
-            f"Pillow's decompression-bomb limit ({limit})"
-        )
-    factor = int(model.downsampling_factor)
-    padded = (
-        -(-header.height // factor) * factor,
-        -(-header.width // factor) * factor,
-    )
-    # A latent is never larger than the padded image; this bounds the decoder's
-    # memory by that of a genuine file of the declared size.
-    if len(header.shape) != 2 or any(s > p for s, p in zip(header.shape, padded)):
-        raise CLIError(
-            f"corrupted file: latent shape {tuple(header.shape)} does not fit a "
-            f"{header.width}x{header.height} image"
-        )
-
-
 def decompress_header(
     model: torch.nn.Module, header: PSICFile, conditions: Sequence[str]
 ) -> List[Tensor]:
-    """Decodes a :class:`PSICFile` to one image per condition, cropped to size."""
+    """Decodes a :class:`PSICFile` to one image per condition, cropped to size.
+
+    The header is validated against the model first
+    (:func:`compressai_psic.decode_guard.guard_decode_inputs`): any file decodes
+    within time and memory proportional to its declared size, or is refused.
+
+    Raises:
+        PSICFormatError: (:class:`~compressai_psic.container.BitstreamError`,
+            :class:`~compressai_psic.container.PixelLimitError`) when the
+            strings or the shape do not fit the model, the size is over the pixel
+            limit, or the decode is not finite.
+        CLIError: when the model fails to decode the strings.
+    """
+    import torch
+
+    from .decode_guard import check_finite, guard_decode_inputs
     from .utils import crop_padding
 
-    _check_header_bounds(header, model)
+    strings = guard_decode_inputs(
+        model, header.strings, header.shape, image_size=(header.height, header.width)
+    )
     try:
         with torch.no_grad():
             if len(conditions) == 1:
                 images = [
-                    model.decompress(
-                        header.strings, header.shape, condition=conditions[0]
-                    )["x_hat"]
+                    model.decompress(strings, header.shape, condition=conditions[0])[
+                        "x_hat"
+                    ]
                 ]
             else:
                 images = model.decompress_multi(
-                    header.strings, header.shape, conditions=tuple(conditions)
+                    strings, header.shape, conditions=tuple(conditions)
                 )["x_hat"]
+    except MemoryError:
+        raise CLIError(
+            f"out of memory decoding a {header.width}x{header.height} image; lower "
+            "compressai_psic.decode_guard.MAX_DECODE_PIXELS to refuse such files"
+        ) from None
     except (RuntimeError, ValueError, IndexError) as exc:
+        if isinstance(exc, PSICFormatError):
+            raise
         raise CLIError(f"cannot decode the bitstream: {_one_line(exc)}") from None
+    del strings
+    check_finite(images)
     cropped = []
     for x_hat in images:
         padded_h, padded_w = x_hat.shape[-2:]
@@ -623,6 +797,9 @@ def _decoded_targets(
 
 
 def _run_decompress(args: argparse.Namespace) -> int:
+    from .image_io import save_image
+
+    _check_device_name(args.device)
     device = _resolve_device(args.device)
     jobs, folder = _jobs(
         args.input,
@@ -656,7 +833,8 @@ def _run_decompress(args: argparse.Namespace) -> int:
         )
         return f"{source} -> {names}: {header.width}x{header.height}"
 
-    return _run_jobs(jobs, work, folder, args.quiet, "decompress")
+    with _pixel_limit(args.max_pixels):
+        return _run_jobs(jobs, work, folder, args.quiet, "decompress")
 
 
 # -------------------------------------------------------------------- info
@@ -756,21 +934,27 @@ register_command(
 )
 
 
-def _register_demo() -> None:
-    # demo imports its heavy dependencies (open_clip, ...) only when it runs.
+def _demo_add_arguments(parser: argparse.ArgumentParser) -> None:
+    # compressai_psic.demo imports torch: only ``psic demo`` pays for it.
     from . import demo
 
-    register_command(
-        Command(
-            "demo",
-            "compress generated scenes, decode both paths and ask the demo VLP",
-            demo.add_arguments,
-            demo.run,
-        )
+    demo.add_arguments(parser)
+
+
+def _demo_run(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.run(args)
+
+
+register_command(
+    Command(
+        "demo",
+        "compress generated scenes, decode both paths and ask the demo VLP",
+        _demo_add_arguments,
+        _demo_run,
     )
-
-
-_register_demo()
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -780,7 +964,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The ``psic`` argument parser.
+
+    Args:
+        command: when given, only that subcommand gets its arguments (the others
+            are listed with their help line), so that a command never imports
+            what another one needs; by default every subcommand is complete.
+    """
     parser = _Parser(
         prog=PROG,
         description="Privacy-shielded image compression (PSIC) for CompressAI models.",
@@ -789,18 +980,26 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", metavar="COMMAND", parser_class=_Parser
     )
     subparsers.required = True
-    for command in COMMANDS.values():
-        sub = subparsers.add_parser(
-            command.name, help=command.help, description=command.help
-        )
-        command.add_arguments(sub)
-        sub.set_defaults(_run=command.run)
+    for entry in COMMANDS.values():
+        sub = subparsers.add_parser(entry.name, help=entry.help, description=entry.help)
+        if command is None or command == entry.name:
+            entry.add_arguments(sub)
+        sub.set_defaults(_run=entry.run)
     return parser
+
+
+def _requested_command(argv: Sequence[str]) -> str:
+    """The subcommand named on the command line ("" when there is none)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``psic``; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_requested_command(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, already printed)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import List, Tuple, Union
 
 __all__ = [
+    "BitstreamError",
     "CHECKSUM_SIZE",
     "FORMAT_VERSION",
     "MAGIC",
@@ -43,12 +44,14 @@ __all__ = [
     "ModelMismatchError",
     "PSICFile",
     "PSICFormatError",
+    "PixelLimitError",
     "check_compatible",
     "dumps",
     "file_sha256",
     "loads",
     "read",
     "write",
+    "write_bytes",
 ]
 
 #: First bytes of every ``.psic`` file.
@@ -96,6 +99,21 @@ class PSICFormatError(ValueError):
 
 class ModelMismatchError(PSICFormatError):
     """A ``.psic`` file was written by another model than the one decoding it."""
+
+
+class BitstreamError(PSICFormatError):
+    """The strings or the latent shape do not fit the decoding model.
+
+    Raised by :mod:`compressai_psic.decode_guard` before any entropy decoding (a
+    wrong number of strings, batch sizes that differ, a latent shape that is not
+    the one of the declared image, strings that CompressAI's encoder cannot have
+    written) and after it, when the decoded image holds non-finite values.
+    """
+
+
+class PixelLimitError(PSICFormatError):
+    """Decoding would produce more pixels than the configured limit allows
+    (``compressai_psic.decode_guard.MAX_DECODE_PIXELS``)."""
 
 
 @dataclass
@@ -413,24 +431,70 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def write(path: PathLike, obj: PSICFile) -> int:
-    """Writes ``obj`` to ``path`` atomically; returns the number of bytes written."""
+    """Writes ``obj`` to ``path`` atomically; returns the number of bytes written.
+
+    The file gets the permissions of any new file (``0o666`` less the umask).
+
+    Raises:
+        PSICFormatError: when a field of ``obj`` is out of range.
+        OSError: when ``path`` cannot be written (the message names ``path``).
+    """
     data = dumps(obj)
+    write_bytes(path, data)
+    return len(data)
+
+
+def _new_file_mode() -> int:
+    """Permissions a new file gets under the current umask (``0o666 & ~umask``)."""
+    try:
+        # Linux reports the umask without changing it (os.umask would, briefly,
+        # for every thread of the process).
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically, with the umask's permissions.
+
+    The bytes go to a temporary file next to ``path``, which is then renamed, so
+    that an interrupted run never leaves a half-written file behind. Unlike a
+    plain :func:`tempfile.mkstemp` file (always ``0o600``), the result has the
+    permissions any new file would get (``0o666`` less the umask).
+
+    Raises:
+        OSError: when ``path`` cannot be written; the message names ``path``,
+            not the temporary file.
+    """
     path = Path(path)
-    # Write to a temporary file next to the target, then rename, so that an
-    # interrupted run never leaves a half-written .psic file behind.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or "cannot write", str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), _new_file_mode())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (tmp_name, None):
+            raise OSError(
+                exc.errno, exc.strerror or "cannot write", str(path)
+            ) from None
         raise
-    return len(data)
 
 
 def read(path: PathLike, max_size: int = MAX_FILE_SIZE) -> PSICFile:
     """Reads and parses a ``.psic`` file of at most ``max_size`` bytes.
+
+    Only the bytes the file holds are allocated (not ``max_size``).
 
     Raises:
         PSICFormatError: when the file is larger than ``max_size`` or malformed.
@@ -439,17 +503,24 @@ def read(path: PathLike, max_size: int = MAX_FILE_SIZE) -> PSICFile:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > max_size:
-            raise PSICFormatError(
-                f"file is larger than the {max_size}-byte limit of this reader"
-            )
-        # Read one byte more than allowed to detect oversized files without
-        # trusting the size the file system reports (pipes, growing files).
-        data = f.read(max_size + 1)
+            raise _too_large(max_size)
+        # Read what the file system reports, then go on in bounded chunks: pipes
+        # report 0 bytes and files may grow, so the size is not trusted.
+        data = bytearray(f.read(size))
+        while len(data) <= max_size:
+            chunk = f.read(min(1 << 20, max_size + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
     if len(data) > max_size:
-        raise PSICFormatError(
-            f"file is larger than the {max_size}-byte limit of this reader"
-        )
-    return loads(data)
+        raise _too_large(max_size)
+    return loads(bytes(data))
+
+
+def _too_large(max_size: int) -> PSICFormatError:
+    return PSICFormatError(
+        f"file is larger than the {max_size}-byte limit of this reader"
+    )
 
 
 def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:

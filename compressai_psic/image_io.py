@@ -13,7 +13,13 @@ Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025):
   scaled by 1/65535; float (``F``) images are taken as values in [0, 1];
 - the EXIF orientation is applied, so the tensor is upright as viewers show it;
 - Pillow's decompression-bomb limit stays in force (``Image.MAX_IMAGE_PIXELS`` is
-  never changed): larger images raise :class:`ImageLoadError`.
+  never changed): larger images raise :class:`ImageLoadError`, including those
+  between one and two times the limit, for which Pillow only warns;
+- non-finite pixels (NaN or infinity in float TIFFs) raise :class:`ImageLoadError`:
+  they would make CompressAI's entropy encoder loop forever.
+
+numpy, torch and Pillow are imported on first use, so that importing this module
+(for :data:`IMAGE_EXTENSIONS` or :class:`ImageLoadError`) costs nothing.
 
 :func:`save_image` writes a tensor as an 8-bit image (PNG unless the suffix names
 another format).
@@ -25,12 +31,11 @@ import os
 import struct
 import warnings
 from pathlib import Path
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
-import numpy as np
-import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
+if TYPE_CHECKING:
+    from PIL import Image
+    from torch import Tensor
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -90,16 +95,24 @@ def load_image(path: PathLike, formats: Sequence[str] = IMAGE_FORMATS) -> Tensor
 
     Raises:
         ImageLoadError: when the file is not an image of an allowed format, is
-            corrupt or truncated, exceeds Pillow's decompression-bomb limit, or has
-            a pixel mode that cannot be converted to RGB.
+            corrupt or truncated, has more pixels than Pillow's
+            ``Image.MAX_IMAGE_PIXELS``, holds non-finite values, or has a pixel
+            mode that cannot be converted to RGB.
         OSError: when the file cannot be opened (missing, unreadable).
     """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     path = Path(path)
     # Open the file ourselves so that a missing file stays a FileNotFoundError
     # instead of a decoding error.
     with open(path, "rb") as f:
         try:
-            with Image.open(f, formats=list(formats)) as image:
+            with warnings.catch_warnings():
+                # Pillow only warns between one and two times its limit; such an
+                # image would then cost gigabytes to encode.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image_file = Image.open(f, formats=list(formats))
+            with image_file as image:
                 if getattr(image, "n_frames", 1) > 1:
                     warnings.warn(
                         f"{path}: {image.n_frames} frames, only the first is used",
@@ -108,7 +121,7 @@ def load_image(path: PathLike, formats: Sequence[str] = IMAGE_FORMATS) -> Tensor
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return pil_to_tensor(image, name=str(path))
-        except Image.DecompressionBombError as exc:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageLoadError(
                 f"{path}: refused, the image is too large ({exc})"
             ) from None
@@ -128,8 +141,12 @@ def pil_to_tensor(image: Image.Image, name: str = "image") -> Tensor:
     """Converts a Pillow image of any supported mode to ``(1, 3, H, W)`` in [0, 1].
 
     Raises:
-        ImageLoadError: for a pixel mode that cannot be converted to RGB.
+        ImageLoadError: for a pixel mode that cannot be converted to RGB, and for
+            non-finite values (NaN or infinity, possible in float images).
     """
+    import numpy as np
+    import torch
+
     mode = image.mode
     has_alpha = mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info)
     if has_alpha:
@@ -149,7 +166,14 @@ def pil_to_tensor(image: Image.Image, name: str = "image") -> Tensor:
         array = np.clip(array, 0.0, 1.0)
         array = np.repeat(array[:, :, None], 3, axis=2)
     elif mode == "F":
-        array = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+        array = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise ImageLoadError(
+                f"{name}: {bad} pixels are NaN or infinite; the codec needs finite "
+                "values"
+            )
+        array = np.clip(array, 0.0, 1.0)
         array = np.repeat(array[:, :, None], 3, axis=2)
     else:
         if mode != "RGB":
@@ -169,6 +193,10 @@ def tensor_to_pil(tensor: Tensor) -> Image.Image:
 
     Values are clamped to [0, 1] and rounded to 8 bits.
     """
+    import numpy as np
+    import torch
+    from PIL import Image
+
     if tensor.dim() == 4:
         if tensor.size(0) != 1:
             raise ValueError(

@@ -12,6 +12,11 @@ weights listed in the manifest ``zoo/manifest.json``: a local file shipped with
 the package, or a URL downloaded into ``$COMPRESSAI_PSIC_CACHE`` (default
 ``~/.cache/compressai_psic``). Every file is checked against its sha256.
 
+The manifest functions need neither torch nor CompressAI (both are imported when a
+model is built), so the command line can check which weights exist before it
+loads them. A malformed manifest raises :class:`ValueError` naming the file and
+the entry; sha256 digests are compared without regard to case.
+
 From `"Privacy-Shielded Image Compression: Defending Against Exploitation from
 Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
 """
@@ -20,19 +25,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-import compressai.zoo as cai_zoo
-import torch.nn as nn
-from compressai.zoo.image import cfgs, model_urls
+from .container import file_sha256 as sha256_file
+from .container import write_bytes
 
-from .architectures import SHIELDED_CLASSES, ZOO_ARCHITECTURES
-from .models import shield
-from .utils import load_torch_file, sha256_file
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 __all__ = [
+    "NoPublishedWeightsError",
     "bmshj2018_factorized",
     "bmshj2018_hyperprior",
     "cache_dir",
@@ -46,13 +50,31 @@ __all__ = [
     "update_manifest",
     "mbt2018",
     "mbt2018_mean",
+    "named_codec_file",
+    "published_weights_error",
     "zoo_dir",
 ]
 
 METRICS = ("mse", "ms-ssim")
-MAX_QUALITY = {
-    name: (6 if name.startswith("cheng2020") else 8) for name in ZOO_ARCHITECTURES
+#: CompressAI's zoo names and the class each entry builds.
+_BASE_CLASSES = {
+    "bmshj2018-factorized": "FactorizedPrior",
+    "bmshj2018-hyperprior": "ScaleHyperprior",
+    "mbt2018-mean": "MeanScaleHyperprior",
+    "mbt2018": "JointAutoregressiveHierarchicalPriors",
+    "cheng2020-anchor": "Cheng2020Anchor",
+    "cheng2020-attn": "Cheng2020Attention",
 }
+MAX_QUALITY = {
+    name: (6 if name.startswith("cheng2020") else 8) for name in _BASE_CLASSES
+}
+#: Name of the codec shipped with the package (``zoo/DEMO_PSIC.md``).
+DEMO_CODEC = "demo-psic"
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class NoPublishedWeightsError(RuntimeError):
+    """A zoo point (architecture, quality, metric) has no PSIC weights."""
 
 
 def zoo_dir() -> Path:
@@ -84,18 +106,47 @@ def cache_dir() -> Path:
 
 
 def load_manifest(path: Optional[os.PathLike] = None) -> List[Dict[str, Any]]:
-    """The manifest's entries (an empty list when there is no manifest)."""
+    """The manifest's entries (an empty list when there is no manifest).
+
+    Raises:
+        ValueError: when the file is not JSON, not ``{"models": [...]}``, or an
+            entry is not an object with string ``name``/``architecture``/``file``,
+            a 64-digit hex ``sha256`` and integer ``quality`` (where present).
+    """
     path = Path(path) if path is not None else manifest_path()
     if not path.is_file():
         return []
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a valid JSON manifest ({err})") from None
     entries = data.get("models", []) if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected {{'models': [...]}}")
-    for entry in entries:
+    for index, entry in enumerate(entries):
+        _check_entry(entry, f"{path}: entry {index}")
         entry.setdefault("_root", str(path.parent))
     return entries
+
+
+def _check_entry(entry: Any, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is a {type(entry).__name__}, not an object")
+    for key in ("name", "architecture", "file", "url", "metric", "kind"):
+        value = entry.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{where}: {key!r} must be a string, got {value!r}")
+    sha256 = entry.get("sha256")
+    if sha256 is not None and not (
+        isinstance(sha256, str) and _SHA256_RE.fullmatch(sha256)
+    ):
+        raise ValueError(f"{where}: 'sha256' must be 64 hex digits, got {sha256!r}")
+    quality = entry.get("quality")
+    if quality is not None and (
+        not isinstance(quality, int) or isinstance(quality, bool)
+    ):
+        raise ValueError(f"{where}: 'quality' must be an integer, got {quality!r}")
 
 
 def manifest_entry(
@@ -103,10 +154,14 @@ def manifest_entry(
     metric: Optional[str] = None,
     quality: Optional[int] = None,
     name: Optional[str] = None,
+    sha256: Optional[str] = None,
 ) -> Optional[Dict[str, Any]]:
-    """The manifest entry for a zoo point, or for a named model."""
+    """The manifest entry for a zoo point, a named model or a weights sha256."""
     for entry in load_manifest():
-        if name is not None:
+        if sha256 is not None:
+            if str(entry.get("sha256", "")).lower() == sha256.lower():
+                return entry
+        elif name is not None:
             if entry.get("name") == name:
                 return entry
         elif (
@@ -118,6 +173,54 @@ def manifest_entry(
     return None
 
 
+def named_codec_file(name: str, progress: bool = True) -> Path:
+    """The sha256-checked weights file of a named codec of the manifest (e.g.
+    ``demo-psic``); downloaded first when the entry gives a URL.
+
+    Raises:
+        ValueError: for a name the manifest does not list as a codec.
+        RuntimeError: when the file is missing or its sha256 differs.
+    """
+    entry = manifest_entry(name=name)
+    if entry is None or not entry.get("architecture"):
+        raise ValueError(
+            f"unknown codec {name!r}; the manifest ({manifest_path()}) has "
+            f"{_codec_names() or 'none'}"
+        )
+    return _weights_file(entry, progress)
+
+
+def _codec_names() -> List[str]:
+    return [
+        e["name"] for e in load_manifest() if e.get("architecture") and e.get("name")
+    ]
+
+
+def published_weights_error(
+    architecture: str, metric: str, quality: int
+) -> Optional[str]:
+    """``None`` when the manifest lists PSIC weights for this zoo point, else the
+    message saying which options work offline."""
+    if manifest_entry(architecture, metric, quality) is not None:
+        return None
+    codecs = _codec_names()
+    offline = (
+        f"the shipped demo codec (--model {DEMO_CODEC}, 64x64 scenes)"
+        if DEMO_CODEC in codecs
+        else "a codec of the manifest (--model NAME)"
+        if codecs
+        else None
+    )
+    options = [o for o in (offline,) if o] + [
+        "your own trained weights (--checkpoint PATH)",
+        "random weights to try the pipeline (--random-init)",
+    ]
+    return (
+        f"no PSIC weights are published for {architecture} (quality {quality}, "
+        f"metric {metric}) in {manifest_path()}; offline, use " + ", or ".join(options)
+    )
+
+
 def update_manifest(zoo: Path, entry: Dict[str, Any]) -> Optional[str]:
     """Adds or replaces (in place) the entry of the same name in
     ``zoo/manifest.json``, keeping every other entry; the file is written
@@ -125,8 +228,11 @@ def update_manifest(zoo: Path, entry: Dict[str, Any]) -> Optional[str]:
     path = zoo / "manifest.json"
     data: Dict[str, Any] = {"models": []}
     if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a valid JSON manifest ({err})") from None
         if not isinstance(data, dict) or not isinstance(data.get("models"), list):
             raise ValueError(f"{path}: expected {{'models': [...]}}")
     replaced = None
@@ -138,16 +244,7 @@ def update_manifest(zoo: Path, entry: Dict[str, Any]) -> Optional[str]:
             break
     else:
         models.append(entry)
-    handle, tmp = tempfile.mkstemp(prefix=".manifest.", dir=zoo)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
     return replaced
 
 
@@ -163,7 +260,7 @@ def _weights_file(entry: Dict[str, Any], progress: bool = True) -> Path:
     for path in candidates:
         if path.is_file():
             actual = sha256_file(path)
-            if actual != sha256:
+            if actual != sha256.lower():
                 raise RuntimeError(
                     f"{path}: sha256 {actual} does not match the manifest ({sha256}); "
                     "delete the file and download it again"
@@ -187,13 +284,16 @@ def _weights_file(entry: Dict[str, Any], progress: bool = True) -> Path:
             f"by hand and put it at {target} (sha256 {sha256})"
         ) from err
     actual = sha256_file(target)
-    if actual != sha256:
+    if actual != sha256.lower():
         target.unlink()
         raise RuntimeError(f"Downloaded {url}: sha256 {actual} != {sha256}; removed")
     return target
 
 
 def _base_pretrained(architecture: str, metric: str, quality: int, progress: bool):
+    import compressai.zoo as cai_zoo
+    from compressai.zoo.image import model_urls
+
     try:
         return cai_zoo.image_models[architecture](
             quality, metric=metric, pretrained=True, progress=progress
@@ -210,6 +310,8 @@ def _base_pretrained(architecture: str, metric: str, quality: int, progress: boo
 
 
 def _load_entry_weights(model: nn.Module, weights: Path, entry: Dict[str, Any]):
+    from .utils import load_torch_file
+
     state = load_torch_file(weights)
     result = model.load_state_dict(state, strict=bool(entry.get("includes_base")))
     if not entry.get("includes_base"):
@@ -238,15 +340,19 @@ def _load_model(
     top = MAX_QUALITY[architecture]
     if not isinstance(quality, int) or quality < 1 or quality > top:
         raise ValueError(f'Invalid quality "{quality}", should be between (1, {top})')
+    from .models import SHIELDED_CLASSES
+
     cls = SHIELDED_CLASSES[architecture]
     if not pretrained:
+        from compressai.zoo.image import cfgs
+
         names = ("N",) if architecture.startswith("cheng2020") else ("N", "M")
         config = dict(zip(names, cfgs[architecture][quality]))
         config.update(kwargs)
         return cls(**config)
     entry = manifest_entry(architecture, metric, quality)
     if entry is None:
-        raise RuntimeError(
+        raise NoPublishedWeightsError(
             f"No PSIC weights are published for {architecture} (quality={quality}, "
             f"metric={metric}) in {manifest_path()}. Train them with "
             f"`python -m compressai_psic.train --model {architecture}` (see README) "
@@ -256,6 +362,9 @@ def _load_model(
         )
     # The PSIC file first: it is small, and a missing one should not cost a
     # download of CompressAI's weights before failing.
+    from .models import shield
+    from .utils import load_torch_file
+
     weights = _weights_file(entry, progress)
     if entry.get("includes_base"):
         model = cls.from_state_dict(load_torch_file(weights))
@@ -267,6 +376,9 @@ def _load_model(
 
 def load_named(name: str, progress: bool = True) -> nn.Module:
     """Loads a named manifest model (e.g. the demo model) with its sha256 check."""
+    from .models import SHIELDED_CLASSES
+    from .utils import load_torch_file
+
     entry = manifest_entry(name=name)
     codecs = [e.get("name") for e in load_manifest() if e.get("architecture")]
     if entry is None:
@@ -299,7 +411,7 @@ def _make_entry(architecture: str) -> Callable[..., nn.Module]:
     entry.__qualname__ = entry.__name__
     entry.__doc__ = (
         f"Shielded ``{architecture}`` (CompressAI's "
-        f"``{cai_zoo.image_models[architecture].__name__}`` with PSIC triggers).\n\n"
+        f"``{_BASE_CLASSES[architecture]}`` with PSIC triggers).\n\n"
         "Args:\n"
         f"    quality (int): quality level (1: lowest, highest: {top})\n"
         "    metric (str): optimized metric, choose from ('mse', 'ms-ssim')\n"

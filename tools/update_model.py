@@ -8,7 +8,9 @@ As ``python -m compressai.utils.update_model`` does for CompressAI models, this
    layout are accepted, see :func:`compressai_psic.load_checkpoint`);
 2. recomputes the CDF tables of the entropy models (``update(force=True)``);
 3. saves the state dict alone (no optimiser states, epoch or loss) as
-   ``<name>-<sha256[:8]>.pth.tar``;
+   ``<name>-<sha256[:8]>.pth.tar``: the same checkpoint always gives the same
+   bytes and hash (the archive is serialised in memory, so no temporary file
+   name ends up inside it), and the file gets the umask's permissions;
 4. prints the entry for ``zoo/manifest.json`` (``architecture``, ``quality``
    and ``metric`` when given, ``file``, ``sha256``, ``includes_base``), and with
    ``--manifest`` adds it to that file, replacing the entry of the same zoo point
@@ -27,18 +29,19 @@ Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 20
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
 from compressai_psic import load_checkpoint, zoo
-from compressai_psic.registry import ARCHITECTURES
-from compressai_psic.utils import sha256_file
+from compressai_psic.container import write_bytes
+from compressai_psic.models.registry import ARCHITECTURES
 
 __all__ = ["build_parser", "export_model", "main", "update_manifest"]
 
@@ -79,18 +82,14 @@ def export_model(
     state_dict = model.state_dict()
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    # Save under a temporary name: the final name depends on the file's hash.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=SUFFIX, dir=output_dir)
-    os.close(fd)
-    tmp_path = Path(tmp_name)
-    try:
-        torch.save(state_dict, tmp_path)
-        digest = sha256_file(tmp_path)
-        target = output_dir / f"{name}-{digest[:HASH_PREFIX_LENGTH]}{SUFFIX}"
-        os.replace(tmp_path, target)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    # Serialise in memory: torch.save names the records of its zip archive after
+    # the file it writes to, so a temporary file would make every export differ.
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    target = output_dir / f"{name}-{digest[:HASH_PREFIX_LENGTH]}{SUFFIX}"
+    write_bytes(target, data)
     load_checkpoint(target, architecture=model.architecture)
     return {"path": target, "sha256": digest, "architecture": model.architecture}
 
@@ -135,8 +134,11 @@ def update_manifest(path: os.PathLike, entry: Dict[str, Any]) -> List[Dict[str, 
     path = Path(path)
     data: Dict[str, Any] = {"models": []}
     if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a valid JSON manifest ({err})") from None
         if not isinstance(data, dict) or not isinstance(data.get("models", []), list):
             raise ValueError(f"{path}: expected a manifest {{'models': [...]}}")
         data.setdefault("models", [])
@@ -148,15 +150,7 @@ def update_manifest(path: os.PathLike, entry: Dict[str, Any]) -> List[Dict[str, 
     else:
         models.append(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
     return models
 
 
@@ -222,13 +216,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if args.quality is not None and not 1 <= args.quality <= 8:
         parser.error(f"--quality must be in 1..8, got {args.quality}")
 
-    exported = export_model(
-        args.filepath,
-        args.dir if args.dir is not None else Path.cwd(),
-        name=args.name,
-        architecture=args.architecture,
-        update=not args.no_update,
-    )
+    try:
+        exported = export_model(
+            args.filepath,
+            args.dir if args.dir is not None else Path.cwd(),
+            name=args.name,
+            architecture=args.architecture,
+            update=not args.no_update,
+        )
+    except (OSError, RuntimeError, ValueError) as err:
+        parser.exit(2, f"update_model: error: {' '.join(str(err).split())}\n")
     top = zoo.MAX_QUALITY.get(exported["architecture"], 8)
     if args.quality is not None and args.quality > top:
         Path(exported["path"]).unlink()
@@ -243,7 +240,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         exported, quality=args.quality, metric=args.metric, name=args.name, file=file
     )
     if args.manifest is not None:
-        update_manifest(args.manifest, entry)
+        try:
+            update_manifest(args.manifest, entry)
+        except (OSError, ValueError) as err:
+            parser.exit(2, f"update_model: error: {' '.join(str(err).split())}\n")
         print(f"update_model: wrote {args.manifest}", file=sys.stderr)
     print(f"update_model: saved {exported['path']}", file=sys.stderr)
     print(json.dumps(entry, indent=2))

@@ -1,0 +1,89 @@
+r"""A pure-Python model of CompressAI's rANS decoder that counts its reads.
+
+It follows ``RansDecoder::decode_with_indexes`` of CompressAI 1.2.6–1.2.8 (16-bit
+precision, 4-bit bypass mode, ryg_rans' 64-bit state, 32-bit words read in the
+machine's byte order) step by step, but raises :class:`OutOfBounds` instead of
+reading past the buffer, and returns how many bytes it read. The tests check
+that it decodes exactly what the native decoder decodes, then use it to check
+the bound of :func:`compressai_psic.decode_guard.padding_bytes`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Sequence, Tuple
+
+__all__ = ["OutOfBounds", "reference_decode"]
+
+_LOW = 1 << 31
+_MASK64 = (1 << 64) - 1
+
+
+class OutOfBounds(Exception):
+    """The decoder would read past the end of its buffer."""
+
+
+def _int32(value: int) -> int:
+    return (value + 2**31) % 2**32 - 2**31
+
+
+def reference_decode(
+    data: bytes,
+    indexes: Sequence[int],
+    cdfs: Sequence[Sequence[int]],
+    cdf_lengths: Sequence[int],
+    offsets: Sequence[int],
+) -> Tuple[List[int], int]:
+    """Decoded symbols and bytes read, as the native decoder would."""
+    words = [
+        int.from_bytes(data[i : i + 4], sys.byteorder)
+        for i in range(0, len(data) - len(data) % 4, 4)
+    ]
+    position = 0
+
+    def read() -> int:
+        nonlocal position
+        if position >= len(words):
+            raise OutOfBounds(f"read of word {position}, the buffer has {len(words)}")
+        position += 1
+        return words[position - 1]
+
+    state = read()
+    state |= read() << 32
+
+    def get_bits() -> int:
+        nonlocal state
+        value = state & 15
+        state >>= 4
+        if state < _LOW:
+            state = ((state << 32) | read()) & _MASK64
+        return value
+
+    out = []
+    for index in indexes:
+        cdf = cdfs[index]
+        max_value = cdf_lengths[index] - 2
+        cum_freq = state & 0xFFFF
+        symbol = 0
+        while cdf[symbol + 1] <= cum_freq:
+            symbol += 1
+        start, freq = cdf[symbol], cdf[symbol + 1] - cdf[symbol]
+        state = (freq * (state >> 16) + (state & 0xFFFF) - start) & _MASK64
+        if state < _LOW:
+            state = ((state << 32) | read()) & _MASK64
+        value = symbol
+        if value == max_value:
+            nibble = get_bits()
+            count = nibble
+            while nibble == 15:
+                nibble = get_bits()
+                count = _int32(count + nibble)
+            raw = 0
+            for j in range(max(count, 0)):
+                # x86 masks 32-bit shift counts (C++ leaves them undefined).
+                raw = (raw | (get_bits() << ((4 * j) % 32))) & 0xFFFFFFFF
+            raw = _int32(raw)
+            value = raw >> 1
+            value = -value - 1 if raw & 1 else value + max_value
+        out.append(_int32(value + offsets[index]))
+    return out, 4 * position

@@ -1,0 +1,439 @@
+"""Tests of compressai_psic.decode_guard: model-aware validation of bitstreams,
+the padding that keeps CompressAI's rANS decoder inside its buffer, and the
+reproducers of issue 12 (each decoded in a forked child, so that a segfault
+fails the test instead of killing pytest)."""
+
+from __future__ import annotations
+
+import random
+import signal
+
+import pytest
+import torch
+from compressai.ans import RansDecoder, RansEncoder
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compressai_psic import decode_guard, fuzzing, zoo
+from compressai_psic.container import BitstreamError, PixelLimitError, PSICFormatError
+from compressai_psic.utils import pad_to_multiple
+
+from .rans_reference import OutOfBounds, reference_decode
+
+ARCHITECTURES = list(zoo.image_models)
+
+
+def tiny(name: str, seed: int = 0) -> torch.nn.Module:
+    kwargs = dict(N=8) if name.startswith("cheng2020") else dict(N=8, M=12)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = zoo.image_models[name](1, **kwargs).eval()
+    factor = model.downsampling_factor
+    with torch.no_grad():
+        model(torch.zeros(1, 3, factor, factor))
+    model.update(force=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: tiny(name) for name in ARCHITECTURES}
+
+
+def encode(model, height=40, width=72, seed=0):
+    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
+    padded, _ = pad_to_multiple(x, model.downsampling_factor)
+    with torch.no_grad():
+        return model.compress(padded)
+
+
+# ------------------------------------------------------------------- layout
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_layout_and_guarded_decode_of_every_architecture(models, name):
+    model = models[name]
+    layout = decode_guard.latent_layout(model)
+    factor = 16 if name == "bmshj2018-factorized" else 64
+    assert layout.num_strings == (1 if name == "bmshj2018-factorized" else 2)
+    assert layout.image_per_unit == (factor, factor)
+    out = encode(model)
+    shape = tuple(out["shape"])
+    assert decode_guard.expected_shape(model, 40, 72) == shape
+    assert layout.image_size(shape) == (
+        -(-40 // factor) * factor,
+        -(-72 // factor) * factor,
+    )
+    # The symbol counts are those the encoder coded: y (and z) elements.
+    with torch.no_grad():
+        likelihoods = model(torch.zeros(1, 3, *layout.image_size(shape)))["likelihoods"]
+    assert layout.symbols(shape) == [t[0].numel() for t in likelihoods.values()]
+    strings = decode_guard.guard_decode_inputs(
+        model, out["strings"], shape, image_size=(40, 72)
+    )
+    with torch.no_grad():
+        guarded = model.decompress(strings, shape)["x_hat"]
+        plain = model.decompress(out["strings"], shape)["x_hat"]
+    assert torch.equal(guarded, plain)
+    decode_guard.check_finite(guarded)
+
+
+def test_layout_is_cached(models):
+    model = models["bmshj2018-hyperprior"]
+    assert decode_guard.latent_layout(model) is decode_guard.latent_layout(model)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.fixture(scope="module")
+def coded(models):
+    model = models["mbt2018-mean"]
+    return model, encode(model)
+
+
+def check(model, strings, shape, **kwargs):
+    decode_guard.validate_decode_inputs(model, strings, shape, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s[:1], "1 string lists, the model entropy-codes 2"),
+        (lambda s: s + [s[0]], "3 string lists"),
+        (lambda s: [s[0], s[1] * 2], "different batch sizes"),
+        (lambda s: [s[0], []], "non-empty list"),
+        (lambda s: [s[0], ["text"]], "must be bytes"),
+        (lambda s: "nope", "must be a list"),
+        (lambda s: [s[0], [b""]], "0 bytes"),
+        (lambda s: [s[0], [b"\x00\x00\x00\x80" * 3]], "start"),
+        (lambda s: [s[0], [s[1][0] + b"\x00"]], "32-bit words"),
+        (lambda s: [s[0], [s[1][0] + b"\x01" * 4000]], "more than the encoder"),
+    ],
+)
+def test_strings_that_the_encoder_cannot_write_are_refused(coded, edit, message):
+    model, out = coded
+    strings = [list(latent) for latent in out["strings"]]
+    with pytest.raises(BitstreamError, match=message):
+        check(model, edit(strings), out["shape"])
+
+
+@pytest.mark.parametrize("length", [n for n in range(13) if n not in (8, 12)])
+def test_strings_of_0_to_12_bytes_are_refused(coded, length):
+    # Issue 12: these reached the native decoder and segfaulted. 8 and 12 bytes
+    # are whole words: refused for a bad start state, else padded (below).
+    model, out = coded
+    with pytest.raises(BitstreamError, match="corrupted bitstream"):
+        check(model, [[bytes(range(length))], out["strings"][1]], out["shape"])
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((1,), "expected 2 positive"),
+        ((1, 2, 3), "expected 2 positive"),
+        ((0, 2), "expected 2 positive"),
+        ((1.5, 2), "expected 2 positive"),
+        (None, "expected 2 positive"),
+    ],
+)
+def test_malformed_shapes_are_refused(coded, shape, message):
+    model, out = coded
+    with pytest.raises(BitstreamError, match=message):
+        check(model, out["strings"], shape)
+
+
+def test_shape_must_be_the_declared_image_s(coded):
+    model, out = coded
+    shape = tuple(out["shape"])
+    check(model, out["strings"], shape, image_size=(40, 72))
+    check(model, out["strings"], shape, image_size=(1, 65))
+    with pytest.raises(BitstreamError, match="does not fit a 1x1 image"):
+        # Issue 12: a 19 KB file declaring 1x1 decoded 4096² (5.2 GB, 18.5 s).
+        check(model, out["strings"], (64, 64), image_size=(1, 1))
+    with pytest.raises(BitstreamError, match="expected"):
+        check(model, out["strings"], (shape[1], shape[0]), image_size=(40, 72))
+
+
+def test_pixel_limit_default_override_and_off(coded, monkeypatch):
+    model, out = coded
+    # Issue 12: decompress(strings, (200, 300)) was OOM-killed.
+    with pytest.raises(PixelLimitError, match="12800x19200|19200x12800"):
+        check(model, out["strings"], (200, 300))
+    with pytest.raises(PixelLimitError, match="limit of 1000"):
+        check(model, out["strings"], out["shape"], max_pixels=1000)
+    monkeypatch.setattr(decode_guard, "MAX_DECODE_PIXELS", 1000)
+    with pytest.raises(PixelLimitError, match="MAX_DECODE_PIXELS"):
+        check(model, out["strings"], out["shape"])
+    check(model, out["strings"], out["shape"], max_pixels=None)
+    with pytest.raises(PixelLimitError, match=r"65536x65536 .*\(a 65535x65535 image"):
+        check(model, out["strings"], out["shape"], image_size=(65535, 65535))
+    assert issubclass(PixelLimitError, PSICFormatError)
+    assert issubclass(BitstreamError, ValueError)
+
+
+def test_batches(models):
+    model = models["bmshj2018-hyperprior"]
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = model.compress(x)
+    strings = decode_guard.guard_decode_inputs(model, out["strings"], out["shape"])
+    with torch.no_grad():
+        assert torch.equal(
+            model.decompress(strings, out["shape"])["x_hat"],
+            model.decompress(out["strings"], out["shape"])["x_hat"],
+        )
+    with pytest.raises(BitstreamError, match="batch element 1"):
+        check(model, [[s, b""] for s, _ in out["strings"]], out["shape"])
+    with pytest.raises(PixelLimitError, match="2 × 64x64"):
+        check(model, out["strings"], out["shape"], max_pixels=64 * 64)
+
+
+def test_padding_is_done_once(coded):
+    model, out = coded
+    once = decode_guard.pad_strings(model, out["strings"], out["shape"])
+    twice = decode_guard.guard_decode_inputs(model, once, out["shape"])
+    assert all(a is b for la, lb in zip(once, twice) for a, b in zip(la, lb))
+    y, original = once[0][0], out["strings"][0][0]
+    assert y[: len(original)] == original and not any(y[len(original) :])
+    symbols = decode_guard.latent_layout(model).symbols(out["shape"])[0]
+    assert len(y) >= len(original) + 76 * symbols + 132
+
+
+def test_check_finite_and_compress_input():
+    decode_guard.check_finite(torch.zeros(1, 3, 4, 4))
+    decode_guard.check_finite([torch.zeros(2), torch.ones(2)])
+    bad = torch.zeros(1, 3, 4, 4)
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(BitstreamError, match="1 non-finite"):
+        decode_guard.check_finite([torch.zeros(2), bad])
+    decode_guard.check_compress_input(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        decode_guard.check_compress_input(bad)
+    with pytest.raises(ValueError, match=r"in \[0.0, 1.0\]"):
+        decode_guard.check_compress_input(torch.full((1, 3, 2, 2), 2.0))
+    decode_guard.check_compress_input(torch.full((1, 3, 2, 2), 2.0), high=None)
+
+
+# ------------------------------------------------------- the bound of the padding
+
+
+def _tables(module):
+    lengths = module._cdf_length.tolist()
+    cdfs = [row[:n].tolist() for row, n in zip(module._quantized_cdf, lengths)]
+    return cdfs, lengths, module._offset.tolist()
+
+
+@pytest.fixture(scope="module")
+def entropy_tables():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        bottleneck = EntropyBottleneck(6)
+        bottleneck.update(force=True)
+    conditional = GaussianConditional(None)
+    conditional.update_scale_table(torch.exp(torch.linspace(-2.3, 4.0, 32)))
+    conditional.update()
+    return [_tables(bottleneck), _tables(conditional)]
+
+
+def _valid_start(data: bytes) -> bytes:
+    """Sets the top bit of the first word: a start state in [2**31, 2**63)."""
+    return data[:3] + bytes([data[3] | 0x80]) + data[4:7] + bytes([data[7] & 0x7F])
+
+
+streams = st.one_of(
+    st.binary(min_size=2, max_size=40).map(lambda b: b * 4),
+    st.binary(min_size=8, max_size=160),
+    st.integers(2, 40).map(lambda n: b"\xff" * (4 * n)),
+    st.tuples(st.binary(min_size=8, max_size=8), st.integers(0, 20)).map(
+        lambda t: t[0] + b"\xff\xff\xff\xff" * t[1]
+    ),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    table=st.integers(0, 1),
+    data=streams,
+    symbols=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+)
+def test_any_stream_stays_inside_the_padding(
+    entropy_tables, table, data, symbols, seed
+):
+    cdfs, lengths, offsets = entropy_tables[table]
+    data = _valid_start(data[: len(data) - len(data) % 4])
+    rng = random.Random(seed)
+    indexes = [rng.randrange(len(cdfs)) for _ in range(symbols)]
+    padded = data + bytes(decode_guard.padding_bytes(symbols, data))
+    # Never raises OutOfBounds: every read of the model stays in the buffer ...
+    expected, read = reference_decode(padded, indexes, cdfs, lengths, offsets)
+    # ... and the model is the native decoder, symbol for symbol.
+    native = RansDecoder().decode_with_indexes(padded, indexes, cdfs, lengths, offsets)
+    assert native == expected
+    assert read <= len(padded)
+
+
+def test_valid_streams_read_exactly_their_bytes(entropy_tables):
+    rng = random.Random(1)
+    for table in (0, 1):
+        cdfs, lengths, offsets = entropy_tables[table]
+        for spread in (2, 40, 5000):  # 5000: every symbol in bypass mode
+            indexes = [rng.randrange(len(cdfs)) for _ in range(200)]
+            symbols = [rng.randint(-spread, spread) for _ in indexes]
+            data = RansEncoder().encode_with_indexes(
+                symbols, indexes, cdfs, lengths, offsets
+            )
+            assert len(data) <= decode_guard.max_string_length(len(indexes))
+            decoded, read = reference_decode(data, indexes, cdfs, lengths, offsets)
+            assert decoded == symbols and read == len(data)
+
+
+def test_reference_detects_reads_past_the_end(entropy_tables):
+    cdfs, lengths, offsets = entropy_tables[0]
+    with pytest.raises(OutOfBounds):
+        reference_decode(_valid_start(bytes(8)), [0] * 500, cdfs, lengths, offsets)
+
+
+# ------------------------------------------- reproducers, in isolated children
+
+
+def _psic_bytes(model, seed=0, height=40, width=72):
+    from compressai_psic import cli, container
+
+    spec = cli.ModelSpec(architecture=model.architecture, quality=1, metric="mse")
+    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
+    header = cli.compress_tensor(model, x, spec)
+    return container.dumps(header)
+
+
+def _identity(model):
+    return fuzzing.model_identity(model.architecture, quality=1, metric="mse")
+
+
+def test_isolation_reports_crashes_and_hangs(monkeypatch, models):
+    import os
+    import time
+
+    def fake_decode(model, data, identity, conditions):
+        if data == b"segv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if data == b"hang":
+            time.sleep(60)
+        return "parser", ""
+
+    monkeypatch.setattr(fuzzing, "decode_file", fake_decode)
+    result = fuzzing.run_isolated(
+        models["bmshj2018-hyperprior"],
+        {},
+        [b"a", b"segv", b"b", b"hang", b"c"],
+        timeout=0.5,
+    )
+    assert [o for o, _ in result.outcomes] == [
+        "parser",
+        "crash",
+        "parser",
+        "hang",
+        "parser",
+    ]
+    assert "-11" in result.outcomes[1][1] and result.children == 3
+
+
+@pytest.fixture(scope="module")
+def demo_codec():
+    """The shipped demo codec, as ``psic decompress -c zoo/demo-psic-*`` builds it."""
+    from compressai_psic import cli, container
+
+    path = zoo.zoo_dir() / zoo.manifest_entry(name="demo-psic")["file"]
+    spec = cli.ModelSpec(architecture=None, checkpoint=path)
+    model, sha256 = cli.build_model(spec)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    data = container.dumps(cli.compress_tensor(model, x, spec, sha256))
+    identity = fuzzing.model_identity(model.architecture, checkpoint_sha256=sha256)
+    return model, identity, data
+
+
+@pytest.mark.parametrize("name", ["demo-psic", "mbt2018"])
+def test_issue_reproducers_fail_cleanly(models, demo_codec, name):
+    from compressai_psic import container
+
+    if name == "demo-psic":
+        model, identity, data = demo_codec
+    else:
+        model = models[name]
+        identity, data = _identity(model), _psic_bytes(model)
+    valid = container.loads(data)
+
+    def variant(**changes):
+        obj = container.loads(data)
+        for key, value in changes.items():
+            setattr(obj, key, value)
+        return container.dumps(obj)
+
+    y, z = valid.strings
+    mutants = [data]
+    # 0-12 byte y strings segfaulted (a 584-byte demo file killed psic).
+    mutants += [variant(strings=[[y[0][:n]], z]) for n in range(13)]
+    mutants += [
+        variant(height=1, width=1, shape=(64, 64)),  # 4096² decode of a 1x1 file
+        variant(height=8192, width=8192, shape=(128, 128)),  # 10.6 GB
+        variant(strings=[y]),  # AssertionError: latent count
+        variant(strings=[y, z, z]),
+        variant(strings=[z, y]),  # swapped strings: NaN
+        variant(shape=(valid.shape[1], valid.shape[0] + 1)),  # wrong shape: NaN
+        variant(height=valid.height * 40, width=valid.width * 40),  # hang > 10 s
+    ]
+    result = fuzzing.run_isolated(model, identity, mutants, timeout=20.0)
+    outcomes = [outcome for outcome, _ in result.outcomes]
+    assert outcomes[0] == "decoded"
+    assert not result.failures(), result.failures()
+    for n, outcome in enumerate(outcomes[1:14]):
+        # Whole words with a valid start state are padded, then decoded.
+        if n <= len(y[0]) and (n < 8 or n % 4):
+            assert outcome == "guard", (n, result.outcomes[1 + n])
+    # Swapped strings may look valid: refused, or decoded (finite) to garbage.
+    assert outcomes[18] in ("guard", "nonfinite", "decoded")
+    del outcomes[18]
+    assert outcomes[14:] == ["guard", "limit"] + ["guard"] * 4, result.outcomes[14:]
+
+
+@pytest.fixture(scope="module")
+def fuzz_seeds(models):
+    model = models["bmshj2018-hyperprior"]
+    return model, [
+        _psic_bytes(model, seed, *size)
+        for seed, size in enumerate(((64, 64), (40, 72), (100, 30)))
+    ]
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_hypothesis_mutants_reach_the_decoder_and_never_fail(fuzz_seeds, seed):
+    model, seeds = fuzz_seeds
+    rng = random.Random(seed)
+
+    def shape_for(height, width):
+        return decode_guard.expected_shape(model, height, width)
+
+    mutants = []
+    for index in range(40):
+        source = index % len(seeds)
+        donors = [s for i, s in enumerate(seeds) if i != source]
+        mutants.append(fuzzing.mutate(seeds[source], rng, donors, shape_for))
+    old = decode_guard.MAX_DECODE_PIXELS
+    decode_guard.MAX_DECODE_PIXELS = 1 << 18  # children inherit it
+    try:
+        result = fuzzing.run_isolated(
+            model, _identity(model), mutants, timeout=20.0, memory_mib=1024
+        )
+    finally:
+        decode_guard.MAX_DECODE_PIXELS = old
+    assert not result.failures(), result.failures()
+    counts = result.counts()
+    # Most mutants carry a valid checksum and get past the parser.
+    assert counts["parser"] < len(mutants) // 2
