@@ -16,8 +16,10 @@ grey-world colour normalisation, and colour maps an informed attacker fits on 50
 *other* scenes, those of the benchmark's validation split:
 :mod:`compressai_psic.attacks`), the attack success rate and how much of the
 change protected − full is common to all images, and writes a side-by-side PNG
-grid and a JSON report. VLPs the codec was not trained against can be added
-(``--eval-vlp``); every figure is reported per VLP, labelled with its role.
+grid and a JSON report. The shipped VLPs the codec was not trained against
+(``eval-rn``, ``eval-vit``, where the manifest has them) are asked too, or
+others (``--eval-vlp``); every figure is reported per VLP, labelled with its
+role.
 
 From `"Privacy-Shielded Image Compression: Defending Against Exploitation from
 Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
@@ -45,6 +47,7 @@ __all__ = [
     "format_table",
     "run",
     "run_demo",
+    "shipped_eval_vlps",
 ]
 
 #: Manifest name of the shipped demo codec.
@@ -174,6 +177,15 @@ def format_table(report: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def shipped_eval_vlps() -> List[str]:
+    r"""Specs of the evaluation VLPs (:data:`~compressai_psic.demo_vlp.EVAL_VLPS`)
+    that the manifest has, in order."""
+    from .demo_vlp import EVAL_VLPS
+    from .zoo import manifest_entry
+
+    return [spec for spec, (name, _) in EVAL_VLPS.items() if manifest_entry(name=name)]
+
+
 def run_demo(
     num_images: int = 100,
     seed: int = 0,
@@ -183,7 +195,7 @@ def run_demo(
     grid_rows: int = 6,
     robustness: bool = True,
     progress: bool = True,
-    eval_vlps: Sequence[Any] = (),
+    eval_vlps: Optional[Sequence[Any]] = None,
     attacks: Optional[Sequence[str]] = None,
     fit_images: int = FIT_IMAGES,
 ) -> Dict[str, Any]:
@@ -201,7 +213,10 @@ def run_demo(
         robustness: also evaluate the protected images after the attacks
         progress: show progress bars
         eval_vlps: VLPs the codec was not trained against (adapters or
-            :func:`~compressai_psic.vlp.build_vlp` specs), reported separately
+            :func:`~compressai_psic.vlp.build_vlp` specs), reported separately;
+            default (``None``): the shipped evaluation VLPs
+            (:data:`~compressai_psic.demo_vlp.EVAL_VLPS`) that the manifest
+            has, ``[]`` for none
         attacks: attack names (default
             :data:`~compressai_psic.attacks.DEFAULT_ATTACKS`)
         fit_images: scenes of the validation split (same seed) that the
@@ -227,6 +242,8 @@ def run_demo(
         image_size=image_size,
         distinct_captions=True,
     )
+    if eval_vlps is None:
+        eval_vlps = shipped_eval_vlps()
     attack_names = list(DEFAULT_ATTACKS if attacks is None else attacks)
     if not robustness:
         attack_names = []
@@ -320,13 +337,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validation scenes the informed colour attacks are fitted on "
         "(default %(default)s)",
     )
-    parser.add_argument(
+    vlps = parser.add_mutually_exclusive_group()
+    vlps.add_argument(
         "--eval-vlp",
         action="append",
-        default=[],
+        default=None,
         metavar="SPEC",
         help="a VLP the codec was not trained against (repeatable), reported "
-        "separately; a spec of compressai_psic.vlp.build_vlp",
+        "separately; a spec of compressai_psic.vlp.build_vlp (default: the "
+        "shipped evaluation VLPs, eval-rn and eval-vit, where present)",
+    )
+    vlps.add_argument(
+        "--no-eval-vlps",
+        action="store_true",
+        help="only the VLP the codec was trained against",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -346,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
             output_dir=args.output_dir,
             robustness=not args.no_robustness,
             progress=not args.quiet,
-            eval_vlps=args.eval_vlp,
+            eval_vlps=[] if args.no_eval_vlps else args.eval_vlp,
             attacks=args.attacks,
             fit_images=args.fit_images,
         )

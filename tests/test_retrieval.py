@@ -612,11 +612,14 @@ def test_evaluate_shield_fit_and_eval_sets_are_disjoint(scenes_and_fit):
 
 
 def test_demo_report_has_attacks_and_image_dependence(tmp_path):
-    from compressai_psic.demo import format_table, run_demo
+    from compressai_psic.demo import format_table, run_demo, shipped_eval_vlps
+    from compressai_psic.demo_vlp import EVAL_VLPS
 
+    assert set(shipped_eval_vlps()) <= set(EVAL_VLPS)
     report = run_demo(
         num_images=8, output_dir=tmp_path, grid_rows=2, progress=False,
         attacks=["jpeg75", "greyworld", "affine_fit"], fit_images=3,
+        eval_vlps=["tiny:5"],
     )  # fmt: skip
     assert report["attacks"] == ["jpeg75", "greyworld", "affine_fit"]
     assert report["fit"] == {
@@ -624,12 +627,17 @@ def test_demo_report_has_attacks_and_image_dependence(tmp_path):
         "attacks": ["affine_fit"],
         "dataset": "scenes:val:seed0:3",
     }
-    assert [(e["role"], e["name"]) for e in report["vlps"]] == [("train", "demo-vlp")]
+    assert [(e["role"], e["name"]) for e in report["vlps"]] == [
+        ("train", "demo-vlp"),
+        ("eval", "tiny:5"),
+    ]
+    assert report["recall"] == report["vlps"][0]["recall"]
     dependence = report["image_dependence"]
     assert dependence["num_images"] == 8 and 0 <= dependence["common_share"] <= 1
     assert report["ms_ssim_window"] == 3 and 0 < report["ms_ssim"]["protected"] <= 1
     table = format_table(report)
     assert "protected_affine_fit" in table and "demo-vlp (train)" in table
+    assert "tiny:5 (eval)" in table
     assert "common to all images" in table
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["image_dependence"] == dependence
