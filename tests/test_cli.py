@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import subprocess
 import sys
@@ -514,3 +515,181 @@ def test_compress_tensor_builds_a_valid_header():
     data = container.dumps(header)
     assert container.loads(data) == header
     assert len(data) > CHECKSUM_SIZE + header.payload_size()
+
+
+# --- hardening (issue 12) ---------------------------------------------------------
+
+
+@pytest.fixture
+def packaged_manifest(monkeypatch):
+    """The shipped manifest (the demo codec), instead of the empty test one."""
+    monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(zoo.zoo_dir() / "manifest.json"))
+
+
+def test_demo_codec_round_trip_without_flags_on_decode(
+    tmp_path, capsys, packaged_manifest
+):
+    # The README's first examples: --model demo-psic, and a decode that finds
+    # the codec's weights by the sha256 in the header.
+    write_image(tmp_path / "photo.png", "RGB", 70, 90)
+    assert (
+        run(
+            "compress",
+            tmp_path / "photo.png",
+            "-o",
+            tmp_path / "p.psic",
+            "--model",
+            "demo-psic",
+        )
+        == 0
+    )
+    assert (
+        run("decompress", tmp_path / "p.psic", "-o", tmp_path / "p.png", "--both") == 0
+    )
+    assert run("info", tmp_path / "p.psic") == 0
+    out = capsys.readouterr().out
+    assert "1748b6758f6d" in out
+    assert decoded(tmp_path / "p_protected.png").shape == (70, 90, 3)
+    assert decoded(tmp_path / "p_full.png").shape == (70, 90, 3)
+
+
+def test_missing_weights_name_the_offline_options(tmp_path, capsys, packaged_manifest):
+    write_image(tmp_path / "photo.png", "RGB", 8, 8)
+    assert run("compress", tmp_path / "photo.png", "-o", tmp_path / "p.psic") == 2
+    assert_one_line_error(
+        capsys, "no PSIC weights", "--model demo-psic", "--random-init"
+    )
+    assert run("compress", tmp_path / "photo.png", "--model", "nope") == 2
+    assert_one_line_error(capsys, "unknown codec 'nope'", "demo-psic")
+    argv = ("compress", tmp_path / "photo.png", "--model", "demo-psic", "-q", "2")
+    assert run(*argv) == 2
+    assert_one_line_error(capsys, "--model brings its own weights", "--quality")
+
+
+def test_malformed_manifest_is_one_line(tmp_path, capsys, monkeypatch):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"models": [3]}', encoding="utf-8")
+    monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(manifest))
+    write_image(tmp_path / "photo.png", "RGB", 8, 8)
+    assert run("compress", tmp_path / "photo.png") == 2
+    assert_one_line_error(capsys, "entry 0 is a int, not an object")
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:x", "gpu", "cpu:0"])
+def test_device_is_validated(valid_psic, capsys, device):
+    assert (
+        run(
+            "decompress",
+            valid_psic,
+            "-o",
+            valid_psic.with_name("o.png"),
+            "--device",
+            device,
+        )
+        == 2
+    )
+    assert_one_line_error(capsys, f"invalid --device '{device}'", "cuda:N")
+    write_image(valid_psic.with_name("in2.png"), "RGB", 8, 8)
+    assert (
+        run("compress", valid_psic.with_name("in2.png"), "--device", device, *RANDOM)
+        == 2
+    )
+    assert_one_line_error(capsys, "allowed cpu, cuda")
+
+
+def test_no_note_before_an_error(tmp_path, capsys):
+    write_image(tmp_path / "in.png", "RGB", 8, 8)
+    assert run("compress", tmp_path / "in.png", "--random-init", "--quality", "9") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("psic: error:"), err
+
+
+def test_folder_errors_name_the_file_once(tmp_path, capsys):
+    write_image(tmp_path / "a.png", "RGB", 10, 10)
+    (tmp_path / "b.png").write_bytes(b"not an image")
+    assert run("compress", tmp_path, "-o", tmp_path / "out", "--quiet", *RANDOM) == 2
+    lines = error_lines(capsys)
+    (line,) = [line for line in lines if "b.png" in line]
+    assert line.count(str(tmp_path / "b.png")) == 1, line
+
+
+def test_outputs_respect_the_umask(tmp_path):
+    write_image(tmp_path / "in.png", "RGB", 8, 8)
+    old = os.umask(0o002)
+    try:
+        assert (
+            run("compress", tmp_path / "in.png", "-o", tmp_path / "x.psic", *RANDOM)
+            == 0
+        )
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.psic").stat().st_mode) == 0o664
+
+
+def test_pixel_limit_is_shared_by_compress_and_decompress(valid_psic, capsys):
+    from compressai_psic import decode_guard
+
+    default = decode_guard.MAX_DECODE_PIXELS
+    write_image(valid_psic.with_name("big.png"), "RGB", 65, 64)
+    argv = (
+        "compress",
+        valid_psic.with_name("big.png"),
+        "-o",
+        valid_psic.with_name("b.psic"),
+    )
+    assert run(*argv, *RANDOM, "--max-pixels", "4096") == 2
+    assert_one_line_error(capsys, "pads to 64x128 = 8192 pixels", "--max-pixels")
+    assert run(*argv, *RANDOM, "--max-pixels", "-1") == 2
+    assert_one_line_error(capsys, "--max-pixels must be >= 0")
+    assert run(*argv, *RANDOM, "--max-pixels", "0") == 0
+    capsys.readouterr()
+    out = ("-o", valid_psic.with_name("b.png"))
+    assert (
+        run("decompress", valid_psic.with_name("b.psic"), *out, "--max-pixels", "8191")
+        == 2
+    )
+    assert_one_line_error(capsys, "8192 pixels", "over the limit of 8191")
+    assert (
+        run("decompress", valid_psic.with_name("b.psic"), *out, "--max-pixels", "8192")
+        == 0
+    )
+    assert decode_guard.MAX_DECODE_PIXELS == default  # restored after each run
+
+
+def test_non_finite_image_is_refused_without_hanging(tmp_path, capsys):
+    values = np.full((8, 8), 0.5, dtype=np.float32)
+    values[3, 3] = np.nan
+    Image.fromarray(values, mode="F").save(tmp_path / "nan.tif")
+    assert run("compress", tmp_path / "nan.tif", *RANDOM) == 2
+    assert_one_line_error(capsys, "NaN or infinite")
+
+
+def test_corrupted_payloads_exit_2_without_nan_images(valid_psic, capsys):
+    header = container.read(valid_psic)
+    y, z = header.strings
+    out = valid_psic.with_name("o.png")
+    for strings in ([z, y], [[y[0][:5]], z], [y]):
+        path = rewrite(valid_psic, strings=strings)
+        code = run("decompress", path, "-o", out)
+        if code == 0:  # swapped strings can look valid: then the image is finite
+            assert decoded(out).shape == (12, 12, 3)
+        else:
+            assert code == 2
+            assert_one_line_error(capsys, "corrupted bitstream")
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["info", "FILE"], ["decompress", "--help"]]
+)
+def test_help_and_info_import_no_torch(valid_psic, argv):
+    argv = [str(valid_psic) if a == "FILE" else a for a in argv]
+    code = (
+        "import sys; from compressai_psic import cli; "
+        f"code = cli.main({argv!r}); "
+        "print('MODULES', code, [k for k in ('torch', 'compressai', 'numpy', 'PIL') "
+        "if k in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip().splitlines()[-1] == "MODULES 0 []", out

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import struct
+import subprocess
+import sys
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -386,3 +391,64 @@ def test_check_compatible_names_both_models(given_identity):
     assert obj.model_description() in message
     assert given_identity[0] in message
     assert isinstance(info.value, PSICFormatError)
+
+
+@pytest.mark.parametrize(
+    "umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)]
+)
+def test_written_files_respect_the_umask(tmp_path, umask, mode):
+    # Issue 12: outputs were 0600 whatever the umask (mkstemp's mode).
+    old = os.umask(umask)
+    try:
+        container.write(tmp_path / "x.psic", make_file())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.psic").stat().st_mode) == mode
+
+
+def test_unwritable_target_is_named_not_the_temporary_file(tmp_path):
+    target = tmp_path / "missing-folder" / "x.psic"
+    with pytest.raises(OSError) as exc:
+        container.write(target, make_file())
+    assert exc.value.filename == str(target)
+    assert ".x.psic." not in str(exc.value)
+
+
+def test_read_allocates_what_the_file_holds(tmp_path):
+    # Issue 12: read() reserved max_size + 1 bytes (1 GiB by default).
+    path = tmp_path / "x.psic"
+    container.write(path, make_file())
+    assert container.read(path, max_size=1 << 50) == make_file()
+    with pytest.raises(PSICFormatError, match="10-byte limit"):
+        container.read(path, max_size=10)
+
+
+def test_read_from_a_pipe(tmp_path):
+    fifo = tmp_path / "fifo.psic"
+    os.mkfifo(fifo)
+    data = dumps(make_file())
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    try:
+        assert container.read(fifo) == make_file()
+    finally:
+        writer.join()
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    try:
+        with pytest.raises(PSICFormatError, match="limit"):
+            container.read(fifo, max_size=len(data) - 1)
+    finally:
+        writer.join()
+
+
+def test_container_needs_no_torch():
+    code = (
+        "import sys, compressai_psic.container, compressai_psic.cli; "
+        "print([k for k in ('torch', 'compressai', 'numpy', 'PIL') "
+        "if k in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

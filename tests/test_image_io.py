@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
 
@@ -254,3 +256,35 @@ def test_is_image_file(tmp_path):
     assert is_image_file(tmp_path / "a.PNG")
     assert not is_image_file(tmp_path / "b.psic")
     assert not is_image_file(tmp_path / "c.jpg")
+
+
+def test_bomb_between_one_and_two_times_the_limit_is_refused(tmp_path):
+    # Issue 12: Pillow only warns there; compress then tried 5.8 GB.
+    path = tmp_path / "big.png"
+    path.write_bytes(handmade_png(12000, 10000, 8, 0, [b""])[:-12])
+    assert Image.MAX_IMAGE_PIXELS < 12000 * 10000 < 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageLoadError, match="too large"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_float_pixels_are_refused(tmp_path, bad):
+    # Issue 12: one NaN pixel in a float TIFF made psic compress loop forever.
+    values = np.full((4, 5), 0.5, dtype=np.float32)
+    values[2, 3] = bad
+    path = tmp_path / "float.tif"
+    Image.fromarray(values, mode="F").save(path)
+    with pytest.raises(ImageLoadError, match="1 pixels are NaN or infinite"):
+        load_image(path)
+
+
+def test_importing_image_io_loads_neither_torch_nor_pillow():
+    code = (
+        "import sys, compressai_psic.image_io as m; "
+        "assert m.IMAGE_EXTENSIONS and m.ImageLoadError; "
+        "print(sorted(k for k in ('torch', 'PIL', 'numpy') if k in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

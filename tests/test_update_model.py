@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,43 @@ def test_argument_errors(trained, tmp_path):
         with pytest.raises(SystemExit):
             update_model.main(argv + ["-d", str(tmp_path)])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_exports_are_reproducible_and_respect_the_umask(trained, tmp_path, capsys):
+    path, _ = trained
+    old = os.umask(0o027)
+    try:
+        entries = [
+            update_model.main([str(path), "-n", "r", "-d", str(tmp_path / str(i))])
+            for i in range(3)
+        ]
+    finally:
+        os.umask(old)
+    # Issue 12: the temporary file name was stored in the archive.
+    assert len({e["sha256"] for e in entries}) == 1
+    files = [tmp_path / str(i) / entries[i]["file"] for i in range(3)]
+    assert len({f.read_bytes() for f in files}) == 1
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o640 for f in files)
+    manifest = tmp_path / "manifest.json"
+    old = os.umask(0o022)
+    try:
+        update_model.main(
+            [str(path), "-d", str(tmp_path / "m"), "--manifest", str(manifest)]
+        )
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(manifest.stat().st_mode) == 0o644
+
+
+def test_malformed_manifest_is_a_one_line_error(trained, tmp_path, capsys):
+    path, _ = trained
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{not json", encoding="utf-8")
+    with pytest.raises(SystemExit) as exc:
+        update_model.main(
+            [str(path), "-d", str(tmp_path / "w"), "--manifest", str(manifest)]
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("update_model: error:")
+    assert "not a valid JSON manifest" in err[-1] and "Traceback" not in "".join(err)

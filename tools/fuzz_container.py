@@ -60,6 +60,8 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
     from compressai_psic.zoo import named_codec_file
 
     decode_guard.MAX_DECODE_PIXELS = args.max_pixels
+    if args.unguarded:
+        _disable_guard(decode_guard)
     path = named_codec_file(args.model, progress=False)
     sha256 = container.file_sha256(path)
     spec = cli.ModelSpec(architecture=None, checkpoint=path)
@@ -120,6 +122,26 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
     }
 
 
+def _disable_guard(decode_guard: Any) -> None:
+    """Skips the model-side checks (the parser and the pixel limit of the
+    declared size stay): shows what the harness catches without them."""
+
+    def unchecked(model, strings, shape, max_pixels=None, image_size=None):
+        if image_size is not None:
+            layout = decode_guard.latent_layout(model)
+            pixels = image_size[0] * image_size[1]
+            if (
+                decode_guard.MAX_DECODE_PIXELS
+                and pixels > decode_guard.MAX_DECODE_PIXELS
+            ):
+                raise decode_guard.PixelLimitError("declared size over the limit")
+            del layout
+        return strings
+
+    decode_guard.guard_decode_inputs = unchecked
+    decode_guard.check_finite = lambda x_hat: None
+
+
 def _cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True)
@@ -162,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="demo-psic", help="manifest codec name")
     parser.add_argument(
         "--both", action="store_true", help="decode both paths (decompress_multi)"
+    )
+    parser.add_argument(
+        "--unguarded",
+        action="store_true",
+        help="skip decode_guard (to see what the harness catches without it)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the report")
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
@@ -215,8 +242,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report["machine"] = f"{_cpu_model()}, {os.cpu_count()} cores"
     report["command"] = "python tools/fuzz_container.py " + " ".join(forwarded)
     failures = sum(report["counts"].get(name, 0) for name in _failure_names())
-    print(f"{report['mutants']} mutants ({report['checksum_valid']} with a valid")
-    print(f"checksum) in {report['wall_seconds']} s on {report['machine']}")
+    print(
+        f"{report['mutants']} mutants ({report['checksum_valid']} with a valid "
+        f"checksum) in {report['wall_seconds']} s on {report['machine']}"
+    )
     for name, value in report["counts"].items():
         print(f"  {name:10s} {value}")
     print(

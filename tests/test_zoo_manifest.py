@@ -1,0 +1,88 @@
+"""Tests of the zoo manifest: clear errors for malformed files, sha256 compared
+without regard to case, named codecs, and no torch import for look-ups."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from compressai_psic import zoo
+
+
+@pytest.fixture
+def manifest(tmp_path, monkeypatch):
+    path = tmp_path / "manifest.json"
+    monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(path))
+    monkeypatch.setenv("COMPRESSAI_PSIC_CACHE", str(tmp_path / "cache"))
+    return path
+
+
+def write(path, data) -> None:
+    path.write_text(data if isinstance(data, str) else json.dumps(data), "utf-8")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not a valid JSON manifest"),
+        ("[]", "expected {'models': [...]}"),
+        ({"models": {}}, "expected {'models': [...]}"),
+        ({"models": [3]}, "entry 0 is a int, not an object"),
+        ({"models": [{"name": 3}]}, "'name' must be a string"),
+        ({"models": [{"sha256": "xyz"}]}, "'sha256' must be 64 hex digits"),
+        ({"models": [{"quality": "3"}]}, "'quality' must be an integer"),
+    ],
+)
+def test_malformed_manifests_raise_value_errors_naming_the_file(
+    manifest, content, message
+):
+    # Issue 12: these raised AttributeError or JSONDecodeError.
+    write(manifest, content)
+    with pytest.raises(ValueError, match="manifest.json") as exc:
+        zoo.load_manifest()
+    assert message in str(exc.value)
+
+
+def test_sha256_is_compared_without_regard_to_case(manifest, tmp_path):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights")
+    digest = zoo.sha256_file(weights)
+    entry = {"name": "w", "architecture": "bmshj2018-hyperprior", "file": "w.bin"}
+    write(manifest, {"models": [dict(entry, sha256=digest.upper())]})
+    assert zoo.named_codec_file("w") == weights
+    assert zoo.manifest_entry(sha256=digest)["name"] == "w"
+    assert zoo.manifest_entry(sha256=digest.upper())["name"] == "w"
+    write(manifest, {"models": [dict(entry, sha256="0" * 64)]})
+    with pytest.raises(RuntimeError, match="does not match the manifest"):
+        zoo.named_codec_file("w")
+
+
+def test_named_codecs_and_the_offline_message(manifest):
+    write(manifest, {"models": [{"name": "vlp", "kind": "vlp", "sha256": "0" * 64}]})
+    with pytest.raises(ValueError, match="unknown codec 'vlp'"):
+        zoo.named_codec_file("vlp")  # not a codec
+    message = zoo.published_weights_error("mbt2018", "mse", 3)
+    assert "mbt2018 (quality 3, metric mse)" in message
+    assert "--checkpoint PATH" in message and "--random-init" in message
+    assert "--model" not in message
+
+
+def test_packaged_manifest_lists_the_demo_codec():
+    entries = zoo.load_manifest(zoo.zoo_dir() / "manifest.json")
+    assert "demo-psic" in [e.get("name") for e in entries]
+
+
+def test_manifest_look_ups_import_no_torch(tmp_path):
+    code = (
+        "import sys; from compressai_psic import zoo; "
+        "zoo.published_weights_error('bmshj2018-hyperprior', 'mse', 3); "
+        "zoo.named_codec_file('demo-psic'); "
+        "print([k for k in ('torch', 'compressai') if k in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
