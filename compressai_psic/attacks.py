@@ -21,6 +21,8 @@ downloads. Each attack maps ``(B, 3, H, W)`` images in ``[0, 1]`` to images in
                    *originals* of a fit set
 ``offset_fit``     informed: adds the mean RGB difference (original − decode)
                    measured on a fit set (the one-line attack of issue 11)
+``pattern_fit``    informed: adds the mean difference *image* (original −
+                   decode) of the fit set: undoes any fixed additive pattern
 ``affine_fit``     informed: the least-squares global affine colour map
                    (3×3 matrix + offset) from decodes to originals, fitted on
                    every pixel of a fit set
@@ -59,6 +61,7 @@ __all__ = [
     "FunctionAttack",
     "GreyWorldAttack",
     "OffsetAttack",
+    "PatternAttack",
     "apply_affine_colour",
     "build_attack",
     "build_attacks",
@@ -71,7 +74,7 @@ __all__ = [
 #: Attacks that need nothing but the image.
 BLIND_ATTACKS = ("jpeg75", "jpeg90", "down2", "greyworld")
 #: Attacks fitted on a separate set of (decode, original) pairs.
-FITTED_ATTACKS = ("greyworld_fit", "offset_fit", "affine_fit")
+FITTED_ATTACKS = ("greyworld_fit", "offset_fit", "pattern_fit", "affine_fit")
 #: What the evaluation runs by default.
 DEFAULT_ATTACKS = BLIND_ATTACKS + FITTED_ATTACKS
 
@@ -335,6 +338,62 @@ class OffsetAttack(Attack):
         return out
 
 
+class PatternAttack(Attack):
+    r"""Adds the mean *image* original − decode of a fit set, pixel by pixel.
+
+    Undoes any fixed additive pattern (a universal perturbation), colour cast
+    included, that the codec adds to every decode of one size; images of another
+    size than the fit set are left as they are.
+    """
+
+    needs_fit = True
+
+    def __init__(self, name: str = "pattern_fit"):
+        super().__init__(name)
+        self.pattern: Optional[Tensor] = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sum: Optional[Tensor] = None
+        self._count = 0
+
+    def _accumulate(self, decoded: ImageBatch, originals: ImageBatch) -> None:
+        decoded = (
+            [decoded] if isinstance(decoded, Tensor) and decoded.dim() == 3 else decoded
+        )
+        originals = (
+            [originals]
+            if isinstance(originals, Tensor) and originals.dim() == 3
+            else originals
+        )
+        for one, original in zip(decoded, originals):
+            difference = (original.detach().double() - one.detach().double()).cpu()
+            if self._sum is None:
+                self._sum = torch.zeros_like(difference)
+            if difference.shape != self._sum.shape:
+                raise ValueError(
+                    f"{self.name} needs fit images of one size, got "
+                    f"{tuple(difference.shape)} and {tuple(self._sum.shape)}"
+                )
+            self._sum += difference
+            self._count += 1
+            self.fit_pixels += difference[0].numel()
+
+    def _solve(self) -> None:
+        self.pattern = (self._sum / max(self._count, 1)).float()
+
+    def apply(self, images: Tensor) -> Tensor:
+        if images.shape[-3:] != self.pattern.shape:
+            return images
+        return images + self.pattern.to(images.device, images.dtype)
+
+    def describe(self) -> Dict[str, Any]:
+        out = super().describe()
+        if self.pattern is not None:
+            out["pattern_rms"] = round(float(self.pattern.pow(2).mean().sqrt()), 5)
+        return out
+
+
 class AffineColourAttack(Attack):
     r"""The least-squares global affine colour map (3×3 + offset) from decodes
     to originals, accumulated over every pixel of a fit set (normal equations
@@ -447,6 +506,7 @@ def _named_factories() -> Dict[str, Callable[[], Attack]]:
         "greyworld": lambda: GreyWorldAttack("greyworld", "neutral"),
         "greyworld_fit": lambda: GreyWorldAttack("greyworld_fit", "fit"),
         "offset_fit": lambda: OffsetAttack("offset_fit"),
+        "pattern_fit": lambda: PatternAttack("pattern_fit"),
         "affine_fit": lambda: AffineColourAttack("affine_fit"),
     }
 

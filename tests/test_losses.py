@@ -15,8 +15,11 @@ from compressai_psic.losses import (
     PSICLoss,
     UAEOLoss,
     adaptive_weights,
+    common_difference,
     decoded_paths,
     evidential_split,
+    low_frequency_mse,
+    semantic_drift,
 )
 from compressai_psic.testing import tiny_vlp
 from compressai_psic.vlp import VLPAdapter, VLPEnsemble
@@ -510,3 +513,69 @@ def test_gradients_reach_synthesis_and_trigger_not_vlp():
     trigger = [p.grad for n, p in model.named_parameters() if n.startswith("global")]
     assert any(g is not None and g.abs().sum() > 0 for g in trigger)
     assert all(p.grad is None for p in vlp.parameters())
+
+
+# ------------------------------------------------- terms that keep the shield honest
+def test_low_frequency_term_sees_casts_not_texture():
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    cast = x + torch.tensor([0.1, -0.05, 0.0]).view(1, 3, 1, 1)
+    expected = (0.1**2 + 0.05**2) / 3
+    assert low_frequency_mse(cast, x, 8).item() == pytest.approx(expected, rel=1e-5)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 0.2 - 0.1
+    textured = x + checker  # zero mean over every 8×8 block
+    assert low_frequency_mse(textured, x, 8).item() == pytest.approx(0, abs=1e-12)
+    assert low_frequency_mse(textured, x, 1).item() == pytest.approx(0.01, rel=1e-5)
+
+
+def test_common_difference_separates_fixed_patterns_from_image_dependent_ones():
+    g = torch.Generator().manual_seed(1)
+    full = torch.rand(4, 3, 8, 8, generator=g)
+    pattern = torch.randn(1, 3, 8, 8, generator=g) * 0.1
+    fixed = common_difference(full + pattern, full)
+    assert fixed.item() == pytest.approx(pattern.pow(2).mean().item(), rel=1e-5)
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0]).view(4, 1, 1, 1)
+    assert common_difference(full + signs * pattern, full).item() == pytest.approx(
+        0, abs=1e-12
+    )
+
+
+def test_semantic_drift_is_one_minus_cosine():
+    vlp = color_vlp(V3)
+    images = color_images(U3)
+    assert semantic_drift(vlp, images, images).item() == pytest.approx(0, abs=1e-6)
+    u = torch.nn.functional.normalize(torch.tensor(U3), dim=-1)
+    p = torch.nn.functional.normalize(torch.tensor(P3), dim=-1)
+    expected = (1 - (u * p).sum(-1)).mean().item()
+    drift = semantic_drift(vlp, color_images(P3), images).item()
+    assert drift == pytest.approx(expected, rel=1e-4)
+
+
+def test_psic_loss_adds_each_optional_term_with_its_weight():
+    vlp = color_vlp(V3)
+    x = color_images(U3)
+    x_full, x_prot = x * 0.9, color_images(P3)
+    output = _output([x_full, x_prot], 3)
+    plain = PSICLoss(vlp, lmbda_vlp=0.5)(output, x, captions(3))
+    loss = PSICLoss(
+        vlp, lmbda_vlp=0.5, lmbda_semantic=2.0, lmbda_lowfreq=0.1, lmbda_common=0.3
+    )
+    out = loss(output, x, captions(3))
+    assert out["semantic_loss"].item() == pytest.approx(
+        semantic_drift(vlp, x_full, x).item(), rel=1e-5
+    )
+    assert out["lowfreq_loss"].item() == pytest.approx(
+        255**2 * low_frequency_mse(x_prot, x, 8).item(), rel=1e-5
+    )
+    assert out["common_loss"].item() == pytest.approx(
+        255**2 * common_difference(x_prot, x_full).item(), rel=1e-5
+    )
+    extra = (
+        2.0 * out["semantic_loss"]
+        + 0.1 * out["lowfreq_loss"]
+        + 0.3 * out["common_loss"]
+    )
+    assert out["loss"].item() == pytest.approx(
+        plain["loss"].item() + extra.item(), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="lmbda_common"):
+        PSICLoss(vlp, lmbda_common=-1)

@@ -13,6 +13,7 @@ from compressai_psic.attacks import (
     ChainAttack,
     GreyWorldAttack,
     OffsetAttack,
+    PatternAttack,
     apply_affine_colour,
     build_attack,
     build_attacks,
@@ -816,3 +817,18 @@ def test_eval_retrieval_tool_fits_on_val_scenes():
         assert not any(np.array_equal(image, e) for e in evaluated)
     assert fit.image_captions_at(0) != dataset.image_captions_at(0)
     assert tool.load_datasets(args, fitted=False)[1] is None
+
+
+def test_pattern_attack_undoes_a_fixed_pattern_but_not_image_dependent_changes():
+    g = torch.Generator().manual_seed(7)
+    originals = torch.rand(6, 3, 16, 16, generator=g) * 0.6 + 0.2
+    pattern = torch.randn(1, 3, 16, 16, generator=g) * 0.1
+    attack = PatternAttack().fit(originals[:3] + pattern, originals[:3])
+    restored = attack(originals[3:] + pattern)
+    # The attack publishes 8-bit images: equal up to rounding.
+    torch.testing.assert_close(restored, originals[3:], atol=0.5 / 255 + 1e-6, rtol=0)
+    # Changes that depend on the image are not a pattern: nothing to subtract.
+    signs = torch.tensor([1.0, -1.0, 1.0]).view(3, 1, 1, 1)
+    attack = PatternAttack().fit(originals[:3] + signs * pattern, originals[:3])
+    assert attack.pattern.abs().max() <= pattern.abs().max() / 3 + 1e-6
+    assert attack(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)  # other sizes pass

@@ -16,7 +16,7 @@ They return dictionaries like CompressAI's ``RateDistortionLoss`` (``"bpp_loss"`
 entries added.
 """
 
-from .psic import PSICLoss, low_frequency_mse, semantic_drift
+from .psic import PSICLoss, common_difference, low_frequency_mse, semantic_drift
 from .rate_distortion import PATHS, DualPathRateDistortionLoss, bpp_loss, decoded_paths
 from .uaeo import (
     DEFAULT_LOGIT_SCALE,
@@ -37,6 +37,7 @@ __all__ = [
     "UAEOLoss",
     "adaptive_weights",
     "bpp_loss",
+    "common_difference",
     "decoded_paths",
     "evidential_split",
     "low_frequency_mse",

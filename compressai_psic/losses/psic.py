@@ -14,7 +14,7 @@ from ..vlp import VLPAdapter, VLPEnsemble, vlp_members
 from .rate_distortion import DualPathRateDistortionLoss, decoded_paths
 from .uaeo import UAEOLoss
 
-__all__ = ["PSICLoss", "low_frequency_mse", "semantic_drift"]
+__all__ = ["PSICLoss", "common_difference", "low_frequency_mse", "semantic_drift"]
 
 
 def low_frequency_mse(x_hat: Tensor, target: Tensor, kernel: int) -> Tensor:
@@ -42,6 +42,18 @@ def semantic_drift(vlp: Any, x_hat: Tensor, target: Tensor) -> Tensor:
     return total
 
 
+def common_difference(x_protected: Tensor, x_full: Tensor) -> Tensor:
+    """Mean square of the batch mean of ``protected − full``: its common part.
+
+    A difference shared by every image (a fixed pattern, a colour cast) keeps its
+    full energy in the batch mean, one that depends on the image averages out.
+    Needs both decodes of the same images (``--paths both``); 0 otherwise.
+    """
+    if x_protected.numel() == 0 or x_protected.shape != x_full.shape:
+        return x_protected.sum() * 0.0
+    return (x_protected - x_full).mean(0).pow(2).mean()
+
+
 @register_criterion("psic")
 class PSICLoss(nn.Module):
     r"""The PSIC objective ``bpp + distortion + λ_vlp·L_vlp``, and the terms
@@ -59,11 +71,16 @@ class PSICLoss(nn.Module):
       sees and a 3-number colour correction undoes; it has to live in
       image-dependent fine structure.
 
+    - ``λ_common · 255² · mean((1/B Σ_i (x̂_prot,i − x̂_full,i))²)`` when both
+      paths are decoded: the part of the change that every image shares (a
+      universal pattern, which an attacker estimates and subtracts) costs; the
+      protection has to depend on the image.
+
     ``transform`` (see :class:`~compressai_psic.losses.UAEOLoss`) makes the VLP
     term an expectation over a scraper's post-processing.
 
     The dict holds the entries of both losses, ``"rd_loss"`` (bpp + distortion),
-    ``"semantic_loss"``, ``"lowfreq_loss"`` and ``"loss"``.
+    ``"semantic_loss"``, ``"lowfreq_loss"``, ``"common_loss"`` and ``"loss"``.
 
     Args:
         vlp: the frozen VLP(s) to defend against
@@ -76,6 +93,7 @@ class PSICLoss(nn.Module):
         lmbda_semantic: weight of the full-path semantic term (0)
         lmbda_lowfreq: weight of the protected low-frequency term (0)
         lowfreq_kernel: block size k of the low-frequency term (8)
+        lmbda_common: weight of the common-difference term (0)
         **uaeo_kwargs: further :class:`~compressai_psic.losses.UAEOLoss`
             arguments (``transform=``, ``tau=``, …)
     """
@@ -92,6 +110,7 @@ class PSICLoss(nn.Module):
         lmbda_semantic: float = 0.0,
         lmbda_lowfreq: float = 0.0,
         lowfreq_kernel: int = 8,
+        lmbda_common: float = 0.0,
         **uaeo_kwargs: Any,
     ):
         super().__init__()
@@ -100,6 +119,7 @@ class PSICLoss(nn.Module):
         for name, value in (
             ("lmbda_semantic", lmbda_semantic),
             ("lmbda_lowfreq", lmbda_lowfreq),
+            ("lmbda_common", lmbda_common),
         ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -112,6 +132,7 @@ class PSICLoss(nn.Module):
         self.lmbda_semantic = float(lmbda_semantic)
         self.lmbda_lowfreq = float(lmbda_lowfreq)
         self.lowfreq_kernel = int(lowfreq_kernel)
+        self.lmbda_common = float(lmbda_common)
         self.rate_distortion = DualPathRateDistortionLoss(
             lmbda_full, lmbda_protected, metric
         )
@@ -133,18 +154,37 @@ class PSICLoss(nn.Module):
         out.update(self.uaeo(output, target, texts, beta))
         paths = decoded_paths(output, target, beta)
         zero = out["rd_loss"] * 0.0
-        semantic = lowfreq = zero
+        semantic = lowfreq = common = zero
         if self.lmbda_semantic > 0:
             semantic = semantic_drift(self.vlp, *paths["full"][:2])
         if self.lmbda_lowfreq > 0:
             x_prot, x_orig, _ = paths["protected"]
             lowfreq = 255**2 * low_frequency_mse(x_prot, x_orig, self.lowfreq_kernel)
+        if self.lmbda_common > 0:
+            common = 255**2 * self._common(output, beta)
         out["semantic_loss"] = semantic
         out["lowfreq_loss"] = lowfreq
+        out["common_loss"] = common
         out["loss"] = (
             out["rd_loss"]
             + self.lmbda_vlp * out["vlp_loss"]
             + self.lmbda_semantic * semantic
             + self.lmbda_lowfreq * lowfreq
+            + self.lmbda_common * common
         )
         return out
+
+    @staticmethod
+    def _common(output: Mapping[str, Any], beta: Any) -> Tensor:
+        """The common term over the pairs of full and protected decodes."""
+        images, betas = output["x_hat"], output.get("beta") if beta is None else beta
+        if not isinstance(images, (list, tuple)):
+            return images.sum() * 0.0
+        by_path = {}
+        for x_hat, values in zip(images, betas):
+            values = torch.as_tensor(values).reshape(-1)
+            if bool((values == values[0]).all()):
+                by_path.setdefault(float(values[0]), x_hat)
+        if 0.0 not in by_path or 1.0 not in by_path:
+            return images[0].sum() * 0.0
+        return common_difference(by_path[1.0], by_path[0.0])

@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         "and the original: no colour casts or shading changes (default 0)",
     )
     stage.add_argument(
+        "--lambda-common",
+        type=float,
+        default=0.0,
+        help="weight of 255²·mean square of the batch mean of (protected − full): "
+        "the change every image shares costs, so protection depends on the "
+        "image (needs --paths both) (default 0)",
+    )
+    stage.add_argument(
         "--lowfreq-kernel",
         type=int,
         default=8,
@@ -338,7 +346,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.max_steps is not None and args.max_steps < 0:
         parser.error("--max-steps must be >= 0")
     lambdas = (args.lambda_full, args.lambda_prot, args.lambda_semantic)
-    if args.lambda_vlp < 0 or min(lambdas + (args.lambda_lowfreq,)) < 0:
+    lambdas += (args.lambda_lowfreq, args.lambda_common)
+    if args.lambda_vlp < 0 or min(lambdas) < 0:
         parser.error("λ values must be non-negative")
     if args.lowfreq_kernel < 1:
         parser.error("--lowfreq-kernel must be >= 1")

@@ -47,6 +47,7 @@ def build_criterion(args: argparse.Namespace, device: torch.device) -> nn.Module
         lmbda_semantic=args.lambda_semantic,
         lmbda_lowfreq=args.lambda_lowfreq,
         lowfreq_kernel=args.lowfreq_kernel,
+        lmbda_common=args.lambda_common,
         transform=build_eot(args.eot, args.seed),
     )
 
