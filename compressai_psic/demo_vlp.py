@@ -728,8 +728,9 @@ def train_demo_clip(
         ``used_token_ids``, the tokens of its training captions) and a dict
         with ``train_seconds`` (wall time of the whole call),
         ``prepare_seconds``, ``final_loss``, ``history``, the recipe, the
-        resolved ``seeds``, ``scene_names`` (the training scenes) and
-        ``excluded`` (how many captions and names were excluded)
+        resolved ``seeds``, ``scene_names`` (the training scenes),
+        ``excluded`` (how many captions and names were excluded) and
+        ``skipped_scenes`` (how many training scenes they removed)
     """
     cfg = DemoTrainConfig(**(config or {}))
     import open_clip
@@ -837,6 +838,7 @@ def train_demo_clip(
         "seeds": seeds,
         "scene_names": [s.name for s in samples],
         "excluded": len(excluded),
+        "skipped_scenes": samples[-1].index + 1 - len(samples) if samples else 0,
     }
     return model, info
 

@@ -326,6 +326,8 @@ def test_excluded_scenes_are_not_trained_on():
     )  # fmt: skip
     assert info["scene_names"] == names
     assert info["excluded"] == 3
+    # Scenes 0..last index were drawn, 10 kept: the others were skipped.
+    assert info["skipped_scenes"] == int(names[-1].split("_")[1]) + 1 - 10 >= 3
 
 
 def test_test_split_captions_can_be_excluded():
@@ -397,6 +399,49 @@ def test_training_records_the_tokens_of_its_captions():
 # ------------------------------------------------------------ evaluation VLPs
 
 
+@pytest.mark.parametrize("spec", sorted(EVAL_VLPS))
+def test_shipped_eval_vlps_load_and_match_the_manifest(spec):
+    name, arch = EVAL_VLPS[spec]
+    entry = manifest_entry(name=name)
+    assert entry is not None, f"zoo/manifest.json has no {name} entry"
+    path = zoo_dir() / entry["file"]
+    digest = sha256_file(path)
+    assert digest == entry["sha256"]
+    assert entry["file"] == f"{name}-{digest[:8]}.pth.tar"
+    assert path.stat().st_size < 8 * 2**20
+    assert entry["config"] == VLP_ARCHITECTURES[arch]
+    assert entry["role"] == "evaluation"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert "token_embedding.weight" not in state
+    assert state["token_embedding.kept_ids"].numel() < 200
+    # Not the demo VLP's seeds, and the evaluation scenes were excluded.
+    demo = manifest_entry(name=DEMO_VLP_NAME)
+    seeds = ("scene_seed", "init_seed", "shuffle_seed")
+    assert all(entry["recipe"][k] != demo["recipe"]["seed"] for k in seeds)
+    assert entry["recipe"]["exclude_test_scenes"] >= 500
+    assert {0, 2025} <= set(entry["recipe"]["exclude_test_seeds"])
+    metrics = entry["metrics"]["test_64px"]
+    assert metrics["i2t_R@1"] >= 0.8 and metrics["t2i_R@1"] >= 0.8
+
+    vlp = build_vlp(spec)
+    assert isinstance(vlp, VLPAdapter) and vlp.name == name
+    preprocess = entry["config"]["preprocess_cfg"]
+    torch.testing.assert_close(vlp.mean.flatten(), torch.tensor(preprocess["mean"]))
+    torch.testing.assert_close(vlp.std.flatten(), torch.tensor(preprocess["std"]))
+    assert not any(p.requires_grad for p in vlp.parameters())
+    tower = type(vlp.model.visual).__name__
+    assert tower == ("ModifiedResNet" if arch == "resnet" else "VisionTransformer")
+    assert vlp.embed_dim == entry["config"]["embed_dim"]
+
+
+@pytest.mark.parametrize("spec", sorted(EVAL_VLPS))
+def test_shipped_eval_vlps_retrieve_held_out_scenes(spec):
+    recalls = evaluate_demo_clip(build_vlp(spec), num_scenes=20, seed=2025)
+    # Chance is 1/20 = 0.05.
+    assert recalls["i2t_R@1"] >= 0.6
+    assert recalls["t2i_R@1"] >= 0.6
+
+
 def test_eval_vit_differs_from_the_demo_vit():
     demo, wide = DEMO_VLP_CONFIG["vision_cfg"], VLP_ARCHITECTURES["vit-wide"]
     assert wide["vision_cfg"]["width"] != demo["width"]
@@ -434,7 +479,7 @@ def test_train_tool_trains_an_eval_vlp(tmp_path, capsys, monkeypatch):
     assert entry["config"]["vision_cfg"]["layers"] == [1, 1, 1, 1]
     assert entry["image_mean"] == [0.485, 0.456, 0.406]
     assert set(entry["metrics"]["extra"]) == {"12@2025"}
-    assert entry["training_scenes_excluded"] == 20
+    assert entry["exclusion"]["captions"] == 20
     card = (tmp_path / "EVAL_VLPS.md").read_text()
     assert entry["file"] in card and "ModifiedResNet" in card and "eval-rn" in card
     assert not (tmp_path / "DEMO_VLP.md").exists()

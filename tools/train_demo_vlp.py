@@ -345,10 +345,12 @@ def _recipe_text(entry: Dict[str, Any]) -> str:
             recipe[key] = recipe["seed"]
     recipe["augment"] = _AUGMENTATION if recipe["augment"] else "none"
     excluded = int(recipe.get("exclude_test_scenes") or 0)
+    skipped = entry.get("exclusion", {}).get("skipped_training_scenes")
     recipe["exclusion"] = (
         f", skipping scenes whose canonical caption is one of the first "
         f"{excluded:,} test scenes of benchmark seeds "
         f"{', '.join(str(s) for s in recipe.get('exclude_test_seeds', [0]))}"
+        f" ({skipped} scenes skipped)"
         if excluded
         else ""
     )
@@ -558,7 +560,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         ),
         "stored_token_rows": len(model.used_token_ids),
         "recipe": recipe,
-        "training_scenes_excluded": info["excluded"],
+        "exclusion": {
+            "captions": info["excluded"],
+            "skipped_training_scenes": info["skipped_scenes"],
+        },
         "metrics": metrics,
         "train_seconds": round(info["train_seconds"], 1),
         "cpu_seconds": round(cpu_seconds, 1),
