@@ -49,7 +49,11 @@ from .registry import (
     infer_channels,
 )
 
-__all__ = ["ShieldedMixin", "TriggerProjection"]
+__all__ = ["MODULATIONS", "ShieldedMixin", "TriggerProjection"]
+
+#: How a trigger acts at an injection point: ``bias`` (the paper) adds
+#: ``P(t)``; ``affine`` also scales each channel by ``1 + S(t)``.
+MODULATIONS = ("bias", "affine")
 
 
 class TriggerProjection(nn.Linear):
@@ -138,6 +142,10 @@ class ShieldedMixin:
         num_frequencies (int): Fourier frequencies of β (10 in the paper)
         condition_encoder (ConditionEncoder): replaces the default
             :class:`~compressai_psic.models.conditions.FourierConditionEncoder`
+        modulation (str): ``"bias"`` (the paper: ``h + b(β)``) or ``"affine"``
+            (``h·(1 + s(β)) + b(β)``: a change proportional to the features, so
+            it depends on the image even after linear layers; anchored at β = 0
+            like the bias)
 
     Conditions are ``"protected"`` (β = 1, the default), ``"full"`` (β = 0), a
     float in [0, 1] or a tensor of per-sample βs.
@@ -155,6 +163,7 @@ class ShieldedMixin:
         trigger_dim: int = 512,
         num_frequencies: int = 10,
         condition_encoder: Optional[ConditionEncoder] = None,
+        modulation: str = "bias",
         **kwargs: Any,
     ):
         if "trigger_dim" in inspect.signature(self._psic_base_class).parameters:
@@ -162,7 +171,7 @@ class ShieldedMixin:
         super().__init__(*args, **kwargs)
         if condition_encoder is None:
             condition_encoder = FourierConditionEncoder(trigger_dim, num_frequencies)
-        self._init_shield(condition_encoder, plan, injection_points)
+        self._init_shield(condition_encoder, plan, injection_points, modulation)
 
     # ------------------------------------------------------------------ setup
     def _init_shield(
@@ -170,8 +179,16 @@ class ShieldedMixin:
         condition_encoder: ConditionEncoder,
         plan: Optional[str],
         injection_points: Optional[Sequence],
+        modulation: str = "bias",
     ) -> None:
         arch = self._psic_architecture
+        if modulation not in MODULATIONS:
+            raise ValueError(
+                f'Invalid modulation "{modulation}": use one of {list(MODULATIONS)}'
+            )
+        if modulation != "bias" and arch.trigger_argument:
+            raise ValueError(f"{arch.name} adds biases only (its blocks' own)")
+        self._psic_modulation = modulation
         self.global_cond = condition_encoder
         if injection_points is not None:
             if plan is not None:
@@ -221,7 +238,8 @@ class ShieldedMixin:
                     f"({type(module).__name__}); give InjectionPoint(target, channels)"
                 )
             if not arch.trigger_argument:
-                projections[point.key] = TriggerProjection(trigger_dim, channels)
+                width = channels * (2 if self._psic_modulation == "affine" else 1)
+                projections[point.key] = TriggerProjection(trigger_dim, width)
             resolved.append(InjectionPoint(target, channels))
         if not arch.trigger_argument:
             self.trigger_proj = projections
@@ -317,6 +335,11 @@ class ShieldedMixin:
     def plan(self) -> str:
         """Name of the injection plan (``"custom"`` for explicit points)."""
         return self._psic_plan
+
+    @property
+    def modulation(self) -> str:
+        """``"bias"`` (the paper: ``h + b``) or ``"affine"`` (``h·(1 + s) + b``)."""
+        return self._psic_modulation
 
     @property
     def architecture(self) -> str:
@@ -424,6 +447,19 @@ class ShieldedMixin:
             }
         call.running = True
 
+    def _modulate(self, out: Tensor, terms: Tensor, in_place: bool) -> Tensor:
+        """``out + b`` (bias) or ``out·(1 + s) + b`` (affine), per channel;
+        ``terms`` holds ``b`` or ``[s, b]`` per sample (rows match ``out``)."""
+        view = (terms.size(0), -1) + (1,) * (out.dim() - 2)
+        if self._psic_modulation == "affine":
+            scale, bias = terms.chunk(2, dim=1)
+            if in_place:
+                return out.mul_(1 + scale.reshape(view)).add_(bias.reshape(view))
+            return out * (1 + scale.reshape(view)) + bias.reshape(view)
+        if in_place:
+            return out.add_(terms.reshape(view))
+        return out + terms.reshape(view)
+
     # ------------------------------------------------------------------ hooks
     def _psic_enter_synthesis(self, module: nn.Module, args: Tuple, kwargs: Dict):
         call = _CALLS.get().get(id(self))
@@ -466,34 +502,30 @@ class ShieldedMixin:
             # of g_s): it decodes the default condition for its own batch.
             values = self.condition_betas([self.default_condition], out.size(0))
             point = next(p for p in self._psic_points if p.target == target)
-            bias = self.trigger_proj[point.key](
+            terms = self.trigger_proj[point.key](
                 self._triggers(values.to(out.device, self._encoder_dtype(out)))
             ).to(out.dtype)
-            return out + bias.view(bias.shape + (1,) * (out.dim() - 2))
+            return self._modulate(out, terms, in_place=False)
         if target in call.seen:
             raise RuntimeError(
                 f"Injection point {target} ran twice in one synthesis pass; its "
                 "bias would be added twice. Choose a module that runs once."
             )
         call.seen.add(target)
-        bias = call.biases[target]
-        view = bias.shape + (1,) * (out.dim() - 2)
+        terms = call.biases[target]
         if not call.forked:
             # First point after a shared prefix: one copy of the features per
             # condition, each with its own bias.
             call.forked = True
-            k, b = len(call.conditions), call.batch_size
-            expanded = out.unsqueeze(0) + bias.view((k, b) + view[1:])
-            return expanded.flatten(0, 1)
-        if bias.size(0) != out.size(0):
+            out = out.repeat(len(call.conditions), *([1] * (out.dim() - 1)))
+            return self._modulate(out, terms, in_place=True)
+        if terms.size(0) != out.size(0):
             raise RuntimeError(
                 f"Batch mismatch at {target}: features {out.size(0)}, "
-                f"biases {bias.size(0)}"
+                f"biases {terms.size(0)}"
             )
-        if not out.requires_grad:
-            # Decoding: skip a full-size allocation (autograd is not involved).
-            return out.add_(bias.view(view))
-        return out + bias.view(view)
+        # Decoding skips a full-size allocation (autograd is not involved).
+        return self._modulate(out, terms, in_place=not out.requires_grad)
 
     # ----------------------------------------------------------- conditions
     @contextlib.contextmanager
@@ -626,18 +658,25 @@ class ShieldedMixin:
         if fc1 is not None and "condition_encoder" not in kwargs:
             config.setdefault("trigger_dim", int(fc1.size(0)))
             config.setdefault("num_frequencies", (int(fc1.size(1)) - 1) // 2)
-        points = [
-            InjectionPoint(
-                InjectionPoint.target_of(k[len("trigger_proj.") : -len(".weight")]),
-                int(v.size(0)),
+        rows = {
+            InjectionPoint.target_of(k[len("trigger_proj.") : -len(".weight")]): int(
+                v.size(0)
             )
             for k, v in internal.items()
             if k.startswith("trigger_proj.") and k.endswith(".weight")
-        ]
-        if points and "plan" not in kwargs and "injection_points" not in kwargs:
-            config["injection_points"] = points
+        }
+        if rows and "plan" not in kwargs and "injection_points" not in kwargs:
+            config["injection_points"] = [InjectionPoint(t) for t in rows]
         config.update(kwargs)
         net = cls(**config)
+        channels = {p.target: p.channels for p in net.injection_points}
+        if (
+            rows
+            and "modulation" not in kwargs
+            and all(rows[t] == 2 * channels.get(t, -1) for t in rows)
+        ):
+            # Twice the channels per projection: a scale and a bias per channel.
+            net = cls(**dict(config, modulation="affine"))
         net.load_state_dict(state_dict)
         return net
 

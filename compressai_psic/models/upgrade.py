@@ -144,6 +144,7 @@ def shield(
     trigger_dim: Optional[int] = None,
     num_frequencies: Optional[int] = None,
     condition_encoder: Optional[ConditionEncoder] = None,
+    modulation: Optional[str] = None,
 ) -> CompressionModel:
     """A shielded copy of a CompressAI model (``model`` itself is unchanged).
 
@@ -151,9 +152,13 @@ def shield(
     zero, so both decode paths give exactly the base model's output, for every
     plan, and ``compress()`` returns byte-identical strings.
 
-    On a model that is already shielded, ``plan``/``injection_points`` re-plan a
-    copy: the condition encoder and the projections of points kept by the new
-    plan are carried over, new points start at zero. Its condition encoder is
+    ``modulation`` is ``"bias"`` (default, the paper) or ``"affine"`` (see
+    :class:`~compressai_psic.models.ShieldedMixin`).
+
+    On a model that is already shielded, ``plan``/``injection_points``/
+    ``modulation`` re-plan a copy: the condition encoder and the projections of
+    points kept by the new plan are carried over (a bias projection becomes the
+    bias half of an affine one), new weights start at zero. Its condition encoder is
     trained weights: changing ``trigger_dim``, ``num_frequencies`` or
     ``condition_encoder`` raises (use ``shield(unshield(model), ...)``).
     """
@@ -165,6 +170,7 @@ def shield(
             trigger_dim,
             num_frequencies,
             condition_encoder,
+            modulation,
         )
     if not isinstance(model, CompressionModel):
         raise ValueError(
@@ -179,7 +185,9 @@ def shield(
     param = next(model.parameters(), None)
     if param is not None:
         condition_encoder.to(device=param.device, dtype=param.dtype)
-    shielded._init_shield(condition_encoder, plan, injection_points)
+    shielded._init_shield(
+        condition_encoder, plan, injection_points, modulation or "bias"
+    )
     if param is not None:
         shielded.trigger_proj.to(device=param.device, dtype=param.dtype)
     shielded.train(model.training)
@@ -193,6 +201,7 @@ def _replan(
     trigger_dim: Optional[int],
     num_frequencies: Optional[int],
     condition_encoder: Optional[ConditionEncoder],
+    modulation: Optional[str] = None,
 ) -> nn.Module:
     encoder = model.global_cond
     if condition_encoder is not None or (
@@ -209,22 +218,39 @@ def _replan(
             f"This model is already shielded with {frequencies} Fourier "
             "frequencies; to change them, use shield(unshield(model), ...)"
         )
-    if plan is None and injection_points is None:
+    if (
+        modulation in (None, model.modulation)
+        and plan is None
+        and (injection_points is None)
+    ):
         return copy.deepcopy(model)
     if model._psic_architecture.trigger_argument:
         raise ValueError(
             f"{model.architecture} adds its biases inside its own blocks; it has "
             f"one plan only ({model.plan!r})"
         )
-    old = {p.target: model.trigger_proj[p.key] for p in model._psic_points}
+    if plan is None and injection_points is None:
+        injection_points = model.injection_points
+    old = {p.target: model.trigger_proj[p.key].weight for p in model._psic_points}
+    old_affine = model.modulation == "affine"
     replanned = shield(
         unshield(model),
         plan=plan,
         injection_points=injection_points,
         condition_encoder=copy.deepcopy(encoder),
+        modulation=modulation or model.modulation,
     )
+    new_affine = replanned.modulation == "affine"
     with torch.no_grad():
         for point in replanned._psic_points:
-            if point.target in old:
-                replanned.trigger_proj[point.key].weight.copy_(old[point.target].weight)
+            if point.target not in old:
+                continue
+            weight = replanned.trigger_proj[point.key].weight
+            previous = old[point.target]
+            if old_affine == new_affine:
+                weight.copy_(previous)
+            elif new_affine:  # the bias rows keep their weights, scales start at 0
+                weight[point.channels :].copy_(previous)
+            else:
+                weight.copy_(previous[point.channels :])
     return replanned

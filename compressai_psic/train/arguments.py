@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         "every synthesis stage) or 'late' (cheap dual decoding); with --init, "
         "re-plans the loaded model (kept triggers keep their weights)",
     )
+    model.add_argument(
+        "--modulation",
+        choices=("bias", "affine"),
+        default=None,
+        help="how a trigger acts: 'bias' (the paper, default for new models) or "
+        "'affine' (per-channel scale and bias: image-dependent changes); with "
+        "--init, converts the loaded model (bias weights are kept)",
+    )
     model.add_argument("--N", type=int, default=None, help="override N (scratch)")
     model.add_argument("--M", type=int, default=None, help="override M (scratch)")
     model.add_argument(

@@ -58,11 +58,16 @@ def build_model(args: argparse.Namespace) -> nn.Module:
                 f"--model {args.model} does not match the architecture of --init "
                 f'{args.init} ("{model.architecture}"); drop --model or change it'
             )
-        if args.plan is not None and args.plan != model.plan:
-            model = shield(model, plan=args.plan)
+        modulation = getattr(args, "modulation", None)
+        if (args.plan is not None and args.plan != model.plan) or (
+            modulation is not None and modulation != model.modulation
+        ):
+            model = shield(model, plan=args.plan, modulation=modulation)
         return model
     name = args.model or DEFAULT_MODEL
     kwargs = {} if args.plan is None else {"plan": args.plan}
+    if getattr(args, "modulation", None) is not None:
+        kwargs["modulation"] = args.modulation
     if args.N is not None:
         kwargs["N"] = args.N
     if args.M is not None:

@@ -433,3 +433,53 @@ def test_guess_architecture_tells_every_builtin_apart(name):
 def test_guess_architecture_refuses_unknown_weights():
     with pytest.raises(ValueError, match="register"):
         guess_architecture({"g_a.0.weight": torch.zeros(4, 3, 5, 5)})
+
+
+# ---------------------------------------------------------------- modulation
+@pytest.mark.parametrize("name", ["bmshj2018-factorized", "cheng2020-anchor"])
+def test_affine_modulation_is_exact_at_creation_and_scales_features(name, image):
+    base = tiny_base(name)
+    net = psic.shield(base, modulation="affine")
+    point = net.injection_points[0]
+    assert net.trigger_proj[point.key].weight.shape[0] == 2 * point.channels
+    with torch.no_grad():
+        enc = base.compress(image)
+        ref = base.decompress(enc["strings"], enc["shape"])["x_hat"]
+        for condition in ("protected", "full"):
+            out = net.decompress(enc["strings"], enc["shape"], condition)["x_hat"]
+            assert torch.equal(out, ref)
+    # With only the scale half non-zero the change is h·s: proportional to the
+    # features, so it depends on the image.
+    only = psic.shield(base, modulation="affine", injection_points=[point.target])
+    with torch.no_grad():
+        only.global_cond.beta_mlp.fc2.bias.fill_(1.0)
+        only.trigger_proj[point.key].weight[: point.channels].normal_(0, 0.01)
+        module = only.get_submodule(point.target)
+        plain = unshield(only).get_submodule(point.target)
+        z = torch.rand(2, *_input_shape(only, point))
+        scale = only.trigger_proj[point.key](only._triggers(torch.ones(2)))
+        scale = scale[:, : point.channels, None, None]
+        torch.testing.assert_close(module(z), plain(z) * (1 + scale))
+
+
+def _input_shape(net, point):
+    module = net.get_submodule(point.target)
+    first = next(m for m in module.modules() if hasattr(m, "in_channels"))
+    return (first.in_channels, 4, 4)
+
+
+def test_modulation_is_restored_from_the_weights_and_converted(hyperprior, image):
+    affine = psic.shield(hyperprior, modulation="affine")
+    with torch.no_grad():
+        # bias weights carried over, scales zero: the same decode
+        assert torch.equal(affine(image)["x_hat"], hyperprior(image)["x_hat"])
+    perturb_triggers(affine, seed=4)
+    restored = type(affine).from_state_dict(affine.state_dict()).eval()
+    assert restored.modulation == "affine" and restored.plan == "every-stage"
+    with torch.no_grad():
+        assert torch.equal(restored(image)["x_hat"], affine(image)["x_hat"])
+        assert torch.equal(
+            restored(image, "full")["x_hat"], unshield(affine)(image)["x_hat"]
+        )
+    with pytest.raises(ValueError, match="'bias', 'affine'"):
+        psic.shield(tiny_base("mbt2018-mean"), modulation="gain")
