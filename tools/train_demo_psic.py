@@ -1,32 +1,33 @@
-r"""Retrains the demo PSIC codec from scratch and ships it into ``zoo/``.
+r"""Retrains the demo PSIC codec and ships it into ``zoo/``.
 
 The demo codec (manifest name ``demo-psic``, used by ``psic demo``) is a shielded
 ``bmshj2018-hyperprior`` with small channel counts, trained on the procedural
-scene benchmark (:mod:`compressai_psic.scenes`) against the shipped demo VLP
+scene benchmark (:mod:`compressai_psic.datasets`) against the shipped demo VLP
 (``--vlp demo``). This one command
 
 1. runs stage 1 of the real training tool (:mod:`compressai_psic.train`): every
-   parameter, fixed UAEO weighting, from random weights;
-2. runs stage 2 from stage 1's best checkpoint: the trigger projections only
-   (``--stage2-params triggers``; the anchored triggers keep the full decode
-   exactly stage 1's), adaptive UAEO weighting, and exports the best weights
-   with the tool's ``--export demo-psic`` (entropy CDFs updated, state dict
-   only);
+   parameter, fixed UAEO weighting, from random weights, and stores its result
+   (the base codec, no triggers) as ``zoo/demo-psic-stage1-<sha256[:8]>.pth.tar``;
+   ``--stage1-from FILE`` starts from such a file instead;
+2. runs stage 2 from it: the synthesis and affine triggers at every synthesis
+   stage train (condition MLP frozen), both paths per sample, with the terms
+   that make the protection hold (full-path semantic term, low-frequency and
+   common-difference terms on the protected path, scraper transforms before
+   the VLP), and exports the best weights (``--export demo-psic``);
 3. stores those weights with float16 parameters as
    ``zoo/demo-psic-<sha256[:8]>.pth.tar`` (:func:`save_compact`), loads that
-   file back and measures it exactly as
-   ``psic demo`` does (:func:`compressai_psic.demo.run_demo`: 100 test scenes,
-   seed 0, real bitstreams, JPEG/downscale robustness rows);
-4. adds or replaces the ``demo-psic`` entry of ``zoo/manifest.json`` (every other
-   entry is kept), writes the model card ``zoo/DEMO_PSIC.md`` and prints the
-   entry as JSON. The targets of the issue are checked and any miss is printed.
+   file back and measures it as ``psic demo`` does
+   (:func:`compressai_psic.demo.run_demo`, every attack, the demo VLP and the
+   two evaluation VLPs), on ``--eval-images`` held-out test scenes;
+4. adds or replaces the ``demo-psic`` (and ``demo-psic-stage1``) entries of
+   ``zoo/manifest.json``, writes the model card ``zoo/DEMO_PSIC.md`` and prints
+   the entry as JSON. Every target of the issue is checked and each miss is
+   printed with its margin.
 
 Both stages run in this process with ``torch.set_num_threads(--threads)`` and no
-data workers (the scenes render in well under a millisecond each).
-``train_seconds`` is the wall time of the two stages, ``cpu_seconds`` their
-process CPU time, which a busy shared machine disturbs less. The tool sets
-``OMP_WAIT_POLICY=PASSIVE`` (unless already set) so that idle OpenMP threads
-sleep instead of spinning on a shared machine.
+data workers. ``train_seconds`` is the wall time of the stages run,
+``cpu_seconds`` their process CPU time. The tool sets ``OMP_WAIT_POLICY=PASSIVE``
+(unless already set) so that idle OpenMP threads sleep on a shared machine.
 
 Example (the shipped model)::
 
@@ -34,10 +35,6 @@ Example (the shipped model)::
 
 ``--smoke`` runs a few steps of each stage and writes into ``WORK_DIR/zoo``
 (unless ``--zoo`` says otherwise): it checks the pipeline, not the model.
-
-The demo codec demonstrates `"Privacy-Shielded Image Compression: Defending
-Against Exploitation from Vision-Language Pretrained Models"
-<https://arxiv.org/abs/2506.15201>`_, ICML 2025.
 """
 
 from __future__ import annotations
@@ -80,10 +77,17 @@ DEMO_PSIC_NAME = "demo-psic"
 ARCHITECTURE = "bmshj2018-hyperprior"
 IMAGE_SIZE = 64
 DEFAULT_ZOO = Path(__file__).resolve().parent.parent / "zoo"
-#: Targets of the issue on 100-way test retrieval: protected i2t R@1 at most
-#: chance + 0.10; full-decode R@1 within 0.03 of the originals'.
-PROTECTED_MARGIN = 0.10
-FULL_TOLERANCE = 0.03
+#: Targets of the issue, on held-out test scenes (retrieval is N-way).
+FULL_TOLERANCE = 0.02  # full R@1 at least the originals' − this, every VLP
+FULL_PSNR_TOLERANCE = 0.3  # full PSNR at least stage 1's − this (dB)
+PROTECTED_PSNR_GAP = 2.0  # protected PSNR at least full − this (dB)
+PROTECTED_MS_SSIM_GAP = 0.02  # protected MS-SSIM at least full − this
+PROTECTED_MARGIN = 0.05  # training VLP: protected R@1 at most chance + this
+ATTACKED_MARGIN = 0.10  # ... and after each of ATTACKS_CHECKED: chance + this
+ATTACKS_CHECKED = ("greyworld", "affine_fit", "jpeg75")
+TRANSFER_DROP = 0.5  # other VLPs: protected R@1 at most (1 − this) × original
+COMMON_SHARE_LIMIT = 0.5  # share of (protected − full) common to all images
+EVAL_SEED = 2025
 
 #: The shipped recipe. Stage lengths are set through the data size and epochs so
 #: that every epoch ends with a validation pass and a checkpoint.
@@ -109,19 +113,35 @@ RECIPE: Dict[str, Dict[str, Any]] = {
     "stage2": {
         "scene_samples": 6400,
         "batch_size": 16,
-        "epochs": 2,
-        "milestones": [1],
-        "learning_rate": 1e-2,
-        "lambda_full": 0.05,
-        "lambda_prot": 0.002,
+        "epochs": 5,
+        "milestones": [4],
+        "learning_rate": 1e-4,
+        "trigger_learning_rate": 1e-3,
+        "lambda_full": 0.2,
+        "lambda_prot": 0.05,
         "lambda_vlp": 3.0,
+        "lambda_semantic": 50.0,
+        "lambda_lowfreq": 0.2,
+        "lambda_common": 0.2,
+        "eot": "identity,jpeg,resize,greyworld",
         "paths": "both",
-        # Training g_s on the protected path's VLP loss also made the shared full
-        # decode adversarial to the VLP (pilot: full R@1 0.99 → 0.48 at the same
-        # PSNR); the trigger projections alone leave the full decode untouched.
-        "stage2_params": "triggers",
+        "plan": "every-stage",
+        "modulation": "affine",
+        "stage2_params": "synthesis",
     },
 }
+
+#: Options of stage 2 passed as ``--flag value`` when the recipe has them.
+_STAGE2_FLAGS = (
+    "trigger_learning_rate",
+    "lambda_semantic",
+    "lambda_lowfreq",
+    "lambda_common",
+    "eot",
+    "plan",
+    "modulation",
+    "stage2_params",
+)
 
 
 def stage_argv(
@@ -161,7 +181,12 @@ def stage_argv(
         "--save-dir", str(save_dir),
     ]  # fmt: skip
     if stage == 2:
-        argv += ["--stage2-params", own["stage2_params"], "--export", DEMO_PSIC_NAME]
+        for key in _STAGE2_FLAGS:
+            if key in own:
+                value = own[key]
+                text = f"{value:g}" if isinstance(value, float) else str(value)
+                argv += ["--" + key.replace("_", "-"), text]
+        argv += ["--export", DEMO_PSIC_NAME]
     if max_steps is not None:
         argv += ["--max-steps", str(max_steps)]
     return argv
@@ -187,7 +212,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--threads", type=int, default=2, help="torch CPU threads (default 2)"
     )
     parser.add_argument(
-        "--eval-images", type=int, default=100, help="test scenes of the evaluation"
+        "--eval-images",
+        type=int,
+        default=500,
+        help=f"held-out test scenes of the evaluation (seed {EVAL_SEED}; default 500)",
+    )
+    parser.add_argument(
+        "--stage1-from",
+        type=Path,
+        default=None,
+        help="skip stage 1 and start stage 2 from this stage-1 codec (e.g. the "
+        "shipped zoo/demo-psic-stage1-*.pth.tar)",
     )
     parser.add_argument(
         "--no-manifest",
@@ -208,71 +243,120 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _r1(report: Dict[str, Any], variant: str, direction: str) -> float:
-    return float(report["recall"][variant][direction]["R@1"])
+def _target(value: float, limit: float, met: bool) -> Dict[str, Any]:
+    return {"value": round(value, 4), "limit": round(limit, 4), "met": bool(met)}
 
 
 def check_targets(metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
-    """The issue's targets, each with its measured value, its bound, whether it
-    is met and whether it is ``required``.
-
-    Required: protected image→text R@1 at most chance + 0.10, and full-decode
-    R@1 (both directions) within 0.03 of the originals'. The same bound on the
-    protected text→image R@1 is reported, not required.
-    """
-    chance = 1.0 / metrics["num_images"]
-    recall = metrics["recall"]
+    """Every target of the issue, each with its measured value, its bound and
+    whether it is met (all are required)."""
+    chance = metrics["chance"]
     out: Dict[str, Dict[str, Any]] = {}
-    for direction in ("i2t", "t2i"):
-        protected = recall["protected"][direction]["R@1"]
-        out[f"protected_{direction}_R@1"] = {
-            "value": protected,
-            "limit": round(chance + PROTECTED_MARGIN, 4),
-            "met": protected <= chance + PROTECTED_MARGIN + 1e-9,
-            "required": direction == "i2t",
-        }
-        original = recall["original"][direction]["R@1"]
-        full = recall["full"][direction]["R@1"]
-        out[f"full_{direction}_R@1"] = {
-            "value": full,
-            "limit": round(original - FULL_TOLERANCE, 4),
-            "met": full >= original - FULL_TOLERANCE - 1e-9,
-            "required": True,
-        }
+    psnr, ms_ssim = metrics["psnr"], metrics["ms_ssim"]
+    limit = metrics["stage1_psnr"] - FULL_PSNR_TOLERANCE
+    out["full_psnr"] = _target(psnr["full"], limit, psnr["full"] >= limit)
+    limit = psnr["full"] - PROTECTED_PSNR_GAP
+    out["protected_psnr"] = _target(
+        psnr["protected"], limit, psnr["protected"] >= limit
+    )
+    limit = ms_ssim["full"] - PROTECTED_MS_SSIM_GAP
+    out["protected_ms_ssim"] = _target(
+        ms_ssim["protected"], limit, ms_ssim["protected"] >= limit
+    )
+    share = metrics["common_share"]
+    out["common_share"] = _target(
+        share, COMMON_SHARE_LIMIT, share <= COMMON_SHARE_LIMIT
+    )
+    for vlp in metrics["vlps"]:
+        recall, name = vlp["recall"], vlp["name"]
+        for direction in ("i2t", "t2i"):
+            original = recall["original"][direction]
+            full = recall["full"][direction]
+            limit = original - FULL_TOLERANCE
+            out[f"{name}/full/{direction}"] = _target(full, limit, full >= limit - 1e-9)
+            if vlp["role"] == "train":
+                checks = [("protected", PROTECTED_MARGIN)] + [
+                    (f"protected_{a}", ATTACKED_MARGIN) for a in ATTACKS_CHECKED
+                ]
+                for variant, margin in checks:
+                    value = recall[variant][direction]
+                    limit = chance + margin
+                    out[f"{name}/{variant}/{direction}"] = _target(
+                        value, limit, value <= limit + 1e-9
+                    )
+            else:
+                value = recall["protected"][direction]
+                limit = (1 - TRANSFER_DROP) * original
+                out[f"{name}/protected/{direction}"] = _target(
+                    value, limit, value <= limit + 1e-9
+                )
     return out
 
 
-def _summarise(report: Dict[str, Any]) -> Dict[str, Any]:
+def _summarise(report: Dict[str, Any], stage1_psnr: float) -> Dict[str, Any]:
     """The figures of a ``run_demo`` report that go into the manifest."""
 
     def rnd(value: Optional[float], digits: int = 4) -> Optional[float]:
         return None if value is None else round(float(value), digits)
 
-    recall = {
-        variant: {
-            direction: {k: rnd(v) for k, v in values.items()}
-            for direction, values in directions.items()
+    vlps = [
+        {
+            "name": entry["name"],
+            "role": entry["role"],
+            "recall": {
+                variant: {d: rnd(values[d]["R@1"]) for d in ("i2t", "t2i")}
+                for variant, values in entry["recall"].items()
+            },
         }
-        for variant, directions in report["recall"].items()
-    }
-    asr = {
-        variant: {
-            reference: {d: rnd(v["R@1"]) for d, v in by_dir.items()}
-            for reference, by_dir in refs.items()
-        }
-        for variant, refs in report["asr"].items()
-    }
+        for entry in report["vlps"]
+    ]
     return {
         "num_images": report["num_images"],
         "split": "test",
         "seed": report["seed"],
-        "vlp": report["vlp"],
+        "chance": rnd(1.0 / report["num_images"], 6),
         "bpp": rnd(report["bpp"]),
         "psnr": {k: rnd(v, 2) for k, v in report["psnr"].items()},
-        "recall": recall,
-        "asr_R@1": asr,
-        "demo_seconds": report["seconds"],
+        "ms_ssim": {k: rnd(v) for k, v in report["ms_ssim"].items()},
+        "ms_ssim_window": report.get("ms_ssim_window"),
+        "stage1_psnr": rnd(stage1_psnr, 2),
+        "common_share": rnd(report["image_dependence"]["common_share"]),
+        "attacks": list(report.get("attacks", [])),
+        "vlps": vlps,
+        "demo_seconds": report.get("seconds"),
     }
+
+
+def stage1_psnr(path: Path, num_images: int, seed: int) -> float:
+    """Mean PSNR of the stage-1 codec (no triggers) on the evaluation scenes."""
+    from compressai_psic.datasets import SceneCaptions
+    from compressai_psic.image_io import pil_to_tensor
+    from compressai_psic.models import load_checkpoint
+
+    model = load_checkpoint(path).eval()
+    model.update(force=True)
+    scenes = SceneCaptions(
+        split="test",
+        num_samples=num_images,
+        seed=seed,
+        image_size=IMAGE_SIZE,
+        distinct_captions=True,
+    )
+    values = []
+    with torch.inference_mode():
+        for start in range(0, len(scenes), 50):
+            x = torch.cat(
+                [
+                    pil_to_tensor(scenes.load_image(i))
+                    for i in range(start, min(start + 50, len(scenes)))
+                ]
+            )
+            out = model.compress(x)
+            x_hat = model.decompress(out["strings"], out["shape"], "full")["x_hat"]
+            x_hat = (x_hat * 255).round() / 255
+            mse = (x_hat - x).pow(2).flatten(1).mean(1)
+            values += (10 * torch.log10(1 / mse)).tolist()
+    return sum(values) / len(values)
 
 
 def _pct(value: float) -> str:
@@ -285,9 +369,8 @@ A small privacy-shielded codec for demonstrations and tests of
 [Privacy-Shielded Image Compression](https://arxiv.org/abs/2506.15201) (ICML 2025):
 one bitstream decodes by default to a *protected* image that the demo VLP
 (`demo-vlp`, see `DEMO_VLP.md`) cannot match to its caption, and with the unlock
-condition to the *full* image. It was trained from scratch, in both stages of the
-package's training tool, on the procedural scene benchmark of
-`compressai_psic.scenes`; `psic demo` runs it.
+condition to the *full* image. Trained with the package's training tool on the
+procedural scene benchmark; `psic demo` runs it.
 
 ```python
 from compressai_psic.zoo import load_named
@@ -306,15 +389,16 @@ full = net.decompress(out["strings"], out["shape"], condition="full")["x_hat"]
 ## Training recipe
 
 Both stages use `python -m compressai_psic.train` on {image_size}×{image_size}
-scenes rendered on the fly (`--dataset-format scenes`, seed {seed}, 5 captions per
-training scene, one drawn per step; {val} validation scenes), the demo VLP as the
-adversary (`--vlp demo`), Adam with gradient clipping at 1.0, auxiliary
-(quantile) learning rate {aux_lr:g}. The best validation checkpoint of each stage
-is kept.
+scenes rendered on the fly (`--dataset-format scenes`, seed {seed}; {val}
+validation scenes), the demo VLP as the adversary (`--vlp demo`), Adam with
+gradient clipping at 1.0. The best validation checkpoint of each stage is kept.
+The stage-1 codec is shipped too (`{stage1_file}`, manifest entry
+`demo-psic-stage1`): it is the starting point of stage 2 and the reference of
+the full-PSNR target.
 
 {recipe_rows}
 
-Training time: {minutes:.1f} min wall clock ({cpu_minutes:.1f} min of CPU time) with
+Stage 2 wall time: {minutes:.1f} min ({cpu_minutes:.1f} min of CPU time) with
 {threads} threads on {machine}; the machine was shared with other jobs.
 
 The exact stage commands:
@@ -323,7 +407,7 @@ The exact stage commands:
 {stage_commands}
 ```
 
-Retrain everything (replaces the manifest entry, the weights file and this card):
+Retrain (replaces the manifest entries, the weights files and this card):
 
 ```bash
 {command}
@@ -331,68 +415,43 @@ Retrain everything (replaces the manifest entry, the weights file and this card)
 
 ## Measured figures
 
-Measured on the shipped file, loaded back, exactly as `psic demo` does
-(`compressai_psic.demo.run_demo(num_images={n}, seed={eval_seed})`): the first {n}
-scenes of the held-out `test` split with distinct canonical captions, each
-compressed to a real bitstream and decoded on both paths; {n}-way retrieval
-(chance Recall@1 {chance}).
+Measured on the shipped file, loaded back, as `psic demo` does
+(`compressai_psic.demo.run_demo(num_images={n}, seed={eval_seed})`): {n}
+held-out `test` scenes with distinct captions, each compressed to a real
+bitstream and decoded on both paths; {n}-way retrieval (chance Recall@1
+{chance}). Informed attacks are fitted on 200 `val` scenes (disjoint). The VLPs
+marked *eval* were never seen in training (`EVAL_VLPS.md`). MS-SSIM uses a
+{window}-pixel window (64-pixel images).
 
-| | value | target |
-|---|---|---|
-| rate | {bpp:.3f} bpp (real bytes) | |
-| PSNR full decode | {psnr_full:.2f} dB | as high as the codec allows at its rate |
-| PSNR protected decode | {psnr_prot:.2f} dB | reported |
+| | value |
+|---|---|
+| rate | {bpp:.3f} bpp (real bytes) |
+| PSNR full / protected / stage 1 | {psnr_f:.2f} / {psnr_p:.2f} / {psnr_s1:.2f} dB |
+| MS-SSIM full / protected | {ms_full:.4f} / {ms_prot:.4f} |
+| common share of (protected − full) | {common:.3f} |
+
+Recall@1, image→text / text→image:
+
+{recall_table}
+
+### Targets
+
 {target_rows}
-
-Recall@1 of the demo VLP (image→text / text→image):
-
-| images | image→text R@1 | R@5 | text→image R@1 | R@5 |
-|---|---|---|---|---|
-{recall_rows}
-
-Attack success rate at 1 (share of queries that hit on the reference but miss on
-the protected images):
-
-| protected images | vs full decode i2t | t2i | vs originals i2t | t2i |
-|---|---|---|---|---|
-{asr_rows}
-
-The `protected_jpeg75`, `protected_jpeg90` and `protected_down2` rows re-encode
-the protected decode as a scraper might (JPEG at quality 75 or 90, both sides
-halved) before the VLP sees it. The whole evaluation (`run_demo`, 100 scenes with
-these rows) took {demo_seconds:.1f} s on the training machine, Python start-up
-excluded.
 
 ## Limitations
 
-- Trained and measured on synthetic 64×64 scenes against the one small VLP it
-  was trained against (white-box): it says nothing about photographs or about
-  real CLIP models. Use `tools/eval_retrieval.py` with real weights for that.
-- Twenty minutes of CPU training: the rate–distortion performance is far from a
-  converged codec (the full decode is blurred on fine stripes and speckle).
-- Stage 2 trains the trigger projections only. Training the synthesis as well
-  (the paper's stage 2) made the *full* decode adversarial too in a pilot: with
-  this small VLP, a change of `g_s` that fools it on the protected path fools it
-  on the shared full path at almost no PSNR cost (800 steps at learning rate
-  3e-4, λ_prot 0.005, λ_vlp 1, from a 2,000-step stage 1: full image→text R@1
-  fell from 0.98 to 0.48 while the full PSNR went from 27.3 to 27.5 dB). With
-  anchored triggers the full decode is exactly stage 1's.
-- The triggers are per-channel biases at `g_s.4` and `g_s.5`: what the protected
-  decode can change is what a constant offset before and after the last inverse
-  GDN can do. The result is mostly a colour cast (backgrounds turn red or
-  magenta) with shapes and layout intact, which is why the protected PSNR is low
-  and why text→image retrieval, which ranks protected images against each other,
-  stays well above chance: the shift is similar for every image, so their
-  differences still carry some of the captions' content.
-- Protection is defined against this VLP's retrieval only; a person, or another
-  model, can still read the protected image.
+- Trained and measured on synthetic 64×64 scenes and small VLPs trained on them:
+  it says nothing about photographs or real CLIP models. Use
+  `tools/eval_retrieval.py` with real weights for that.
+- The triggers are *affine* (per-channel scale and bias, `--modulation affine`),
+  an extension of the paper's biases: with the Ballé synthesis (transposed
+  convolutions and GDN, no gating nonlinearity) per-channel biases could only
+  add a nearly fixed pattern to every image, which the `pattern_fit` attack
+  removes.
+- Protection is defined against VLP retrieval; a person can still read the
+  protected image, and anyone with the model can decode the full one (β is
+  public, as in the paper).
 """
-
-
-_STAGE2_TRAINS = {
-    "synthesis": "`g_s` and the trigger projections (`--stage2-params synthesis`)",
-    "triggers": "the trigger projections only (`--stage2-params triggers`)",
-}
 
 
 def _table(header: List[str], rows: List[List[str]]) -> str:
@@ -401,24 +460,25 @@ def _table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(lines)
 
 
-def _stage_cells(entry: Dict[str, Any], stage: int) -> Dict[str, str]:
-    own = entry["recipe"][f"stage{stage}"]
-    key = f"stage{stage}"
-    epochs = own["epochs"]
-    return {
-        "paths": own["paths"],
-        "lambdas": f"{own['lambda_full']:g} / {own['lambda_prot']:g}",
-        "lambda_vlp": f"{own['lambda_vlp']:g}",
-        "steps": (
-            f"{entry['steps'][key]:,} × {own['batch_size']} ({epochs} "
-            f"epoch{'s' if epochs > 1 else ''} of {own['scene_samples']:,} scenes)"
-        ),
-        "lr": (
-            f"{own['learning_rate']:g}, ×0.1 from epoch "
-            f"{', '.join(str(m) for m in own['milestones'])} (0-based)"
-        ),
-        "minutes": f"{entry['stage_seconds'][key] / 60:.1f} min",
-    }
+_RECIPE_ROWS = (
+    ("paths per sample", "paths"),
+    ("λ_full / λ_prot", ("lambda_full", "lambda_prot")),
+    ("λ_vlp", "lambda_vlp"),
+    ("λ_semantic (full path)", "lambda_semantic"),
+    ("λ_lowfreq / λ_common (protected path)", ("lambda_lowfreq", "lambda_common")),
+    ("scraper transforms before the VLP", "eot"),
+    (
+        "learning rate (synthesis / triggers)",
+        ("learning_rate", "trigger_learning_rate"),
+    ),
+    ("epochs × scenes, batch", ("epochs", "scene_samples", "batch_size")),
+)
+
+
+def _recipe_cell(own: Dict[str, Any], keys: Any) -> str:
+    keys = (keys,) if isinstance(keys, str) else keys
+    values = [own.get(key, "–") for key in keys]
+    return " / ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 def model_card(entry: Dict[str, Any]) -> str:
@@ -426,7 +486,6 @@ def model_card(entry: Dict[str, Any]) -> str:
     recipe = entry["recipe"]
     common = recipe["common"]
     metrics = entry["metrics"]
-    targets = entry["targets"]
     architecture_rows = _table(
         ["part", "configuration"],
         [
@@ -442,79 +501,57 @@ def model_card(entry: Dict[str, Any]) -> str:
             ],
             [
                 "triggers",
-                f"bias-free projections 512→{common['N']} added to the outputs of "
-                f"`{'`, `'.join(entry['injection_points'])}`, anchored: the bias is "
-                "P(t(β) − t(0)), zero on the full path",
+                f"plan `{entry['plan']}`, modulation `{entry['modulation']}`: "
+                f"`{'`, `'.join(entry['injection_points'])}`; anchored at β = 0, "
+                "so the full path is the synthesis without triggers",
             ],
             ["parameters", f"{entry['parameters']:,}"],
             [
                 "file",
                 f"`{entry['file']}`, {entry['size_bytes'] / 2**20:.2f} MiB: state dict "
-                "with float16 parameters (loaded into float32) and exact buffers "
-                "(CDF tables computed from the rounded weights)",
+                "with float16 parameters (loaded into float32) and exact buffers",
             ],
-            ["input", f"{entry['image_size']}×{entry['image_size']} RGB scenes"],
         ],
     )
-    s1, s2 = _stage_cells(entry, 1), _stage_cells(entry, 2)
-    recipe_rows = _table(
-        ["", "stage 1", "stage 2"],
+    rows = [["trains", "every parameter", "`g_s` and the trigger projections"]]
+    rows += [
+        [
+            label,
+            _recipe_cell(recipe["stage1"], keys),
+            _recipe_cell(recipe["stage2"], keys),
+        ]
+        for label, keys in _RECIPE_ROWS
+    ]
+    recall_rows = []
+    variants = list(metrics["vlps"][0]["recall"])
+    for variant in variants:
+        cells = [variant]
+        for vlp in metrics["vlps"]:
+            r = vlp["recall"].get(variant)
+            cells.append("–" if r is None else f"{r['i2t']:.3f} / {r['t2i']:.3f}")
+        recall_rows.append(cells)
+    header = ["images"] + [f"{v['name']} ({v['role']})" for v in metrics["vlps"]]
+    target_rows = _table(
+        ["target", "measured", "limit", ""],
         [
             [
-                "trains",
-                "every parameter",
-                _STAGE2_TRAINS[recipe["stage2"]["stage2_params"]],
-            ],
-            [
-                "UAEO weighting",
-                "fixed (10·L_clean + L_unc)",
-                "adaptive (inverse-loss, detached)",
-            ],
-            ["paths per sample", s1["paths"], s2["paths"]],
-            ["λ_full / λ_prot", s1["lambdas"], s2["lambdas"]],
-            ["λ_vlp", s1["lambda_vlp"], s2["lambda_vlp"]],
-            ["steps × batch", s1["steps"], s2["steps"]],
-            ["learning rate", s1["lr"], s2["lr"]],
-            ["wall time", s1["minutes"], s2["minutes"]],
+                key,
+                f"{t['value']:.4g}",
+                f"{t['limit']:.4g}",
+                "met" if t["met"] else "**missed**",
+            ]
+            for key, t in entry["targets"].items()
         ],
     )
-    target_rows = []
-    for key, label, relation in (
-        ("protected_i2t_R@1", "protected image→text R@1", "≤"),
-        ("protected_t2i_R@1", "protected text→image R@1", "≤"),
-        ("full_i2t_R@1", "full image→text R@1", "≥"),
-        ("full_t2i_R@1", "full text→image R@1", "≥"),
-    ):
-        t = targets[key]
-        met = "met" if t["met"] else ("**missed**" if t["required"] else "not met")
-        kind = "" if t["required"] else "reported, not required; "
-        target_rows.append(
-            f"| {label} | {_pct(t['value'])} | {relation} {_pct(t['limit'])} "
-            f"({kind}{met}) |"
-        )
-    recall_rows = []
-    for variant, values in metrics["recall"].items():
-        i2t, t2i = values["i2t"], values["t2i"]
-        recall_rows.append(
-            f"| {variant} | {_pct(i2t['R@1'])} | {_pct(i2t['R@5'])} | "
-            f"{_pct(t2i['R@1'])} | {_pct(t2i['R@5'])} |"
-        )
-    asr_rows = []
-    for variant, refs in metrics["asr_R@1"].items():
-        asr_rows.append(
-            f"| {variant} | {_pct(refs['vs_full']['i2t'])} | "
-            f"{_pct(refs['vs_full']['t2i'])} | {_pct(refs['vs_original']['i2t'])} | "
-            f"{_pct(refs['vs_original']['t2i'])} |"
-        )
     return _CARD.format(
         name=entry["name"],
         architecture_rows=architecture_rows,
-        recipe_rows=recipe_rows,
+        recipe_rows=_table(["", "stage 1", "stage 2"], rows),
         image_size=entry["image_size"],
         seed=common["seed"],
         val=common["scene_val_samples"],
-        aux_lr=common["aux_learning_rate"],
-        minutes=entry["train_seconds"] / 60,
+        stage1_file=entry["stage1_file"],
+        minutes=entry["stage_seconds"]["stage2"] / 60,
         cpu_minutes=entry["cpu_seconds"] / 60,
         threads=entry["threads"],
         machine=entry["machine"],
@@ -522,27 +559,29 @@ def model_card(entry: Dict[str, Any]) -> str:
         command=entry["command"],
         n=metrics["num_images"],
         eval_seed=metrics["seed"],
-        chance=_pct(1 / metrics["num_images"]),
+        chance=f"{metrics['chance']:.3f}",
+        window=metrics.get("ms_ssim_window") or "–",
         bpp=metrics["bpp"],
-        psnr_full=metrics["psnr"]["full"],
-        psnr_prot=metrics["psnr"]["protected"],
-        target_rows="\n".join(target_rows),
-        recall_rows="\n".join(recall_rows),
-        asr_rows="\n".join(asr_rows),
-        demo_seconds=metrics["demo_seconds"],
+        psnr_f=metrics["psnr"]["full"],
+        psnr_p=metrics["psnr"]["protected"],
+        psnr_s1=metrics["stage1_psnr"],
+        ms_full=metrics["ms_ssim"]["full"],
+        ms_prot=metrics["ms_ssim"]["protected"],
+        common=metrics["common_share"],
+        recall_table=_table(header, recall_rows),
+        target_rows=target_rows,
     )
 
 
 def _load(path: Path) -> torch.nn.Module:
-    from compressai_psic.models import SHIELDED_CLASSES
-    from compressai_psic.utils import load_torch_file
+    from compressai_psic.models import load_checkpoint
 
-    return SHIELDED_CLASSES[ARCHITECTURE].from_state_dict(load_torch_file(path))
+    return load_checkpoint(path, architecture=ARCHITECTURE)
 
 
-def save_compact(exported: Path, zoo: Path) -> Path:
+def save_compact(exported: Path, zoo: Path, name: str = DEMO_PSIC_NAME) -> Path:
     """Writes the exported weights with float16 parameters as
-    ``zoo/demo-psic-<sha256[:8]>.pth.tar``.
+    ``zoo/<name>-<sha256[:8]>.pth.tar``.
 
     Parameters are rounded to float16 first and the entropy models' CDF tables
     are recomputed from the rounded values, so the stored tables match the
@@ -551,6 +590,10 @@ def save_compact(exported: Path, zoo: Path) -> Path:
     pedestal of 2⁻³⁶ would round to zero in float16.
     """
     model = _load(exported)
+    if name != DEMO_PSIC_NAME:
+        from compressai_psic.models import unshield
+
+        model = unshield(model)  # a stage-1 codec: the base model, no triggers
     parameter_names = {name for name, _ in model.named_parameters()}
     with torch.no_grad():
         for param in model.parameters():
@@ -565,13 +608,38 @@ def save_compact(exported: Path, zoo: Path) -> Path:
     os.close(handle)
     try:
         torch.save(state, tmp)
-        target = zoo / f"{DEMO_PSIC_NAME}-{sha256_file(tmp)[:8]}.pth.tar"
+        target = zoo / f"{name}-{sha256_file(tmp)[:8]}.pth.tar"
         os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _record_stage1(zoo: Path, stage1: Path, argv1: Optional[List[str]]) -> None:
+    """The ``demo-psic-stage1`` manifest entry (the base codec stage 2 starts
+    from), with its file in ``zoo``."""
+    target = zoo / stage1.name
+    if stage1.resolve() != target.resolve():
+        shutil.copyfile(stage1, target)
+    entry = {
+        "name": f"{DEMO_PSIC_NAME}-stage1",
+        "kind": "codec-base",
+        "architecture": ARCHITECTURE,
+        "image_size": IMAGE_SIZE,
+        "file": target.name,
+        "sha256": sha256_file(target),
+        "size_bytes": target.stat().st_size,
+        "config": {"N": RECIPE["common"]["N"], "M": RECIPE["common"]["M"]},
+        "recipe": RECIPE["stage1"],
+        "command": None
+        if argv1 is None
+        else "python -m compressai_psic.train " + shlex.join(argv1),
+    }
+    replaced = update_manifest(zoo, entry)
+    if replaced and replaced != target.name and (zoo / replaced).is_file():
+        (zoo / replaced).unlink()
 
 
 def rewrite_card(zoo: Path) -> Dict[str, Any]:
@@ -610,13 +678,21 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             shutil.rmtree(stage_dir)
 
     wall_start, cpu_start = time.perf_counter(), time.process_time()
-    argv1 = stage_argv(1, work / "stage1", RECIPE, max_steps=max_steps)
-    result1 = _run_stage(argv1)
+    argv1: Optional[List[str]] = None
+    steps = {}
+    if args.stage1_from is None:
+        argv1 = stage_argv(1, work / "stage1", RECIPE, max_steps=max_steps)
+        result1 = _run_stage(argv1)
+        if result1["best"] is None:
+            raise RuntimeError("Stage 1 wrote no checkpoint_best_loss.pth.tar")
+        steps["stage1"] = result1["step"]
+        stage1 = save_compact(Path(result1["best"]), zoo, f"{DEMO_PSIC_NAME}-stage1")
+    else:
+        stage1 = args.stage1_from
     stage1_seconds = time.perf_counter() - wall_start
-    if result1["best"] is None:
-        raise RuntimeError("Stage 1 wrote no checkpoint_best_loss.pth.tar")
-    argv2 = stage_argv(2, work / "stage2", RECIPE, result1["best"], max_steps)
+    argv2 = stage_argv(2, work / "stage2", RECIPE, stage1, max_steps)
     result2 = _run_stage(argv2)
+    steps["stage2"] = result2["step"]
     train_seconds = time.perf_counter() - wall_start
     cpu_seconds = time.process_time() - cpu_start
     if result2["export"] is None:
@@ -631,13 +707,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     model = _load(path)
     report = run_demo(
         num_images=eval_images,
-        seed=0,
+        seed=EVAL_SEED,
         output_dir=work / "demo",
         model=model.eval(),
         progress=False,
+        fit_images=200,
     )
     print(format_table(report))
-    metrics = _summarise(report)
+    metrics = _summarise(report, stage1_psnr(stage1, eval_images, EVAL_SEED))
     targets = check_targets(metrics)
     script = "python tools/train_demo_psic.py"
     extra = sys.argv[1:] if argv is None else argv
@@ -651,18 +728,23 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "sha256": sha256_file(path),
         "size_bytes": path.stat().st_size,
         "config": {"N": RECIPE["common"]["N"], "M": RECIPE["common"]["M"]},
+        "plan": model.plan,
+        "modulation": model.modulation,
         "injection_points": [p.target for p in model.injection_points],
+        "stage1_file": stage1.name,
         "parameters": sum(p.numel() for p in model.parameters()),
         "recipe": RECIPE,
-        "steps": {"stage1": result1["step"], "stage2": result2["step"]},
+        "steps": steps,
         "stage_commands": [
-            "python -m compressai_psic.train " + shlex.join(a) for a in (argv1, argv2)
+            "python -m compressai_psic.train " + shlex.join(a)
+            for a in (argv1, argv2)
+            if a is not None
         ],
         "metrics": metrics,
         "targets": targets,
         "train_seconds": round(train_seconds, 1),
         "stage_seconds": {
-            "stage1": round(stage1_seconds, 1),
+            "stage1": round(stage1_seconds, 1) if argv1 is not None else None,
             "stage2": round(train_seconds - stage1_seconds, 1),
         },
         "cpu_seconds": round(cpu_seconds, 1),
@@ -671,6 +753,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "command": " ".join([script] + [shlex.quote(a) for a in extra]),
     }
     if not args.no_manifest:
+        if argv1 is not None or not (zoo / stage1.name).is_file():
+            _record_stage1(zoo, stage1, argv1)
         replaced = update_manifest(zoo, entry)
         if replaced and replaced != path.name:
             old = zoo / replaced
@@ -679,11 +763,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 old.unlink()
         (zoo / "DEMO_PSIC.md").write_text(model_card(entry), encoding="utf-8")
     print(json.dumps(entry, indent=2))
-    for required, label in ((True, "targets missed"), (False, "not met (reported)")):
-        keys = [k for k, t in targets.items() if t["required"] is required]
-        missed = [k for k in keys if not targets[k]["met"]]
-        if missed:
-            print(f"warning: {label}: {', '.join(missed)}", file=sys.stderr)
+    for key, target in targets.items():
+        if not target["met"]:
+            print(
+                f"warning: target missed: {key} = {target['value']} "
+                f"(limit {target['limit']})",
+                file=sys.stderr,
+            )
     if not math.isfinite(metrics["psnr"]["full"] or math.nan):
         print("warning: the full decode's PSNR is not finite", file=sys.stderr)
     return entry
