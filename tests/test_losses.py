@@ -21,8 +21,7 @@ from compressai_psic.losses import (
     low_frequency_mse,
     semantic_drift,
 )
-from compressai_psic.testing import tiny_vlp
-from compressai_psic.vlp import VLPAdapter, VLPEnsemble
+from compressai_psic.vlp import VLPAdapter, VLPEnsemble, tiny_vlp
 
 S = 1 / 0.07
 TAU = 0.1

@@ -40,8 +40,7 @@ from compressai_psic.retrieval import (
     similarity,
 )
 from compressai_psic.scenes import write_split
-from compressai_psic.testing import tiny_vlp
-from compressai_psic.vlp import VLPAdapter, VLPEnsemble
+from compressai_psic.vlp import VLPAdapter, VLPEnsemble, tiny_vlp
 from compressai_psic.zoo import bmshj2018_hyperprior
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -614,7 +613,7 @@ def test_evaluate_shield_fit_and_eval_sets_are_disjoint(scenes_and_fit):
 
 def test_demo_report_has_attacks_and_image_dependence(tmp_path):
     from compressai_psic.demo import format_table, run_demo, shipped_eval_vlps
-    from compressai_psic.demo_vlp import EVAL_VLPS
+    from compressai_psic.vlp import EVAL_VLPS
 
     assert set(shipped_eval_vlps()) <= set(EVAL_VLPS)
     report = run_demo(

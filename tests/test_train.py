@@ -15,7 +15,6 @@ from compressai_psic import load_checkpoint, zoo
 from compressai_psic.losses import PSICLoss
 from compressai_psic.models import SHIELDED_CLASSES
 from compressai_psic.scenes import write_split
-from compressai_psic.testing import tiny_vlp
 from compressai_psic.train import (
     BEST_CHECKPOINT_NAME,
     CHECKPOINT_NAME,
@@ -31,6 +30,7 @@ from compressai_psic.train import (
     train_step,
 )
 from compressai_psic.utils import sha256_file
+from compressai_psic.vlp import tiny_vlp
 
 REPO = Path(__file__).resolve().parent.parent
 COMPRESSAI_KEYS = ("epoch", "state_dict", "loss", "optimizer", "aux_optimizer")

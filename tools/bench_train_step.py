@@ -53,8 +53,7 @@ def run_worker(args: argparse.Namespace) -> Dict[str, object]:
 
     from compressai_psic import zoo
     from compressai_psic.losses import DualPathRateDistortionLoss, PSICLoss
-    from compressai_psic.testing import tiny_vlp
-    from compressai_psic.vlp import OpenCLIPAdapter
+    from compressai_psic.vlp import OpenCLIPAdapter, tiny_vlp
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,17 +1,17 @@
 r"""Trains the demo VLP (or an evaluation VLP) and ships it into ``zoo/``.
 
-The demo VLP (:mod:`compressai_psic.demo_vlp`) is a small ``open_clip.CLIP``
+The demo VLP (:mod:`compressai_psic.vlp.zoo_vlps`) is a small ``open_clip.CLIP``
 trained contrastively on the training split of the procedural scene benchmark
 (:mod:`compressai_psic.scenes`). ``--arch`` picks another architecture of
-:data:`~compressai_psic.demo_vlp.VLP_ARCHITECTURES` (``resnet``: a ResNet image
+:data:`~compressai_psic.vlp.VLP_ARCHITECTURES` (``resnet``: a ResNet image
 tower; ``vit-wide``: a wider, shallower ViT) and ``--name`` its manifest name:
 the evaluation VLPs ``eval-vlp-rn`` and ``eval-vlp-vit`` are trained this way,
 with their own seeds and the held-out test scenes excluded. This tool
 
-1. trains it with :func:`~compressai_psic.demo_vlp.train_demo_clip`;
+1. trains it with :func:`~compressai_psic.demo.vlp_training.train_demo_clip`;
 2. writes the compact state dict (float16 unless ``--fp32``) as
    ``zoo/<name>-<sha256[:8]>.pth.tar``;
-3. reloads that file through :func:`~compressai_psic.demo_vlp.load_zoo_vlp`
+3. reloads that file through :func:`~compressai_psic.vlp.load_zoo_vlp`
    and measures 100-way retrieval on the held-out test split (canonical
    captions, distinct per scene), at 64 pixels and from 128-pixel renders
    (plus ``--eval-extra`` sets);
@@ -33,9 +33,7 @@ Examples (the shipped models)::
     python tools/train_demo_vlp.py --arch vit-wide --seed 23 \
         --exclude-test-scenes 1000 --exclude-test-seeds 0 2025
 
-The demo VLP supports demonstrations of `"Privacy-Shielded Image Compression:
-Defending Against Exploitation from Vision-Language Pretrained Models"
-<https://arxiv.org/abs/2506.15201>`_, ICML 2025; it is not part of the method.
+The demo VLP supports demonstrations of PSIC; it is not part of the method.
 """
 
 from __future__ import annotations
@@ -57,18 +55,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from compressai_psic.demo_vlp import (  # noqa: E402
-    DEMO_VLP_NAME,
-    EVAL_VLPS,
-    VLP_ARCHITECTURES,
+from compressai_psic.demo.vlp_training import (  # noqa: E402
     DemoTrainConfig,
-    demo_state_dict,
     evaluate_demo_clip,
-    load_zoo_vlp,
-    model_mean_std,
     train_demo_clip,
 )
 from compressai_psic.utils import machine_description, sha256_file  # noqa: E402
+from compressai_psic.vlp import (  # noqa: E402
+    DEMO_VLP_NAME,
+    EVAL_VLPS,
+    VLP_ARCHITECTURES,
+    demo_state_dict,
+    load_zoo_vlp,
+    model_mean_std,
+)
 from compressai_psic.zoo import load_manifest, update_manifest  # noqa: E402
 
 #: Test-split retrieval the shipped model must reach (issue: i2t R@1 ≥ 0.80).
@@ -237,7 +237,7 @@ small configuration, trained from scratch on the procedural scene benchmark of
 knows nothing about natural images: use it only with scene images.
 
 ```python
-from compressai_psic.demo_vlp import load_demo_vlp
+from compressai_psic.vlp import load_demo_vlp
 
 vlp = load_demo_vlp()     # frozen VLPAdapter, sha256-checked against the manifest
 vlp.encode_image(images)  # (B, 3, H, W) in [0, 1] -> (B, {embed_dim}), L2-normalised
