@@ -13,7 +13,7 @@ downloads. Each attack maps ``(B, 3, H, W)`` images in ``[0, 1]`` to images in
 ``greyworld``      blind colour correction: per-image, per-channel mean/std
                    normalisation to a neutral target (every channel gets the
                    image's mean over channels of the channel means and
-                   standard deviations; :func:`~compressai_psic.augment.
+                   standard deviations; :func:`~compressai_psic.transforms.
                    grey_world`); needs nothing but the image
 ``greyworld_fit``  the same normalisation, but to the typical channel
                    statistics of natural images: the per-channel mean of the
@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .augment import grey_world
+from .transforms import grey_world
 
 __all__ = [
     "BLIND_ATTACKS",
@@ -263,7 +263,7 @@ class GreyWorldAttack(Attack):
     r"""Per-image, per-channel mean/std normalisation.
 
     ``target="neutral"``: to the image's own mean over channels (blind, see
-    :func:`~compressai_psic.augment.grey_world`). ``target="fit"``: to the mean
+    :func:`~compressai_psic.transforms.grey_world`). ``target="fit"``: to the mean
     per-image channel statistics of the originals of a fit set (the decodes of
     the fit set are not used).
     """

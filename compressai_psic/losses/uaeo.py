@@ -182,7 +182,7 @@ class UAEOLoss(nn.Module):
         eps: ε of the adaptive weights
         exclude_self: see :func:`evidential_split`
         transform: applied to the protected reconstructions before the VLP sees
-            them (e.g. :class:`~compressai_psic.augment.RandomScraperTransform`):
+            them (e.g. :class:`~compressai_psic.transforms.RandomScraperTransform`):
             the loss is then an expectation over what a scraper would do to the
             published image (JPEG, resizing, colour correction), not just over
             the image itself. ``None`` (default, the paper) uses them as decoded.

@@ -46,7 +46,7 @@ PATH_MODES = ("sample", "both")
 DATASET_FORMATS = ("flickr8k", "list", "imagefolder", "scenes")
 VLP_PRECISIONS = ("bf16", "fp16", "fp32")
 DEFAULT_MODEL = "bmshj2018-hyperprior"
-#: Transforms of ``--eot`` (see ``augment.default_scraper_transforms``).
+#: Transforms of ``--eot`` (see ``transforms.default_scraper_transforms``).
 EOT_CHOICES = ("identity", "jpeg", "resize", "greyworld")
 DEFAULT_LAMBDA = 0.0011
 DEFAULT_VLP = "open_clip:ViT-B-32:openai"

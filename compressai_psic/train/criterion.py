@@ -56,7 +56,7 @@ def build_eot(spec: str, seed: Optional[int] = None) -> Optional[nn.Module]:
     """The ``--eot`` transform: one of the named scraper transforms per image."""
     if spec in ("", "none"):
         return None
-    from ..augment import RandomScraperTransform, default_scraper_transforms
+    from ..transforms import RandomScraperTransform, default_scraper_transforms
 
     names = [name.strip() for name in spec.split(",") if name.strip()]
     unknown = sorted(set(names) - set(EOT_CHOICES))

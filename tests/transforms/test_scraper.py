@@ -1,4 +1,4 @@
-"""Tests of the differentiable scraper transforms (compressai_psic.augment)."""
+"""Tests of the differentiable scraper transforms (compressai_psic.transforms)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from compressai_psic.attacks import jpeg_reencode
-from compressai_psic.augment import (
+from compressai_psic.transforms import (
     DiffJPEG,
     GreyWorld,
     Identity,
