@@ -39,7 +39,7 @@ from compressai_psic.retrieval import (
     scraper_transforms,
     similarity,
 )
-from compressai_psic.scenes import write_split
+from compressai_psic.datasets.scenes import write_split
 from compressai_psic.vlp import VLPAdapter, VLPEnsemble, tiny_vlp
 from compressai_psic.zoo import bmshj2018_hyperprior
 

@@ -14,7 +14,7 @@ from compressai.models import ScaleHyperprior
 from compressai_psic import load_checkpoint, zoo
 from compressai_psic.losses import PSICLoss
 from compressai_psic.models import SHIELDED_CLASSES
-from compressai_psic.scenes import write_split
+from compressai_psic.datasets.scenes import write_split
 from compressai_psic.train import (
     BEST_CHECKPOINT_NAME,
     CHECKPOINT_NAME,

@@ -2,7 +2,7 @@ r"""Trains the demo VLP (or an evaluation VLP) and ships it into ``zoo/``.
 
 The demo VLP (:mod:`compressai_psic.vlp.zoo_vlps`) is a small ``open_clip.CLIP``
 trained contrastively on the training split of the procedural scene benchmark
-(:mod:`compressai_psic.scenes`). ``--arch`` picks another architecture of
+(:mod:`compressai_psic.datasets.scenes`). ``--arch`` picks another architecture of
 :data:`~compressai_psic.vlp.VLP_ARCHITECTURES` (``resnet``: a ResNet image
 tower; ``vit-wide``: a wider, shallower ViT) and ``--name`` its manifest name:
 the evaluation VLPs ``eval-vlp-rn`` and ``eval-vlp-vit`` are trained this way,
@@ -233,7 +233,7 @@ A small CLIP-architecture vision-language model for demonstrations and tests of
 [Privacy-Shielded Image Compression](https://arxiv.org/abs/2506.15201) (ICML 2025)
 where real CLIP weights are unavailable or too slow. It is `open_clip.CLIP` with a
 small configuration, trained from scratch on the procedural scene benchmark of
-`compressai_psic.scenes` (shapes on textured backgrounds with exact captions). It
+`compressai_psic.datasets.scenes` (shapes on textured backgrounds with exact captions). It
 knows nothing about natural images: use it only with scene images.
 
 ```python
@@ -421,7 +421,7 @@ _EVAL_CARD = """# Evaluation VLPs ({names})
 
 Vision-language models that measure the protection of
 [Privacy-Shielded Image Compression](https://arxiv.org/abs/2506.15201) codecs on
-the procedural scene benchmark (`compressai_psic.scenes`) **without** having been
+the procedural scene benchmark (`compressai_psic.datasets.scenes`) **without** having been
 used to train them: no shipped codec is trained against these models (the demo
 codec is trained against `demo-vlp`, see [DEMO_VLP.md](DEMO_VLP.md)). They belong
 to other architecture families than the demo VLP, have their own seeds (scenes,

@@ -8,12 +8,12 @@ r"""``psic demo``: the whole idea, offline, on the CPU, in under a minute.
                                demo VLP (small CLIP): which caption matches each image?
 
 The scenes come from the package's procedural caption benchmark
-(:mod:`compressai_psic.scenes`), the codec and the VLP are the small models shipped
-under ``zoo/`` (see their model cards). The demo prints rate, PSNR and MS-SSIM of
-both paths, the VLP's Recall@1 on the original, full and protected images, on the
-protected images after what a scraper would do to them (JPEG, downscaling, blind
-grey-world colour normalisation, and colour maps an informed attacker fits on 50
-*other* scenes, those of the benchmark's validation split:
+(:mod:`compressai_psic.datasets.scenes`), the codec and the VLP are the small
+models shipped under ``zoo/`` (see their model cards). The demo prints rate, PSNR
+and MS-SSIM of both paths, the VLP's Recall@1 on the original, full and protected
+images, on the protected images after what a scraper would do to them (JPEG,
+downscaling, blind grey-world colour normalisation, and colour maps an informed
+attacker fits on 50 *other* scenes, those of the benchmark's validation split:
 :mod:`compressai_psic.attacks`), the attack success rate and how much of the
 change protected − full is common to all images, and writes a side-by-side PNG
 grid and a JSON report. The shipped VLPs the codec was not trained against

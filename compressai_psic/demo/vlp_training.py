@@ -2,7 +2,7 @@ r"""Training recipe of the scene CLIPs shipped under ``zoo/``.
 
 The demo VLP and the evaluation VLPs (:mod:`compressai_psic.vlp.zoo_vlps`) are
 trained contrastively from scratch on the training split of the scene benchmark
-(:mod:`compressai_psic.scenes`) by :func:`train_demo_clip`, the recipe
+(:mod:`compressai_psic.datasets.scenes`) by :func:`train_demo_clip`, the recipe
 ``tools/train_demo_vlp.py`` runs: symmetric InfoNCE, learnable logit scale,
 AdamW, warm-up then cosine learning rate (:class:`DemoTrainConfig`).
 :func:`evaluate_demo_clip` measures retrieval on held-out scenes;
@@ -35,8 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..datasets.scenes import SceneSample, render_scene, split_samples
 from ..retrieval import embed_images, embed_texts, recall_at_k, similarity
-from ..scenes import SceneSample, render_scene, split_samples
 from ..vlp import (
     DEMO_VLP_CONFIG,
     OpenCLIPAdapter,
@@ -185,7 +185,7 @@ def training_samples(
         seed: benchmark seed
         captions_per_image: captions per scene
         exclude: scene names (``"train_000123"``, see
-            :attr:`~compressai_psic.scenes.SceneSample.name`) and canonical
+            :attr:`~compressai_psic.datasets.scenes.SceneSample.name`) and canonical
             captions to skip; later scenes of the split take their place
     """
     exclude = set(exclude or ())
@@ -432,7 +432,8 @@ def evaluate_demo_clip(
 ) -> Dict[str, float]:
     r"""``num_scenes``-way retrieval Recall@1/5 on a held-out split.
 
-    Scenes come from :func:`~compressai_psic.scenes.split_samples` with distinct
+    Scenes come from :func:`~compressai_psic.datasets.scenes.split_samples` with
+    distinct
     canonical captions (exactly one right caption per image); images go through
     the VLP adapter's own preprocessing, as at inference.
 

@@ -15,7 +15,7 @@ from compressai_psic.demo.vlp_training import (
     train_demo_clip,
     training_samples,
 )
-from compressai_psic.scenes import split_samples
+from compressai_psic.datasets.scenes import split_samples
 from compressai_psic.utils import sha256_file
 from compressai_psic.vlp import (
     DEMO_VLP_CONFIG,

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from compressai_psic.scenes import split_samples
+from compressai_psic.datasets.scenes import split_samples
 from compressai_psic.utils import sha256_file
 from compressai_psic.vlp import (
     DEMO_VLP_CONFIG,

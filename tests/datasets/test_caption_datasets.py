@@ -7,7 +7,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms.functional import to_tensor
 
-from compressai_psic import scenes
 from compressai_psic.datasets import (
     CaptionListDataset,
     DatasetImageError,
@@ -19,6 +18,7 @@ from compressai_psic.datasets import (
     image_transform,
     load_rgb_image,
     read_captions_file,
+    scenes,
 )
 
 

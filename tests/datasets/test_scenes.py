@@ -4,8 +4,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from compressai_psic import scenes
-from compressai_psic.scenes import (
+from compressai_psic.datasets import scenes
+from compressai_psic.datasets.scenes import (
     BACKGROUND_COLOURS,
     COLOURS,
     SHAPES,
