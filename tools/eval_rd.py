@@ -25,10 +25,7 @@ Examples::
         --N 16 --M 24 -o out/
 
 Images whose shorter side is under 161 pixels get no MS-SSIM (``NaN``); see
-:mod:`compressai_psic.evaluation`.
-
-From `"Privacy-Shielded Image Compression: Defending Against Exploitation from
-Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
+:mod:`compressai_psic.evaluation.rd`.
 """
 
 from __future__ import annotations

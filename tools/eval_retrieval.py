@@ -4,11 +4,12 @@ attacker would measure it.
 Every image of a caption dataset is compressed once by a shielded model and
 decoded to the full and the protected image. The protected decodes then go
 through what a scraper may do to them (``--attacks``, see
-:mod:`compressai_psic.attacks`): JPEG re-encoding at quality 75 and 90, ½
-downscaling, blind grey-world colour normalisation, and colour maps an informed
-attacker fits on a *separate* set of images it holds both ways (a per-channel
-statistics target, an RGB offset, a 3×3 + offset affine map; the fit set is
-``--fit-split``, or the images after ``--limit``, never an evaluated image).
+:mod:`compressai_psic.evaluation.attacks`): JPEG re-encoding at quality 75 and
+90, ½ downscaling, blind grey-world colour normalisation, and colour maps an
+informed attacker fits on a *separate* set of images it holds both ways (a
+per-channel statistics target, an RGB offset, a 3×3 + offset affine map; the fit
+set is ``--fit-split``, or the images after ``--limit``, never an evaluated
+image).
 Every VLP (``--train-vlp``: the codec was trained against it; ``--eval-vlp``:
 it was not) then retrieves captions from images (image→text) and images from
 captions (text→image), each reported separately with its role:
@@ -41,9 +42,6 @@ Examples::
     # smoke test: random weights, tiny VLPs
     python tools/eval_retrieval.py --scenes 8 --model bmshj2018-factorized \
         --quality 1 --random-init --train-vlp tiny --eval-vlp tiny:1
-
-From `"Privacy-Shielded Image Compression: Defending Against Exploitation from
-Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
 """
 
 from __future__ import annotations
@@ -58,8 +56,13 @@ import torch
 import torch.nn as nn
 
 from compressai_psic import load_checkpoint, zoo
-from compressai_psic.attacks import DEFAULT_ATTACKS, build_attacks
-from compressai_psic.retrieval import DIRECTIONS, DatasetSlice, evaluate_shield
+from compressai_psic.evaluation import (
+    DEFAULT_ATTACKS,
+    DIRECTIONS,
+    DatasetSlice,
+    build_attacks,
+    evaluate_shield,
+)
 
 __all__ = [
     "build_parser",

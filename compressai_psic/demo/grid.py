@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Sequence
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from ..retrieval import embed_images, embed_texts, similarity
+from ..evaluation.retrieval import embed_images, embed_texts, similarity
 
 __all__ = ["draw_grid", "top1_captions"]
 

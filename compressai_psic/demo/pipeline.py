@@ -14,7 +14,7 @@ and MS-SSIM of both paths, the VLP's Recall@1 on the original, full and protecte
 images, on the protected images after what a scraper would do to them (JPEG,
 downscaling, blind grey-world colour normalisation, and colour maps an informed
 attacker fits on 50 *other* scenes, those of the benchmark's validation split:
-:mod:`compressai_psic.attacks`), the attack success rate and how much of the
+:mod:`compressai_psic.evaluation.attacks`), the attack success rate and how much of the
 change protected − full is common to all images, and writes a side-by-side PNG
 grid and a JSON report. The shipped VLPs the codec was not trained against
 (``eval-rn``, ``eval-vit``, where the manifest has them) are asked too, or
@@ -31,10 +31,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from ..attacks import DEFAULT_ATTACKS, build_attacks
 from ..datasets import SceneCaptions
+from ..evaluation import (
+    DEFAULT_ATTACKS,
+    build_attacks,
+    codec_roundtrip,
+    evaluate_shield,
+)
 from ..image_io import pil_to_tensor
-from ..retrieval import codec_roundtrip, evaluate_shield
 from ..vlp import EVAL_VLPS, load_demo_vlp
 from ..zoo import load_named, manifest_entry
 from .grid import draw_grid, top1_captions
@@ -93,7 +97,7 @@ def run_demo(
             (:data:`~compressai_psic.vlp.EVAL_VLPS`) that the manifest
             has, ``[]`` for none
         attacks: attack names (default
-            :data:`~compressai_psic.attacks.DEFAULT_ATTACKS`)
+            :data:`~compressai_psic.evaluation.attacks.DEFAULT_ATTACKS`)
         fit_images: scenes of the validation split (same seed) that the
             informed attacks are fitted on; never test scenes
     """

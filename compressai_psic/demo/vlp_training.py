@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..datasets.scenes import SceneSample, render_scene, split_samples
-from ..retrieval import embed_images, embed_texts, recall_at_k, similarity
+from ..evaluation.retrieval import embed_images, embed_texts, recall_at_k, similarity
 from ..vlp import (
     DEMO_VLP_CONFIG,
     OpenCLIPAdapter,

@@ -11,10 +11,15 @@ import pytest
 import torch
 
 from compressai_psic import cli, zoo
-from compressai_psic.demo import DEMO_MODEL_NAME, run_demo
+from compressai_psic.demo import (
+    DEMO_MODEL_NAME,
+    format_table,
+    run_demo,
+    shipped_eval_vlps,
+)
 from compressai_psic.models import ShieldedMixin
 from compressai_psic.utils import sha256_file
-from compressai_psic.vlp import DEMO_VLP_NAME
+from compressai_psic.vlp import DEMO_VLP_NAME, EVAL_VLPS
 
 from ..helpers import load_tool, torch_threads
 
@@ -159,3 +164,32 @@ def test_cli_demo_smoke(tmp_path, capsys):
     assert "protected" in printed and "Recall@1" in printed
     assert (out / "grid.png").is_file()
     assert json.loads((out / "report.json").read_text())["num_images"] == 10
+
+
+def test_demo_report_has_attacks_and_image_dependence(tmp_path):
+    assert set(shipped_eval_vlps()) <= set(EVAL_VLPS)
+    report = run_demo(
+        num_images=8, output_dir=tmp_path, grid_rows=2, progress=False,
+        attacks=["jpeg75", "greyworld", "affine_fit"], fit_images=3,
+        eval_vlps=["tiny:5"],
+    )  # fmt: skip
+    assert report["attacks"] == ["jpeg75", "greyworld", "affine_fit"]
+    assert report["fit"] == {
+        "num_images": 3,
+        "attacks": ["affine_fit"],
+        "dataset": "scenes:val:seed0:3",
+    }
+    assert [(e["role"], e["name"]) for e in report["vlps"]] == [
+        ("train", "demo-vlp"),
+        ("eval", "tiny:5"),
+    ]
+    assert report["recall"] == report["vlps"][0]["recall"]
+    dependence = report["image_dependence"]
+    assert dependence["num_images"] == 8 and 0 <= dependence["common_share"] <= 1
+    assert report["ms_ssim_window"] == 3 and 0 < report["ms_ssim"]["protected"] <= 1
+    table = format_table(report)
+    assert "protected_affine_fit" in table and "demo-vlp (train)" in table
+    assert "tiny:5 (eval)" in table
+    assert "common to all images" in table
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["image_dependence"] == dependence

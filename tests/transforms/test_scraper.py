@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from compressai_psic.attacks import jpeg_reencode
+from compressai_psic.evaluation import jpeg_reencode
 from compressai_psic.transforms import (
     DiffJPEG,
     GreyWorld,

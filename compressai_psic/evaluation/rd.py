@@ -23,9 +23,6 @@ MS-SSIM with its standard five scales and 11×11 window needs images whose
 shorter side is at least 161 pixels (``pytorch_msssim`` refuses smaller ones). For
 smaller images the value is ``NaN`` and means are taken over the images that
 have one; ``ms_ssim_images`` in the results says how many did.
-
-From `"Privacy-Shielded Image Compression: Defending Against Exploitation from
-Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
 """
 
 from __future__ import annotations
@@ -40,8 +37,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .models.conditions import CONDITION_NAMES
-from .utils import crop_padding, pad_to_multiple
+from ..models.conditions import CONDITION_NAMES
+from ..utils import crop_padding, pad_to_multiple
 
 __all__ = [
     "BPP_SOURCES",
@@ -112,7 +109,7 @@ def condition_label(condition: Condition) -> str:
 
 def collect_images(root: Union[str, os.PathLike]) -> List[Path]:
     """Image files under ``root`` (recursively), sorted, as CompressAI does."""
-    from .image_io import IMAGE_EXTENSIONS
+    from ..image_io import IMAGE_EXTENSIONS
 
     root = Path(root)
     if not root.is_dir():
@@ -195,7 +192,7 @@ def _file_size(
 ) -> Optional[int]:
     """Bytes of the ``.psic`` file for ``out``, or ``None`` if it cannot be built."""
     try:
-        from . import container
+        from .. import container
     except ImportError:
         return None
     identity = dict(identity or {})
@@ -366,7 +363,7 @@ def evaluate_dataset(
     """
     from tqdm import tqdm
 
-    from .image_io import load_image
+    from ..image_io import load_image
 
     if not paths:
         raise ValueError("No images to evaluate")

@@ -1,9 +1,8 @@
-"""Tests of the rate–distortion evaluation (compressai_psic.evaluation and
+"""Tests of the rate–distortion evaluation (compressai_psic.evaluation.rd and
 tools/eval_rd.py) with tiny randomly initialised models and generated images."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -14,31 +13,16 @@ import torch
 from PIL import Image
 from pytorch_msssim import ms_ssim
 
-from compressai_psic import container, evaluation, zoo
+from compressai_psic import container, zoo
+from compressai_psic.evaluation import rd
 from compressai_psic.utils import crop_padding, pad_to_multiple
 
-ROOT = Path(__file__).resolve().parents[1]
+from ..helpers import load_tool
+
 TINY = {"N": 16, "M": 24}
 SIZES = {"a.png": (64, 96), "sub/b.png": (80, 72)}
 
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-eval_rd = _load_tool("eval_rd")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny convolutions gain nothing from threads on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+eval_rd = load_tool("eval_rd")
 
 
 def _pattern(height: int, width: int, seed: int) -> np.ndarray:
@@ -112,7 +96,7 @@ def test_writes_compressai_json_per_path(run, capsys):
             f"Inference (ans, bpp from .psic file bytes, {label} decode, "
             "random-init weights, seed 5)"
         )
-        assert list(data["results"]) == list(evaluation.RESULT_KEYS)
+        assert list(data["results"]) == list(rd.RESULT_KEYS)
         for values in data["results"].values():
             assert len(values) == 2  # one value per rate point
         assert data["runs"] == ["q1", "q2"]  # sorted qualities
@@ -190,7 +174,7 @@ def test_evaluate_image_measures_each_path():
     torch.manual_seed(0)
     x = torch.from_numpy(_pattern(170, 180, 7).astype(np.float32) / 255)
     x = x.permute(2, 0, 1).unsqueeze(0)
-    result = evaluation.evaluate_image(model, x)
+    result = rd.evaluate_image(model, x)
     assert list(result["paths"]) == ["full", "protected"]
     assert result["bpp_source"] == "psic-file"
     assert result["bpp"] == result["bytes"] * 8 / (170 * 180)
@@ -221,29 +205,29 @@ def test_entropy_estimation_uses_likelihoods():
     model = _tiny_model(seed=2)
     x = torch.from_numpy(_pattern(64, 64, 3).astype(np.float32) / 255)
     x = x.permute(2, 0, 1).unsqueeze(0)
-    result = evaluation.evaluate_image(model, x, entropy_estimation=True)
+    result = rd.evaluate_image(model, x, entropy_estimation=True)
     with torch.no_grad():
         likelihoods = model(x)["likelihoods"]
     bits = sum(-torch.log2(v).sum().item() for v in likelihoods.values())
     assert result["bpp_source"] == "entropy-estimation"
     assert result["bpp"] == pytest.approx(bits / (64 * 64), rel=1e-5)
-    real = evaluation.evaluate_image(model, x)
+    real = rd.evaluate_image(model, x)
     # Real bytes add the header, checksum and coder overhead to the estimate.
     assert bits / 8 < real["bytes"] < bits / 8 + 200
 
 
 def test_metrics_edge_cases():
     x = torch.rand(1, 3, 170, 170)
-    assert evaluation.psnr_rgb(x, x) == math.inf
-    assert evaluation.ms_ssim_rgb(x, x) == pytest.approx(1.0)
-    assert math.isnan(evaluation.ms_ssim_rgb(x[..., :160, :], x[..., :160, :]))
-    assert evaluation.parse_condition("full") == "full"
-    assert evaluation.parse_condition("0.25") == 0.25
+    assert rd.psnr_rgb(x, x) == math.inf
+    assert rd.ms_ssim_rgb(x, x) == pytest.approx(1.0)
+    assert math.isnan(rd.ms_ssim_rgb(x[..., :160, :], x[..., :160, :]))
+    assert rd.parse_condition("full") == "full"
+    assert rd.parse_condition("0.25") == 0.25
     with pytest.raises(ValueError, match="protected"):
-        evaluation.parse_condition("locked")
+        rd.parse_condition("locked")
     with pytest.raises(ValueError, match="beta"):
-        evaluation.parse_condition(1.5)
-    assert evaluation.condition_label(0.5) == "beta0.5"
+        rd.parse_condition(1.5)
+    assert rd.condition_label(0.5) == "beta0.5"
 
 
 def test_checkpoint_runs_and_argument_errors(dataset, tmp_path, capsys):

@@ -32,9 +32,10 @@ downloads. Each attack maps ``(B, 3, H, W)`` images in ``[0, 1]`` to images in
 
 Fitted attacks model an attacker who holds some images both ways (published
 decode and original), e.g. from other sources; they are fitted on a fit set that
-must be disjoint from the evaluation images (:func:`compressai_psic.retrieval.
-evaluate_shield` checks). Fitting streams: ``reset_fit``, ``partial_fit`` per
-batch, ``finish_fit`` (or ``fit`` for all at once), so no fit image is kept.
+must be disjoint from the evaluation images
+(:func:`compressai_psic.evaluation.evaluate_shield` checks). Fitting streams:
+``reset_fit``, ``partial_fit`` per batch, ``finish_fit`` (or ``fit`` for all at
+once), so no fit image is kept.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .transforms import grey_world
+from ..transforms import grey_world
 
 __all__ = [
     "BLIND_ATTACKS",

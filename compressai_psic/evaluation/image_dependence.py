@@ -1,0 +1,106 @@
+r"""Image dependence of a shield: how much of protected − full all images share.
+
+A shield that adds the same pattern or colour cast to every image is undone by
+subtracting it. :class:`DifferenceStats` streams per-image differences ``D_i``
+(protected − full decode) and reports the share of their energy common to all
+images (:func:`common_share`), in each image's own constant RGB shift, and in
+one RGB shift common to all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["DifferenceStats", "common_share"]
+
+
+def common_share(differences: Tensor) -> Optional[float]:
+    r"""Share of the energy of per-image differences that all images share.
+
+    With ``D_i`` the ``N`` differences (e.g. protected − full decode),
+    ``N · ‖mean_i D_i‖² / Σ_i ‖D_i‖²``, pixelwise: 1 when every image gets the
+    same change (a fixed pattern or colour cast), about ``1/N`` for independent
+    changes, 0 for changes that cancel out over the set; ``None`` when every
+    difference is zero.
+
+    Args:
+        differences: ``(N, ...)``, one difference per image
+    """
+    stats = DifferenceStats()
+    stats.update(differences)
+    return stats.result()["common_share"]
+
+
+class DifferenceStats:
+    r"""Streaming statistics of per-image differences ``D_i`` (protected − full).
+
+    :meth:`result` gives
+
+    - ``common_share``: :func:`common_share` (``None`` when the images differ
+      in size);
+    - ``per_image_dc_share``: the share of the energy in each image's own
+      constant RGB shift (its per-channel mean);
+    - ``global_offset_share``: the share in one RGB shift common to all
+      images (the mean of ``D`` per channel over all pixels); a colour cast
+      that a 3-number correction undoes has this near 1;
+    - ``mean_offset_rgb``: that shift; ``rms``: the root mean square of ``D``.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.pixels = 0
+        self.energy = 0.0
+        self.dc_energy = 0.0
+        self.channel_sum = torch.zeros(3, dtype=torch.float64)
+        self.sum: Optional[Tensor] = None
+        self.same_size = True
+
+    def update(self, differences: Tensor, full: Optional[Tensor] = None) -> None:
+        """Adds ``(B, C, H, W)`` differences, or ``differences − full`` when
+        ``full`` is given."""
+        d = differences.detach().double().cpu()
+        if full is not None:
+            d = d - full.detach().double().cpu()
+        if d.dim() < 2:
+            raise ValueError("Expected one difference per row (N, ...)")
+        d4 = d if d.dim() == 4 else d.reshape(d.size(0), 1, 1, -1)
+        self.count += d.size(0)
+        self.energy += float(d.pow(2).sum())
+        area = d4.shape[-1] * d4.shape[-2]
+        self.dc_energy += float(d4.mean(dim=(2, 3)).pow(2).sum() * area)
+        if d4.size(1) == 3:
+            self.channel_sum += d4.sum(dim=(0, 2, 3))
+        self.pixels += d4.size(0) * area
+        if self.same_size:
+            if self.sum is None:
+                self.sum = d.sum(0)
+            elif self.sum.shape == d.shape[1:]:
+                self.sum += d.sum(0)
+            else:
+                self.same_size, self.sum = False, None
+
+    def result(self) -> Dict[str, Any]:
+        if self.count == 0:
+            raise ValueError("No differences were added")
+        energy = self.energy
+        # Shares of nothing are undefined (protected == full): None.
+        common = None
+        if self.sum is not None and energy:
+            common = float(self.sum.pow(2).sum()) / self.count / energy
+        offset = (self.channel_sum / self.pixels).tolist() if self.pixels else None
+        global_share = None
+        if offset is not None and energy:
+            global_share = self.pixels * sum(v * v for v in offset) / energy
+        size = self.count * (self.sum.numel() if self.sum is not None else 0)
+        return {
+            "num_images": self.count,
+            "common_share": common,
+            "per_image_dc_share": self.dc_energy / energy if energy else None,
+            "global_offset_share": global_share,
+            "mean_offset_rgb": offset,
+            "rms": math.sqrt(energy / size) if size else None,
+        }

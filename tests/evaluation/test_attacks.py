@@ -1,0 +1,163 @@
+"""Tests of the scraper attacks (compressai_psic.evaluation.attacks)."""
+
+import pytest
+import torch
+
+from compressai_psic.evaluation import (
+    DEFAULT_ATTACKS,
+    AffineColourAttack,
+    ChainAttack,
+    GreyWorldAttack,
+    OffsetAttack,
+    PatternAttack,
+    apply_affine_colour,
+    build_attack,
+    build_attacks,
+    downscale,
+    fit_affine_colour,
+    jpeg_reencode,
+    scraper_transforms,
+)
+
+from .helpers import COLOUR_MAP, COLOUR_OFFSET, scene_batch, smooth_images
+
+
+def test_jpeg_keeps_size_and_range_and_quality_orders_the_error():
+    images = smooth_images()
+    errors = {}
+    for quality in (75, 90):
+        out = jpeg_reencode(images, quality)
+        assert out.shape == images.shape and out.dtype == torch.float32
+        assert 0.0 <= out.min() and out.max() <= 1.0
+        errors[quality] = (out - images).abs().mean().item()
+        # 8-bit output, as a decoded file.
+        torch.testing.assert_close(out * 255, (out * 255).round())
+    assert 0 < errors[90] < errors[75] < 0.03
+    with pytest.raises(ValueError):
+        jpeg_reencode(images, 0)
+
+
+def test_downscale_halves_and_keeps_content():
+    images = smooth_images()
+    out = downscale(images, 0.5)
+    assert out.shape == (2, 3, 20, 24)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    pooled = torch.nn.functional.avg_pool2d(images, 2)
+    assert (out - pooled).abs().mean() < 0.02
+
+
+def test_scraper_transforms_names():
+    transforms = scraper_transforms()
+    assert list(transforms) == ["jpeg75", "jpeg90", "down2"]
+    images = smooth_images()
+    assert transforms["down2"](images).shape[-2:] == (20, 24)
+    assert transforms["jpeg90"](images).shape == images.shape
+
+
+def test_attack_registry():
+    assert {"jpeg75", "jpeg90", "down2", "greyworld", "affine_fit"} <= set(
+        DEFAULT_ATTACKS
+    )
+    attacks = build_attacks()
+    assert list(attacks) == list(DEFAULT_ATTACKS)
+    assert [n for n, a in attacks.items() if a.needs_fit] == [
+        "greyworld_fit", "offset_fit", "pattern_fit", "affine_fit",
+    ]  # fmt: skip
+    images = smooth_images()
+    torch.testing.assert_close(
+        build_attack("jpeg60")(images), jpeg_reencode(images, 60)
+    )
+    assert build_attack("down4")(images).shape[-2:] == (10, 12)
+    chain = build_attack("greyworld+jpeg75")
+    assert isinstance(chain, ChainAttack) and not chain.needs_fit
+    torch.testing.assert_close(
+        chain(images), jpeg_reencode(build_attack("greyworld")(images), 75)
+    )
+    assert build_attack("jpeg75+affine_fit").needs_fit
+    for bad in (
+        "jpeg0",
+        "jpeg101",
+        "down1",
+        "sharpen",
+        "jpeg75+",
+        "offset_fit+affine_fit",
+    ):
+        with pytest.raises(ValueError):
+            build_attack(bad)
+    with pytest.raises(RuntimeError, match="fitted"):
+        build_attack("affine_fit")(images)
+    # Plain callables are accepted, and every output is a saved 8-bit image.
+    custom = build_attacks({"half": lambda x: x * 0.5 + 0.001})["half"](images)
+    torch.testing.assert_close(custom * 255, (custom * 255).round())
+
+
+def test_affine_attack_exactly_undoes_a_global_colour_map():
+    fit_originals, originals = scene_batch("val", 6), scene_batch("test", 4)
+    fit_decoded = apply_affine_colour(fit_originals, COLOUR_MAP, COLOUR_OFFSET)
+    decoded = apply_affine_colour(originals, COLOUR_MAP, COLOUR_OFFSET)
+    attack = AffineColourAttack().fit(fit_decoded, fit_originals)
+    assert attack.fit_images == 6 and attack.fit_pixels == 6 * 32 * 32
+    inverse = torch.linalg.inv(COLOUR_MAP)
+    torch.testing.assert_close(attack.matrix, inverse, atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        attack.offset, -inverse @ COLOUR_OFFSET, atol=1e-4, rtol=0
+    )
+    # On images it never saw: the originals back, to 8-bit rounding.
+    assert (attack(decoded) - originals).abs().max() <= 0.5 / 255 + 1e-6
+    # Streaming fit (batch by batch, or image lists) gives the same map.
+    streamed = AffineColourAttack().reset_fit()
+    streamed.partial_fit(fit_decoded[:2], fit_originals[:2])
+    streamed.partial_fit(list(fit_decoded[2:]), list(fit_originals[2:]))
+    streamed.finish_fit()
+    torch.testing.assert_close(streamed.matrix, attack.matrix, atol=1e-5, rtol=0)
+    matrix, offset = fit_affine_colour(fit_decoded, fit_originals)
+    torch.testing.assert_close(matrix, attack.matrix)
+    # An offset alone cannot undo a channel mix.
+    offset_attack = OffsetAttack().fit(fit_decoded, fit_originals)
+    assert (offset_attack(decoded) - originals).abs().mean() > 0.05
+    with pytest.raises(ValueError, match="differ in size"):
+        AffineColourAttack().fit(fit_decoded, fit_originals[:, :, :16])
+
+
+def test_offset_and_grey_world_attacks_undo_casts():
+    fit_originals, originals = scene_batch("val", 5), scene_batch("test", 3)
+    shift = torch.tensor([0.1, -0.08, 0.03]).view(1, 3, 1, 1)
+    offset = OffsetAttack().fit((fit_originals + shift).clamp(0, 1), fit_originals)
+    torch.testing.assert_close(offset.offset, -shift.flatten(), atol=0.01, rtol=0)
+    assert offset.describe()["fitted_on"] == {"images": 5, "pixels": 5 * 32 * 32}
+
+    gain = torch.tensor([0.7, 1.2, 0.9]).view(1, 3, 1, 1)
+    bias = torch.tensor([0.1, -0.05, 0.05]).view(1, 3, 1, 1)
+    x = originals * 0.6 + 0.2  # room for the cast without clipping
+    cast = x * gain + bias
+    assert cast.min() >= 0 and cast.max() <= 1
+    # Blind: the cast image is corrected like the clean one, up to one
+    # brightness/contrast change shared by all channels.
+    grey = build_attack("greyworld")
+    from_cast, from_clean = grey(cast), grey(x)
+    means = from_cast.mean(dim=(2, 3))
+    assert (means - means.mean(1, keepdim=True)).abs().max() < 2 / 255
+    ratio = from_cast.std(dim=(2, 3)) / from_clean.std(dim=(2, 3))
+    assert (ratio - ratio.mean(1, keepdim=True)).abs().max() < 0.02
+    # Fitted target: statistics of originals; on a single image fitted on
+    # itself, the cast is undone to 8-bit rounding.
+    fitted = GreyWorldAttack("greyworld_fit", "fit").fit(cast[:1], x[:1])
+    assert (fitted(cast[:1]) - x[:1]).abs().max() < 2 / 255
+    assert fitted.describe()["target_mean"] == pytest.approx(
+        x[0].mean(dim=(1, 2)).tolist(), abs=1e-4
+    )
+
+
+def test_pattern_attack_undoes_a_fixed_pattern_but_not_image_dependent_changes():
+    g = torch.Generator().manual_seed(7)
+    originals = torch.rand(6, 3, 16, 16, generator=g) * 0.6 + 0.2
+    pattern = torch.randn(1, 3, 16, 16, generator=g) * 0.1
+    attack = PatternAttack().fit(originals[:3] + pattern, originals[:3])
+    restored = attack(originals[3:] + pattern)
+    # The attack publishes 8-bit images: equal up to rounding.
+    torch.testing.assert_close(restored, originals[3:], atol=0.5 / 255 + 1e-6, rtol=0)
+    # Changes that depend on the image are not a pattern: nothing to subtract.
+    signs = torch.tensor([1.0, -1.0, 1.0]).view(3, 1, 1, 1)
+    attack = PatternAttack().fit(originals[:3] + signs * pattern, originals[:3])
+    assert attack.pattern.abs().max() <= pattern.abs().max() / 3 + 1e-6
+    assert attack(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)  # other sizes pass
