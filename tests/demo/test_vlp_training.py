@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from compressai_psic.datasets.scenes import split_samples
 from compressai_psic.demo.vlp_training import (
     DemoTrainConfig,
     _normalise,
@@ -15,7 +16,6 @@ from compressai_psic.demo.vlp_training import (
     train_demo_clip,
     training_samples,
 )
-from compressai_psic.datasets.scenes import split_samples
 from compressai_psic.utils import sha256_file
 from compressai_psic.vlp import (
     DEMO_VLP_CONFIG,

@@ -12,9 +12,9 @@ import torch.multiprocessing as mp
 from compressai.models import ScaleHyperprior
 
 from compressai_psic import load_checkpoint, zoo
+from compressai_psic.datasets.scenes import write_split
 from compressai_psic.losses import PSICLoss
 from compressai_psic.models import SHIELDED_CLASSES
-from compressai_psic.datasets.scenes import write_split
 from compressai_psic.train import (
     BEST_CHECKPOINT_NAME,
     CHECKPOINT_NAME,
@@ -32,7 +32,8 @@ from compressai_psic.train import (
 from compressai_psic.utils import sha256_file
 from compressai_psic.vlp import tiny_vlp
 
-REPO = Path(__file__).resolve().parent.parent
+from ..helpers import ROOT
+
 COMPRESSAI_KEYS = ("epoch", "state_dict", "loss", "optimizer", "aux_optimizer")
 # Tiny hyperprior: 64×64 patches are the smallest its 1/64 hyper-latents allow.
 TINY = ["--N", "16", "--M", "24", "--patch-size", "64", "64"]
@@ -61,16 +62,6 @@ def params(model):
 
 def changed(before, after):
     return {name for name in before if not torch.equal(before[name], after[name])}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models gain nothing from threads, and on a busy shared CPU OpenMP's
-    # spinning threads slow them down many times over.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -419,7 +410,7 @@ def test_tools_wrapper_is_the_same_command(capsys):
         sys_argv = sys.argv
         try:
             sys.argv = ["tools/train.py", "--help"]
-            runpy.run_path(str(REPO / "tools" / "train.py"), run_name="__main__")
+            runpy.run_path(str(ROOT / "tools" / "train.py"), run_name="__main__")
         finally:
             sys.argv = sys_argv
     assert exit_info.value.code == 0
