@@ -2,7 +2,10 @@ r"""compressai_psic: privacy-shielded decoding for CompressAI image models.
 
 One bitstream decodes by default to a **protected** image that people find fine
 but vision-language models cannot interpret, and, given the unlock condition, to
-the **full** image, for every CompressAI image architecture.
+the **full** image, for every CompressAI image architecture. This implements
+`"Privacy-Shielded Image Compression: Defending Against Exploitation from
+Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_ (PSIC),
+ICML 2025.
 
 The package imports lazily, so that ``psic --help`` and ``psic info`` start
 without torch: the names below load the core (``compressai_psic.models``) and the
