@@ -111,18 +111,18 @@ RECIPE: Dict[str, Dict[str, Any]] = {
         "paths": "sample",
     },
     "stage2": {
-        "scene_samples": 6400,
+        "scene_samples": 8000,
         "batch_size": 16,
         "epochs": 5,
         "milestones": [4],
         "learning_rate": 1e-4,
         "trigger_learning_rate": 1e-3,
-        "lambda_full": 0.2,
-        "lambda_prot": 0.05,
-        "lambda_vlp": 3.0,
-        "lambda_semantic": 50.0,
-        "lambda_lowfreq": 0.2,
-        "lambda_common": 0.2,
+        "lambda_full": 0.3,
+        "lambda_prot": 0.03,
+        "lambda_vlp": 20.0,
+        "lambda_semantic": 100.0,
+        "lambda_lowfreq": 0.3,
+        "lambda_common": 0.5,
         "eot": "identity,jpeg,resize,greyworld",
         "paths": "both",
         "plan": "every-stage",
@@ -130,6 +130,7 @@ RECIPE: Dict[str, Dict[str, Any]] = {
         "stage2_params": "synthesis",
     },
 }
+
 
 #: Options of stage 2 passed as ``--flag value`` when the recipe has them.
 _STAGE2_FLAGS = (
