@@ -233,8 +233,8 @@ A small CLIP-architecture vision-language model for demonstrations and tests of
 [Privacy-Shielded Image Compression](https://arxiv.org/abs/2506.15201) (ICML 2025)
 where real CLIP weights are unavailable or too slow. It is `open_clip.CLIP` with a
 small configuration, trained from scratch on the procedural scene benchmark of
-`compressai_psic.datasets.scenes` (shapes on textured backgrounds with exact captions). It
-knows nothing about natural images: use it only with scene images.
+`compressai_psic.datasets.scenes` (shapes on textured backgrounds with exact
+captions). It knows nothing about natural images: use it only with scene images.
 
 ```python
 from compressai_psic.vlp import load_demo_vlp
@@ -421,11 +421,11 @@ _EVAL_CARD = """# Evaluation VLPs ({names})
 
 Vision-language models that measure the protection of
 [Privacy-Shielded Image Compression](https://arxiv.org/abs/2506.15201) codecs on
-the procedural scene benchmark (`compressai_psic.datasets.scenes`) **without** having been
-used to train them: no shipped codec is trained against these models (the demo
-codec is trained against `demo-vlp`, see [DEMO_VLP.md](DEMO_VLP.md)). They belong
-to other architecture families than the demo VLP, have their own seeds (scenes,
-initialisation, batches) and image normalisation, and were trained on the
+the procedural scene benchmark (`compressai_psic.datasets.scenes`) **without**
+having been used to train them: no shipped codec is trained against these models
+(the demo codec is trained against `demo-vlp`, see [DEMO_VLP.md](DEMO_VLP.md)).
+They belong to other architecture families than the demo VLP, have their own seeds
+(scenes, initialisation, batches) and image normalisation, and were trained on the
 benchmark's `train` split with the held-out `test` scenes that evaluation uses
 excluded. Report their figures apart from those of the VLPs a codec was trained
 against.
