@@ -59,6 +59,7 @@ from typing import (
 
 from . import container
 from .container import PSICFile, PSICFormatError
+from .errors import CLIError
 from .image_io import IMAGE_EXTENSIONS, ImageLoadError
 
 if TYPE_CHECKING:
@@ -86,10 +87,6 @@ DEFAULT_ARCH = "bmshj2018-hyperprior"
 DEFAULT_QUALITY = 3
 DEFAULT_METRIC = "mse"
 PSIC_SUFFIX = ".psic"
-
-
-class CLIError(Exception):
-    """A user error: reported as one line on stderr, exit status 2."""
 
 
 # --------------------------------------------------------------------- models

@@ -33,6 +33,7 @@ hang       **failure**: the child went over the time limit
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import random
 import resource
@@ -301,6 +302,8 @@ def _vm_size_bytes() -> Optional[int]:
 
 
 def _child(connection, model, identity, mutants, start, conditions, memory_mib):
+    # A crash is an outcome here: no fatal-error dump from pytest's faulthandler.
+    faulthandler.disable()
     if memory_mib is not None:
         base = _vm_size_bytes()
         if base is not None:

@@ -38,8 +38,8 @@ def make_seeds(model: Any, spec: Any, sha256: str) -> List[bytes]:
     import numpy as np
 
     from compressai_psic import cli, container
+    from compressai_psic.datasets.scenes import render_scene, sample_scene
     from compressai_psic.image_io import pil_to_tensor
-    from compressai_psic.scenes import render_scene, sample_scene
 
     rng = np.random.default_rng(0)
     seeds = []
