@@ -28,6 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Tuple, Union
 
+# Defined in the base layer, so that the core can raise them without this module.
+from .errors import (
+    BitstreamError,
+    ModelMismatchError,
+    PixelLimitError,
+    PSICFormatError,
+)
+
 __all__ = [
     "BitstreamError",
     "CHECKSUM_SIZE",
@@ -91,29 +99,6 @@ _MAX_SEED = (1 << 64) - 1
 _SHA256_SIZE = 32
 _ARCHITECTURE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA256_HEX_RE = re.compile(r"[0-9a-f]{64}")
-
-
-class PSICFormatError(ValueError):
-    """A ``.psic`` file (or object to be written) is malformed or unsupported."""
-
-
-class ModelMismatchError(PSICFormatError):
-    """A ``.psic`` file was written by another model than the one decoding it."""
-
-
-class BitstreamError(PSICFormatError):
-    """The strings or the latent shape do not fit the decoding model.
-
-    Raised by :mod:`compressai_psic.decode_guard` before any entropy decoding (a
-    wrong number of strings, batch sizes that differ, a latent shape that is not
-    the one of the declared image, strings that CompressAI's encoder cannot have
-    written) and after it, when the decoded image holds non-finite values.
-    """
-
-
-class PixelLimitError(PSICFormatError):
-    """Decoding would produce more pixels than the configured limit allows
-    (``compressai_psic.decode_guard.MAX_DECODE_PIXELS``)."""
 
 
 @dataclass

@@ -14,9 +14,10 @@ must never hand CompressAI's native rANS decoder a buffer it can read past.
     decode_guard.check_finite(x_hat)
 
 :func:`validate_decode_inputs` checks, and raises
-:class:`~compressai_psic.container.BitstreamError` or
-:class:`~compressai_psic.container.PixelLimitError` (both
-:class:`~compressai_psic.container.PSICFormatError`, a :class:`ValueError`):
+:class:`~compressai_psic.errors.BitstreamError` or
+:class:`~compressai_psic.errors.PixelLimitError` (both
+:class:`~compressai_psic.errors.PSICFormatError`, a :class:`ValueError`; the
+container re-exports all three):
 
 - one list of strings per entropy-coded latent of the model, every list with the
   same batch size, every string ``bytes``;
@@ -95,7 +96,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .container import BitstreamError, PixelLimitError
+from .errors import BitstreamError, PixelLimitError
 
 __all__ = [
     "MAX_DECODE_PIXELS",

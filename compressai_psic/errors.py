@@ -1,12 +1,46 @@
-"""Errors that several layers raise.
+"""Errors that several layers raise (no torch needed to import them).
 
 :class:`CLIError` is a user error: ``psic`` reports it as one line on stderr
 with exit status 2. Commands below the CLI layer (``psic demo``'s, for one)
 raise it without importing :mod:`compressai_psic.cli`.
 """
 
-__all__ = ["CLIError"]
+__all__ = [
+    "BitstreamError",
+    "CLIError",
+    "ModelMismatchError",
+    "PSICFormatError",
+    "PixelLimitError",
+]
 
 
 class CLIError(Exception):
     """A user error: reported as one line on stderr, exit status 2."""
+
+
+class PSICFormatError(ValueError):
+    """A ``.psic`` file (or object to be written) is malformed or unsupported.
+
+    The container (:mod:`compressai_psic.container`) raises it for malformed
+    files, and decoding raises the subclasses below for bitstreams that do not
+    fit the model; nothing else escapes the decode path.
+    """
+
+
+class ModelMismatchError(PSICFormatError):
+    """A ``.psic`` file was written by another model than the one decoding it."""
+
+
+class BitstreamError(PSICFormatError):
+    """The strings or the latent shape do not fit the decoding model.
+
+    Raised by :mod:`compressai_psic.decode_guard` before any entropy decoding (a
+    wrong number of strings, batch sizes that differ, a latent shape that is not
+    the one of the declared image, strings that CompressAI's encoder cannot have
+    written) and after it, when the decoded image holds non-finite values.
+    """
+
+
+class PixelLimitError(PSICFormatError):
+    """Decoding would produce more pixels than the configured limit allows
+    (``compressai_psic.decode_guard.MAX_DECODE_PIXELS``)."""
