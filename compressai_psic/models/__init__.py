@@ -21,13 +21,8 @@ from .google import (
     ShieldedScaleHyperprior,
 )
 from .psic import PSICHyperprior, PSICHyperpriorBase
-from .registry import (
-    ARCHITECTURES,
-    Architecture,
-    InjectionPoint,
-    get_architecture,
-    register_architecture,
-)
+from .registration import register_architecture
+from .registry import ARCHITECTURES, Architecture, InjectionPoint, get_architecture
 from .shielded import ShieldedMixin, TriggerProjection
 from .upgrade import shield, shielded_class, unshield
 from .waseda import CHENG_PLANS, ShieldedCheng2020Anchor, ShieldedCheng2020Attention

@@ -30,7 +30,7 @@ from compressai.models import (
     ScaleHyperprior,
 )
 
-from .registry import register_architecture
+from .registration import register_architecture
 from .shielded import ShieldedMixin
 
 __all__ = [

@@ -22,7 +22,8 @@ from compressai.layers import GDN
 from compressai.models import ScaleHyperprior
 from torch import Tensor
 
-from .registry import InjectionPoint, register_architecture
+from .registration import register_architecture
+from .registry import InjectionPoint, default_config_from_state_dict
 from .shielded import ShieldedMixin
 
 __all__ = [
@@ -142,8 +143,6 @@ def paper_points(model: nn.Module) -> List[InjectionPoint]:
 
 
 def _config(state_dict: Mapping) -> Dict[str, int]:
-    from .registry import default_config_from_state_dict
-
     config = default_config_from_state_dict(state_dict)
     proj = state_dict.get("g_s.0._proj1.0.weight")
     if proj is not None:

@@ -4,7 +4,8 @@ Each architecture is registered with one or more named *injection plans*: lists 
 modules inside the synthesis transform ``g_s`` whose outputs receive a
 per-channel trigger bias (:class:`InjectionPoint`). A maintainer adds an
 architecture with a decorator on a module-level class, the way CompressAI's
-``register_model`` works::
+``register_model`` works (:func:`~compressai_psic.models.registration.
+register_architecture`)::
 
     from compressai_psic.models import ShieldedMixin, register_architecture
 
@@ -39,7 +40,6 @@ from typing import (
 
 import torch.nn as nn
 from compressai.models import CompressionModel
-from compressai.registry import MODELS
 
 __all__ = [
     "ARCHITECTURES",
@@ -51,7 +51,6 @@ __all__ = [
     "find_architecture",
     "get_architecture",
     "infer_channels",
-    "register_architecture",
 ]
 
 #: Plan name of a model built with explicit ``injection_points``.
@@ -233,104 +232,6 @@ def auto_injection_points(model: nn.Module) -> List[InjectionPoint]:
             "register it with explicit InjectionPoint(target, channels)"
         )
     return points
-
-
-def _base_of(shielded: type) -> Type[CompressionModel]:
-    """The CompressAI class a shielded class extends (first after the mixin)."""
-    from .shielded import ShieldedMixin
-
-    for klass in shielded.__mro__[1:]:
-        if (
-            issubclass(klass, CompressionModel)
-            and not issubclass(klass, ShieldedMixin)
-            and klass is not CompressionModel
-        ):
-            return klass
-    raise ValueError(f"{shielded.__name__} extends no CompressAI model class")
-
-
-def register_architecture(
-    name: str,
-    model_class: Optional[Type[CompressionModel]] = None,
-    injection_points: Optional[PointsSpec] = None,
-    *,
-    plans: Optional[Mapping[str, PointsSpec]] = None,
-    default_plan: Optional[str] = None,
-    anchor_full: bool = True,
-    trigger_argument: bool = False,
-    key_aliases: Optional[Mapping[str, str]] = None,
-    config_from_state_dict: Optional[Callable[[Mapping], Dict[str, int]]] = None,
-    description: str = "",
-    override: bool = False,
-):
-    """Registers an architecture.
-
-    As a decorator (no ``model_class``) it registers the decorated shielded class
-    and returns it unchanged. With ``model_class`` (a CompressAI class) it builds
-    the shielded class and returns it. ``injection_points`` is a shorthand for a
-    single plan called ``"default"``. The shielded class is also registered in
-    ``compressai.registry.MODELS`` as ``psic-<name>``.
-    """
-    if plans is None:
-        plans = {"default": injection_points or auto_injection_points}
-    elif injection_points is not None:
-        raise ValueError("Give plans= or injection_points=, not both")
-    if not plans:
-        raise ValueError("plans must name at least one injection plan")
-    plans = dict(plans)
-    if default_plan is None:
-        default_plan = next(iter(plans))
-    if default_plan not in plans:
-        raise ValueError(
-            f'default_plan "{default_plan}" is not one of the plans {sorted(plans)}'
-        )
-    if name in ARCHITECTURES and not override:
-        raise ValueError(
-            f'Architecture "{name}" is already registered (pass override=True to '
-            "replace it)"
-        )
-
-    def register(shielded: Optional[type], base: Type[CompressionModel]) -> type:
-        if not (isinstance(base, type) and issubclass(base, CompressionModel)):
-            raise ValueError(
-                f"model_class must be a compressai CompressionModel subclass, got "
-                f"{base!r}"
-            )
-        arch = Architecture(
-            name=name,
-            model_class=base,
-            plans=plans,
-            default_plan=default_plan,
-            anchor_full=anchor_full,
-            trigger_argument=trigger_argument,
-            key_aliases=dict(key_aliases or {}),
-            config_from_state_dict=config_from_state_dict,
-            description=description,
-        )
-        if shielded is None:
-            from .upgrade import make_shielded_class
-
-            shielded = make_shielded_class(base, arch)
-        shielded._psic_architecture = arch
-        shielded._psic_base_class = base
-        arch.shielded_class = shielded
-        ARCHITECTURES[name] = arch
-        MODELS[name if name.startswith("psic-") else f"psic-{name}"] = shielded
-        return shielded
-
-    if model_class is not None:
-        return register(None, model_class)
-
-    def decorator(shielded: type) -> type:
-        from .shielded import ShieldedMixin
-
-        if not issubclass(shielded, ShieldedMixin):
-            raise ValueError(
-                f"{shielded.__name__} must derive from ShieldedMixin (put it first)"
-            )
-        return register(shielded, _base_of(shielded))
-
-    return decorator
 
 
 def get_architecture(name: str) -> Architecture:

@@ -34,6 +34,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from compressai.models import CompressionModel
 from torch import Tensor
 
 from ..utils import normalize_state_dict
@@ -44,12 +45,23 @@ from .conditions import (
     as_condition_list,
 )
 from .registry import (
+    ARCHITECTURES,
     Architecture,
     InjectionPoint,
+    auto_injection_points,
+    find_architecture,
     infer_channels,
+    rename_prefixes,
 )
 
-__all__ = ["MODULATIONS", "ShieldedMixin", "TriggerProjection"]
+__all__ = [
+    "MODULATIONS",
+    "ShieldedMixin",
+    "TriggerProjection",
+    "make_shielded_class",
+    "rebuild_dynamic",
+    "shielded_class_of",
+]
 
 #: How a trigger acts at an injection point: ``bias`` (the paper) adds
 #: ``P(t)``; ``affine`` also scales each channel by ``1 + S(t)``.
@@ -631,8 +643,6 @@ class ShieldedMixin:
         state = super().state_dict(*args, **kwargs)
         aliases = self._psic_architecture.key_aliases
         if aliases:
-            from .registry import rename_prefixes
-
             prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
             renamed = rename_prefixes(
                 state, {prefix + k: prefix + v for k, v in aliases.items()}
@@ -665,18 +675,21 @@ class ShieldedMixin:
             for k, v in internal.items()
             if k.startswith("trigger_proj.") and k.endswith(".weight")
         }
-        if rows and "plan" not in kwargs and "injection_points" not in kwargs:
-            config["injection_points"] = [InjectionPoint(t) for t in rows]
+        explicit = "plan" in kwargs or "injection_points" in kwargs
+        if rows and not explicit:
+            config["injection_points"] = [InjectionPoint(t, n) for t, n in rows.items()]
         config.update(kwargs)
         net = cls(**config)
-        channels = {p.target: p.channels for p in net.injection_points}
-        if (
-            rows
-            and "modulation" not in kwargs
-            and all(rows[t] == 2 * channels.get(t, -1) for t in rows)
-        ):
+        if rows and not explicit and "modulation" not in kwargs:
+            inferred = {t: infer_channels(net.get_submodule(t)) for t in rows}
             # Twice the channels per projection: a scale and a bias per channel.
-            net = cls(**dict(config, modulation="affine"))
+            if any(inferred.values()) and all(
+                rows[t] % 2 == 0 and inferred[t] in (None, rows[t] // 2) for t in rows
+            ):
+                config["injection_points"] = [
+                    InjectionPoint(t, n // 2) for t, n in rows.items()
+                ]
+                net = cls(**dict(config, modulation="affine"))
         net.load_state_dict(state_dict)
         return net
 
@@ -684,10 +697,68 @@ class ShieldedMixin:
         if not getattr(type(self), "_psic_dynamic", False):
             return super().__reduce_ex__(protocol)
         # A class built at run time is not importable: rebuild it from its base.
-        from .upgrade import rebuild_dynamic
-
         return (
             rebuild_dynamic,
             (self._psic_base_class, self._psic_architecture.name),
             self.__dict__,
         )
+
+
+def rebuild_dynamic(base: type, architecture: str) -> nn.Module:
+    """Unpickles a model whose shielded class was built at run time."""
+    arch = ARCHITECTURES.get(architecture)
+    cls = (
+        arch.shielded_class
+        if arch is not None and arch.model_class is base
+        else shielded_class_of(base)
+    )
+    return cls.__new__(cls)
+
+
+def make_shielded_class(base: type, architecture: Architecture) -> type:
+    """Builds the shielded class of ``base`` at run time (pickles by its base)."""
+    return type(
+        f"Shielded{base.__name__}",
+        (ShieldedMixin, base),
+        {
+            "_psic_architecture": architecture,
+            "_psic_base_class": base,
+            "_psic_dynamic": True,
+            "__module__": __name__,
+            "__doc__": f"{base.__name__} with PSIC privacy-shielded decoding "
+            f"(architecture {architecture.name!r}).",
+        },
+    )
+
+
+_AUTO_CLASSES: Dict[type, type] = {}
+
+
+def shielded_class_of(model_class: type) -> type:
+    """The shielded class of a CompressAI model class.
+
+    Registered architectures return their module-level class; other
+    ``CompressionModel`` subclasses get one built once with
+    :func:`~compressai_psic.models.registry.auto_injection_points`.
+    """
+    if issubclass(model_class, ShieldedMixin):
+        return model_class
+    arch = find_architecture(model_class)
+    if arch is not None:
+        return arch.shielded_class
+    if not issubclass(model_class, CompressionModel):
+        raise ValueError(
+            f"{model_class.__name__} is not a compressai CompressionModel; only "
+            "CompressionModel subclasses can be shielded"
+        )
+    if model_class not in _AUTO_CLASSES:
+        arch = Architecture(
+            name=f"auto:{model_class.__module__}.{model_class.__qualname__}",
+            model_class=model_class,
+            plans={"auto": auto_injection_points},
+            default_plan="auto",
+        )
+        cls = make_shielded_class(model_class, arch)
+        arch.shielded_class = cls
+        _AUTO_CLASSES[model_class] = cls
+    return _AUTO_CLASSES[model_class]

@@ -27,7 +27,8 @@ import torch.nn as nn
 from compressai.layers import ResidualBlock, ResidualBlockUpsample
 from compressai.models import Cheng2020Anchor, Cheng2020Attention
 
-from .registry import InjectionPoint, register_architecture
+from .registration import register_architecture
+from .registry import InjectionPoint
 from .shielded import ShieldedMixin
 
 __all__ = [
