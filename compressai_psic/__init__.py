@@ -9,16 +9,18 @@ ICML 2025.
 
 The package imports lazily, so that ``psic --help`` and ``psic info`` start
 without torch: the names below load the core (``compressai_psic.models``) and the
-losses on first use, which also registers the shielded models
-(``psic-<name>``) and the criteria (``psic``, ``psic-rd``, ``psic-uaeo``) in
-``compressai.registry``. When torch or CompressAI is already imported,
-``import compressai_psic`` registers them at once; :func:`register` does it
-explicitly.
+losses on first use. The shielded models (``psic-<name>``) and the criteria
+(``psic``, ``psic-rd``, ``psic-uaeo``) are in ``compressai.registry`` whenever a
+program can see it: at ``import compressai_psic`` when CompressAI is already
+imported, else right after CompressAI's own import finishes (an import hook),
+else at the first use of a name below; :func:`register` does it explicitly.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import warnings
 from typing import Any, List
@@ -92,6 +94,33 @@ def __dir__() -> List[str]:
     return sorted(set(globals()) | set(__all__))
 
 
+class _RegisterAfterCompressAI(importlib.abc.MetaPathFinder):
+    """Registers this package in ``compressai.registry`` once ``compressai`` has
+    finished importing, so a program that imports this package first and
+    CompressAI later finds ``MODELS["psic-…"]`` and ``CRITERIONS["psic…"]``
+    without paying for torch in ``psic --help``."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None):
+        if fullname != "compressai":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run_module = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run_module(module)
+            register()
+
+        loader.exec_module = exec_module
+        return spec
+
+
 _silence_third_party_warnings()
-if "torch" in sys.modules or "compressai" in sys.modules:
+if "compressai" in sys.modules:
     register()
+elif not any(isinstance(f, _RegisterAfterCompressAI) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterCompressAI())

@@ -21,7 +21,7 @@ one the file was written with.
 Every user error (missing or malformed file, unknown model, mismatch, image too
 large, corrupted bitstream) is reported as one line ``psic: error: ...`` on
 stderr with exit status 2. Decoding validates the file against the model before
-any entropy decoding (:mod:`compressai_psic.decode_guard`), so crafted files
+any entropy decoding (:mod:`compressai_psic.models.guard`), so crafted files
 cannot crash, hang or exhaust the decoder.
 
 torch and CompressAI are imported only by the commands that code images:
@@ -542,7 +542,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="refuse images and files of more than N (padded) pixels; default "
-        "4096x4096 (compressai_psic.decode_guard.MAX_DECODE_PIXELS), 0 for no limit",
+        "4096x4096 (compressai_psic.models.guard.MAX_DECODE_PIXELS), 0 for no limit",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar, no summary"
@@ -552,7 +552,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def _pixel_limit(value: Optional[int]) -> Iterator[None]:
     """Applies ``--max-pixels`` for the duration of one command."""
-    from . import decode_guard
+    from .models import guard as decode_guard
 
     if value is None:
         yield
@@ -631,7 +631,7 @@ def _check_decodable(
     model: torch.nn.Module, source: Path, height: int, width: int
 ) -> None:
     """Refuses images whose file the decoder would refuse (pixel limit)."""
-    from . import decode_guard
+    from .models import guard as decode_guard
 
     limit = decode_guard.MAX_DECODE_PIXELS
     padded = decode_guard.latent_layout(model).image_size(
@@ -662,7 +662,7 @@ def compress_tensor(
     """
     import torch
 
-    from .decode_guard import check_compress_input
+    from .models.guard import check_compress_input
     from .utils import pad_to_multiple
 
     check_compress_input(x)
@@ -723,7 +723,7 @@ def decompress_header(
     """Decodes a :class:`PSICFile` to one image per condition, cropped to size.
 
     The header is validated against the model first
-    (:func:`compressai_psic.decode_guard.guard_decode_inputs`): any file decodes
+    (:func:`compressai_psic.models.guard.guard_decode_inputs`): any file decodes
     within time and memory proportional to its declared size, or is refused.
 
     Raises:
@@ -735,7 +735,7 @@ def decompress_header(
     """
     import torch
 
-    from .decode_guard import check_finite, guard_decode_inputs
+    from .models.guard import check_finite, guard_decode_inputs
     from .utils import crop_padding
 
     strings = guard_decode_inputs(
@@ -756,7 +756,7 @@ def decompress_header(
     except MemoryError:
         raise CLIError(
             f"out of memory decoding a {header.width}x{header.height} image; lower "
-            "compressai_psic.decode_guard.MAX_DECODE_PIXELS to refuse such files"
+            "compressai_psic.models.guard.MAX_DECODE_PIXELS to refuse such files"
         ) from None
     except (RuntimeError, ValueError, IndexError) as exc:
         if isinstance(exc, PSICFormatError):

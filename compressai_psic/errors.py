@@ -34,7 +34,7 @@ class ModelMismatchError(PSICFormatError):
 class BitstreamError(PSICFormatError):
     """The strings or the latent shape do not fit the decoding model.
 
-    Raised by :mod:`compressai_psic.decode_guard` before any entropy decoding (a
+    Raised by :mod:`compressai_psic.models.guard` before any entropy decoding (a
     wrong number of strings, batch sizes that differ, a latent shape that is not
     the one of the declared image, strings that CompressAI's encoder cannot have
     written) and after it, when the decoded image holds non-finite values.
@@ -43,4 +43,4 @@ class BitstreamError(PSICFormatError):
 
 class PixelLimitError(PSICFormatError):
     """Decoding would produce more pixels than the configured limit allows
-    (``compressai_psic.decode_guard.MAX_DECODE_PIXELS``)."""
+    (``compressai_psic.models.guard.MAX_DECODE_PIXELS``)."""

@@ -339,7 +339,7 @@ def run_isolated(
     before forking, so children inherit it. Needs the ``fork`` start method
     (Linux, macOS).
     """
-    from .decode_guard import latent_layout
+    from .models.guard import latent_layout
 
     latent_layout(model)
     context = multiprocessing.get_context("fork")

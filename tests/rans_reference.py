@@ -5,7 +5,7 @@ precision, 4-bit bypass mode, ryg_rans' 64-bit state, 32-bit words read in the
 machine's byte order) step by step, but raises :class:`OutOfBounds` instead of
 reading past the buffer, and returns how many bytes it read. The tests check
 that it decodes exactly what the native decoder decodes, then use it to check
-the bound of :func:`compressai_psic.decode_guard.padding_bytes`.
+the bound of :func:`compressai_psic.models.guard.padding_bytes`.
 """
 
 from __future__ import annotations

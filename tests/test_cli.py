@@ -627,7 +627,7 @@ def test_outputs_respect_the_umask(tmp_path):
 
 
 def test_pixel_limit_is_shared_by_compress_and_decompress(valid_psic, capsys):
-    from compressai_psic import decode_guard
+    from compressai_psic.models import guard as decode_guard
 
     default = decode_guard.MAX_DECODE_PIXELS
     write_image(valid_psic.with_name("big.png"), "RGB", 65, 64)

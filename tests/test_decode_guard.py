@@ -15,8 +15,9 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compressai_psic import decode_guard, fuzzing, zoo
+from compressai_psic import fuzzing, zoo
 from compressai_psic.container import BitstreamError, PixelLimitError, PSICFormatError
+from compressai_psic.models import guard as decode_guard
 from compressai_psic.utils import pad_to_multiple
 
 from .rans_reference import OutOfBounds, reference_decode

@@ -45,7 +45,6 @@ LAYERS: Dict[str, str] = {
             "zoo",
             "container",
             "image_io",
-            "decode_guard",
         )
     },
     f"{PACKAGE}.train": "pipelines",

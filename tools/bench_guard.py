@@ -30,7 +30,8 @@ def bench(architecture: str, quality: int, height: int, width: int, repeats: int
     """Figures of one architecture (see the module docstring)."""
     import torch
 
-    from compressai_psic import decode_guard, zoo
+    from compressai_psic import zoo
+    from compressai_psic.models import guard as decode_guard
 
     torch.manual_seed(0)
     model = zoo.image_models[architecture](quality).eval()

@@ -55,7 +55,8 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from compressai_psic import cli, container, decode_guard, fuzzing
+    from compressai_psic import cli, container, fuzzing
+    from compressai_psic.models import guard as decode_guard
     from compressai_psic.utils import peak_rss_mib
     from compressai_psic.zoo import named_codec_file
 

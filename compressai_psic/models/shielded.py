@@ -44,6 +44,7 @@ from .conditions import (
     FourierConditionEncoder,
     as_condition_list,
 )
+from .guard import check_compress_input, check_finite, guard_decode_inputs
 from .registry import (
     ARCHITECTURES,
     Architecture,
@@ -595,14 +596,29 @@ class ShieldedMixin:
             return call.betas
         return self.condition_betas(call.conditions, batch)
 
+    def compress(self, x: Tensor, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+        """The base model's ``compress``, after refusing non-finite or
+        out-of-range pixels (NaN makes CompressAI's entropy coder loop forever)."""
+        check_compress_input(x)
+        return super().compress(x, *args, **kwargs)
+
     def decompress(
         self, strings: List, shape: Any, condition: Condition = None, **kwargs: Any
     ) -> Dict[str, Tensor]:
-        """Decodes one reconstruction; with no condition, the **protected** one."""
+        """Decodes one reconstruction; with no condition, the **protected** one.
+
+        The strings and ``shape`` are checked against the model first
+        (:mod:`~compressai_psic.models.guard`): anything that does not fit raises
+        a :class:`~compressai_psic.errors.PSICFormatError` before the native
+        entropy decoder sees a byte, and a non-finite decode raises too.
+        """
+        strings = guard_decode_inputs(self, strings, shape)
         if condition is None:
             condition = self.default_condition
         with self._conditioned([condition]):
-            return super().decompress(strings, shape, **kwargs)
+            out = super().decompress(strings, shape, **kwargs)
+        check_finite(out["x_hat"])
+        return out
 
     def decompress_multi(
         self,
@@ -617,8 +633,10 @@ class ShieldedMixin:
         (repeated where the first bias enters). Returns ``{"x_hat": [...]}`` in
         the order of ``conditions``.
         """
+        strings = guard_decode_inputs(self, strings, shape)
         with self._conditioned(conditions) as call:
             out = super().decompress(strings, shape, **kwargs)
+        check_finite(out["x_hat"])
         return {"x_hat": self._split(out["x_hat"], len(call.conditions))}
 
     # ------------------------------------------------------------ state dict

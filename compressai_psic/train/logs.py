@@ -48,10 +48,15 @@ def _log_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def _summary_writer(log_dir: Path):
-    """A TensorBoard ``SummaryWriter``, or ``None`` when tensorboard is missing."""
+    """A TensorBoard ``SummaryWriter``, or ``None`` (with a one-line notice in
+    the log) when tensorboard is missing."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
+        logger.warning(
+            "TensorBoard logs are off: the tensorboard package is not installed "
+            "(pip install tensorboard); train.log still has every figure"
+        )
         return None
     return SummaryWriter(log_dir=str(log_dir))
 

@@ -208,3 +208,21 @@ def test_psic_loss_adds_each_optional_term_with_its_weight():
     )
     with pytest.raises(ValueError, match="lmbda_common"):
         PSICLoss(vlp, lmbda_common=-1)
+
+
+def test_criteria_are_registered_when_compressai_is_imported_after_the_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import compressai_psic, sys\n"
+        "assert 'compressai' not in sys.modules\n"
+        "from compressai.registry import CRITERIONS, MODELS\n"
+        "print(sorted(k for k in CRITERIONS if k.startswith('psic')),"
+        " 'psic-mbt2018' in MODELS)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['psic', 'psic-rd', 'psic-uaeo'] True"

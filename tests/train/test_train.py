@@ -498,3 +498,21 @@ def test_ddp_two_processes_gloo(flickr_root, tmp_path):
     weights = [torch.load(out_dir / f"weights_rank{r}.pt") for r in (0, 1)]
     assert weights[0] and weights[0].keys() == weights[1].keys()
     assert not changed(weights[0], weights[1])
+
+
+def test_missing_tensorboard_is_said_once_in_the_log(monkeypatch, caplog):
+    import builtins
+
+    from compressai_psic.train.logs import _summary_writer
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with caplog.at_level("WARNING", logger="compressai_psic.train"):
+        assert _summary_writer(Path("unused")) is None
+    assert [r.message for r in caplog.records if "tensorboard" in r.message]

@@ -5,13 +5,17 @@ A codec that decodes files from strangers must therefore check, before any
 entropy decoding, that the strings and the latent ``shape`` fit the model, and
 must never hand CompressAI's native rANS decoder a buffer it can read past.
 
+Every shielded model's ``decompress`` and ``decompress_multi`` run
+:func:`guard_decode_inputs` first and :func:`check_finite` last, and its
+``compress`` runs :func:`check_compress_input`; for another model:
+
 .. code-block:: python
 
-    from compressai_psic import decode_guard
+    from compressai_psic.models import guard
 
-    strings = decode_guard.guard_decode_inputs(net, strings, shape)
+    strings = guard.guard_decode_inputs(net, strings, shape)
     x_hat = net.decompress(strings, shape)["x_hat"]
-    decode_guard.check_finite(x_hat)
+    guard.check_finite(x_hat)
 
 :func:`validate_decode_inputs` checks, and raises
 :class:`~compressai_psic.errors.BitstreamError` or
@@ -96,7 +100,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import BitstreamError, PixelLimitError
+from ..errors import BitstreamError, PixelLimitError
 
 __all__ = [
     "MAX_DECODE_PIXELS",
@@ -120,7 +124,7 @@ __all__ = [
 #: pixel than Pillow (measured on CPU: about 250 bytes per pixel for the demo
 #: codec, N=64; 500 for bmshj2018-hyperprior quality 3, N=128), so the limit
 #: bounds a decode to a few GB. ``None`` turns it off. Read at every call:
-#: ``compressai_psic.decode_guard.MAX_DECODE_PIXELS = 50_000_000``.
+#: ``compressai_psic.models.guard.MAX_DECODE_PIXELS = 50_000_000``.
 MAX_DECODE_PIXELS: Optional[int] = 4096 * 4096
 
 #: Bytes of the rANS state the encoder always flushes: the shortest valid string.
@@ -408,7 +412,7 @@ def validate_decode_inputs(
         raise PixelLimitError(
             f"refused: decoding would produce {count} = {pixels} pixels{declared}, "
             f"over the limit of {limit} "
-            "(compressai_psic.decode_guard.MAX_DECODE_PIXELS)"
+            "(compressai_psic.models.guard.MAX_DECODE_PIXELS)"
         )
     if expected is not None and dims != expected:
         size = "x".join(str(int(s)) for s in reversed(tuple(image_size)))
