@@ -94,6 +94,15 @@ def __dir__() -> List[str]:
     return sorted(set(globals()) | set(__all__))
 
 
+def _importing_this_package() -> bool:
+    """Whether a module of this package is being imported right now."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith(__name__ + ".") and module is not None:
+            if getattr(getattr(module, "__spec__", None), "_initializing", False):
+                return True
+    return False
+
+
 class _RegisterAfterCompressAI(importlib.abc.MetaPathFinder):
     """Registers this package in ``compressai.registry`` once ``compressai`` has
     finished importing, so a program that imports this package first and
@@ -113,7 +122,10 @@ class _RegisterAfterCompressAI(importlib.abc.MetaPathFinder):
 
         def exec_module(module: Any) -> None:
             run_module(module)
-            register()
+            # Inside an import of this package's own modules the core is not
+            # complete yet: it registers its models itself when it finishes.
+            if not _importing_this_package():
+                register()
 
         loader.exec_module = exec_module
         return spec

@@ -439,6 +439,8 @@ Recall@1, image→text / text→image:
 
 {target_rows}
 
+{notes}
+
 ## Limitations
 
 - Trained and measured on synthetic 64×64 scenes and small VLPs trained on them:
@@ -571,6 +573,7 @@ def model_card(entry: Dict[str, Any]) -> str:
         common=metrics["common_share"],
         recall_table=_table(header, recall_rows),
         target_rows=target_rows,
+        notes=entry.get("notes", ""),
     )
 
 

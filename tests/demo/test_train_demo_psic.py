@@ -40,37 +40,86 @@ def test_stage_commands_parse_with_the_training_tool(stage, tmp_path):
         assert args.init == str(init)
         assert args.export == DEMO_MODEL_NAME
         assert args.stage2_params == own["stage2_params"]
+        assert (args.plan, args.modulation) == (own["plan"], own["modulation"])
+        assert args.trigger_learning_rate == own["trigger_learning_rate"]
+        assert args.lambda_semantic == own["lambda_semantic"]
+        assert args.lambda_lowfreq == own["lambda_lowfreq"]
+        assert args.lambda_common == own["lambda_common"]
+        assert args.eot == own["eot"]
 
 
-def _report(recall, num_images=100):
-    return {
-        "num_images": num_images,
-        "recall": {
-            variant: {"i2t": {"R@1": i2t}, "t2i": {"R@1": t2i}}
-            for variant, (i2t, t2i) in recall.items()
-        },
+def _metrics(**changes):
+    """A 500-way summary that meets every target (values chosen per target)."""
+    train = {
+        "original": {"i2t": 0.93, "t2i": 0.93},
+        "full": {"i2t": 0.92, "t2i": 0.93},
+        "protected": {"i2t": 0.02, "t2i": 0.05},
+        "protected_greyworld": {"i2t": 0.08, "t2i": 0.09},
+        "protected_affine_fit": {"i2t": 0.1, "t2i": 0.1},
+        "protected_jpeg75": {"i2t": 0.03, "t2i": 0.06},
     }
+    other = {
+        "original": {"i2t": 0.96, "t2i": 0.96},
+        "full": {"i2t": 0.95, "t2i": 0.95},
+        "protected": {"i2t": 0.48, "t2i": 0.3},
+    }
+    metrics = {
+        "chance": 0.002,
+        "psnr": {"full": 29.6, "protected": 27.7},
+        "ms_ssim": {"full": 0.96, "protected": 0.945},
+        "stage1_psnr": 29.8,
+        "common_share": 0.4,
+        "vlps": [
+            {"name": "demo-vlp", "role": "train", "recall": train},
+            {"name": "eval-vlp-rn", "role": "eval", "recall": other},
+        ],
+    }
+    for path, value in changes.items():
+        *keys, last = path.split("/")
+        node = metrics
+        for key in keys:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[last] = value
+    return metrics
 
 
-def test_check_targets():
-    met = train_demo_psic.check_targets(
-        _report(
-            {"original": (0.99, 0.99), "full": (0.96, 0.97), "protected": (0.11, 0.02)}
-        )
-    )
-    assert all(t["met"] for t in met.values())
-    # Protected text→image is reported against the same bound, not required.
-    assert [k for k, t in met.items() if not t["required"]] == ["protected_t2i_R@1"]
-    assert met["protected_i2t_R@1"]["limit"] == pytest.approx(0.11)
-    assert met["full_t2i_R@1"]["limit"] == pytest.approx(0.96)
-    missed = train_demo_psic.check_targets(
-        _report(
-            {"original": (0.99, 0.99), "full": (0.95, 0.99), "protected": (0.12, 0.3)}
-        )
-    )
-    assert not missed["full_i2t_R@1"]["met"] and missed["full_t2i_R@1"]["met"]
-    assert not missed["protected_i2t_R@1"]["met"]
-    assert not missed["protected_t2i_R@1"]["met"]
+def test_check_targets_has_every_target_of_the_issue():
+    targets = train_demo_psic.check_targets(_metrics())
+    assert all(t["met"] for t in targets.values()), targets
+    assert targets["full_psnr"]["limit"] == pytest.approx(29.5)
+    assert targets["protected_psnr"]["limit"] == pytest.approx(27.6)
+    assert targets["protected_ms_ssim"]["limit"] == pytest.approx(0.94)
+    assert targets["common_share"]["limit"] == 0.5
+    assert targets["demo-vlp/protected/i2t"]["limit"] == pytest.approx(0.052)
+    assert targets["demo-vlp/protected_affine_fit/t2i"]["limit"] == pytest.approx(0.102)
+    assert targets["demo-vlp/full/t2i"]["limit"] == pytest.approx(0.91)
+    assert targets["eval-vlp-rn/protected/i2t"]["limit"] == pytest.approx(0.48)
+    # A VLP the codec was not trained against gets the transfer target only.
+    assert "eval-vlp-rn/protected_jpeg75/i2t" not in targets
+    assert len(targets) == 4 + 2 * (1 + 4) + 2 * (1 + 1)
+
+
+@pytest.mark.parametrize(
+    "change, missed",
+    [
+        ({"psnr/full": 29.4}, "full_psnr"),
+        ({"psnr/protected": 27.5}, "protected_psnr"),
+        ({"ms_ssim/protected": 0.93}, "protected_ms_ssim"),
+        ({"common_share": 0.6}, "common_share"),
+        ({"vlps/0/recall/protected_greyworld": {"i2t": 0.2, "t2i": 0}}, None),
+        ({"vlps/1/recall/protected": {"i2t": 0.5, "t2i": 0.1}}, None),
+        ({"vlps/0/recall/full": {"i2t": 0.9, "t2i": 0.93}}, None),
+    ],
+)
+def test_check_targets_flags_each_miss(change, missed):
+    targets = train_demo_psic.check_targets(_metrics(**change))
+    failed = sorted(k for k, t in targets.items() if not t["met"])
+    expected = {
+        "vlps/0/recall/protected_greyworld": "demo-vlp/protected_greyworld/i2t",
+        "vlps/1/recall/protected": "eval-vlp-rn/protected/i2t",
+        "vlps/0/recall/full": "demo-vlp/full/i2t",
+    }
+    assert failed == [missed or expected[next(iter(change))]]
 
 
 def test_update_manifest_replaces_only_its_entry(tmp_path):
