@@ -5,7 +5,6 @@ decode hides the scenes from the demo VLP."""
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -53,7 +52,9 @@ def demo_report(tmp_path_factory):
 # ------------------------------------------------------------ shipped checkpoints
 
 
-@pytest.mark.parametrize("name", [DEMO_MODEL_NAME, DEMO_VLP_NAME])
+@pytest.mark.parametrize(
+    "name", [DEMO_MODEL_NAME, f"{DEMO_MODEL_NAME}-stage1", DEMO_VLP_NAME]
+)
 def test_shipped_files_match_their_sha256(name):
     entry = zoo.manifest_entry(name=name)
     assert entry is not None, f"no {name} entry in the manifest"
@@ -72,17 +73,24 @@ def test_demo_psic_entry_describes_the_model(demo_entry):
     assert demo_entry["architecture"] == "bmshj2018-hyperprior"
     assert demo_entry["includes_base"] is True
     assert demo_entry["image_size"] == 64
+    assert (demo_entry["plan"], demo_entry["modulation"]) == ("every-stage", "affine")
     assert demo_entry["command"].startswith("python tools/train_demo_psic.py")
-    assert demo_entry["train_seconds"] > 0
+    assert (zoo.zoo_dir() / demo_entry["stage1_file"]).is_file()
+    assert all("/tmp" not in c for c in demo_entry["stage_commands"])
     assert {"stage1", "stage2"} <= set(demo_entry["recipe"])
     metrics = demo_entry["metrics"]
-    assert metrics["num_images"] == 100
-    for variant in ("original", "full", "protected"):
-        assert set(metrics["recall"][variant]) == {"i2t", "t2i"}
-    # The recorded verdicts follow from the recorded figures, and the shipped
-    # model meets every required target.
-    assert demo_entry["targets"] == train_demo_psic.check_targets(metrics)
-    assert all(t["met"] for t in demo_entry["targets"].values() if t["required"])
+    assert metrics["num_images"] >= 500 and metrics["seed"] == 2025
+    roles = {v["name"]: v["role"] for v in metrics["vlps"]}
+    assert roles == {
+        "demo-vlp": "train",
+        "eval-vlp-rn": "eval",
+        "eval-vlp-vit": "eval",
+    }
+    # Every target of the issue is recorded with its bound and verdict.
+    assert len(demo_entry["targets"]) == 4 + 2 * 5 + 2 * 2 * 2
+    assert all(
+        {"value", "limit", "met"} == set(t) for t in demo_entry["targets"].values()
+    )
 
 
 def test_load_named_builds_the_shipped_codec(demo_entry):
@@ -126,18 +134,18 @@ def test_load_named_refuses_a_tampered_file(demo_entry, tmp_path, monkeypatch):
 
 def test_fast_demo_protects_the_scenes(demo_report):
     out, report = demo_report
-    assert report["num_images"] == 20
+    assert report["num_images"] == 20  # 20-way retrieval: chance R@1 0.05
     recall = report["recall"]
-    # The originals are readable, the full decode keeps them readable, the
-    # protected decode of the same bitstream does not.
+    # The originals and the full decode are readable, the protected decode of the
+    # same bitstream is not, by a change that differs from image to image, at a
+    # quality a codec without the shield would not need to give up.
     assert recall["original"]["i2t"]["R@1"] >= 0.9
-    assert recall["protected"]["i2t"]["R@1"] < recall["full"]["i2t"]["R@1"]
-    assert recall["protected"]["t2i"]["R@1"] < recall["full"]["t2i"]["R@1"]
-    assert report["asr"]["protected"]["vs_full"]["i2t"]["R@1"] > 0
+    assert recall["full"]["i2t"]["R@1"] >= 0.85
+    assert recall["protected"]["i2t"]["R@1"] <= 0.25
+    assert report["image_dependence"]["common_share"] <= 0.3
     psnr = report["psnr"]
-    assert math.isfinite(psnr["full"]) and psnr["full"] > 0
-    assert math.isfinite(psnr["protected"]) and psnr["protected"] > 0
-    assert 0 < report["bpp"] < 24
+    assert psnr["full"] >= 28 and 22 <= psnr["protected"] < psnr["full"]
+    assert 0 < report["bpp"] < 2
 
 
 def test_fast_demo_writes_grid_and_report(demo_report):
