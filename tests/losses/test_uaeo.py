@@ -1,6 +1,8 @@
 """Tests of the UAEO loss (compressai_psic.losses.uaeo) against a float64
 reference of the paper's terms."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -194,3 +196,23 @@ def test_adaptive_weights():
     # A vanishing term saturates at weight ~1 instead of blowing up.
     w_a, w_b = adaptive_weights([torch.tensor(0.0), b], [True, True], eps=1e-4)
     assert 0.99 < w_a.item() <= 1 and torch.isfinite(w_b)
+
+
+def test_soft_labels_of_uncertain_pairs_with_distinct_labels():
+    # Random embeddings whose four uncertain pairs all get different labels: a
+    # mutation that shares one label, uses argmax, or keeps i itself fails here.
+    g = torch.Generator().manual_seed(2)
+    u, v = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    split = evidential_split(u, v)
+    un = torch.nn.functional.normalize(u.double(), dim=-1)
+    vn = torch.nn.functional.normalize(v.double(), dim=-1)
+    s = (1 / 0.07) * un @ vn.t()
+    evidence = torch.exp(torch.tanh(0.5 * (s + s.t())) / 0.1)
+    joint = evidence + evidence.t()
+    clean = (joint / joint.sum(1, keepdim=True)).argmax(1) == torch.arange(6)
+    alpha = (evidence + 1).masked_fill(torch.eye(6, dtype=torch.bool), math.inf)
+    expected = alpha.argmin(1).masked_fill(clean, -1)
+    assert split["clean"].tolist() == clean.tolist()
+    assert split["image_labels"].tolist() == expected.tolist() == [4, 2, 1, -1, 0, -1]
+    uncertain = split["image_labels"][~split["clean"]].tolist()
+    assert len(set(uncertain)) == len(uncertain) == 4
