@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import compressai_psic as psic
 from compressai_psic import zoo
 from compressai_psic.models import PSICHyperprior
+from compressai_psic.models.guard import latent_layout
 from compressai_psic.models.registry import get_architecture
 
 ARCHS = list(psic.ZOO_ARCHITECTURES) + ["psic-hy2018"]
@@ -130,6 +131,7 @@ def test_paths_differ_but_latents_identical(perturbed, image):
     name, base, model = perturbed
     with torch.no_grad():
         enc = model.compress(image)
+        latent_layout(model)  # the decode guard's one-off probe runs g_s too
         seen, handle = capture_synthesis_input(model)
         prot = model.decompress(enc["strings"], enc["shape"])["x_hat"]
         full = model.decompress(enc["strings"], enc["shape"], condition="full")["x_hat"]
