@@ -18,37 +18,15 @@ from hypothesis import strategies as st
 
 import compressai_psic as psic
 from compressai_psic import zoo
-from compressai_psic.models import PSICHyperprior
 from compressai_psic.models.guard import latent_layout
 from compressai_psic.models.registry import get_architecture
+
+from .helpers import perturb_triggers, tiny_base
 
 ARCHS = list(psic.ZOO_ARCHITECTURES) + ["psic-hy2018"]
 AUTOREGRESSIVE = {"mbt2018", "cheng2020-anchor", "cheng2020-attn"}
 
 warnings.filterwarnings("ignore", category=UserWarning)
-
-
-def tiny_base(name: str) -> CompressionModel:
-    """A small randomly initialised base (unshielded) model, ready to code."""
-    torch.manual_seed(0)
-    if name == "psic-hy2018":
-        model = PSICHyperprior(N=16, M=24, trigger_dim=32)
-    elif name.startswith("cheng2020"):
-        model = get_architecture(name).model_class(N=16)
-    else:
-        model = get_architecture(name).model_class(N=16, M=24)
-    model.eval()
-    with torch.no_grad():
-        model(torch.rand(1, 3, 64, 64))  # masks the context convolution in place
-    model.update(force=True)
-    return model
-
-
-def perturb_triggers(model: nn.Module, seed: int = 1) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.trigger_parameters():
-            param.copy_(torch.randn(param.shape, generator=gen) * 0.5)
 
 
 def capture_synthesis_input(model: nn.Module):
