@@ -45,6 +45,7 @@ def _sweep_report(psnr, r1_train, r1_eval):
     }
 
 
+@pytest.mark.slow
 def test_plot_pareto_tool(tmp_path):
     tool = load_tool("plot_pareto")
     files = []

@@ -210,6 +210,7 @@ def test_psic_loss_adds_each_optional_term_with_its_weight():
         PSICLoss(vlp, lmbda_common=-1)
 
 
+@pytest.mark.slow
 def test_criteria_are_registered_when_compressai_is_imported_after_the_package():
     import subprocess
     import sys
