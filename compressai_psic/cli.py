@@ -29,10 +29,6 @@ torch and CompressAI are imported only by the commands that code images:
 
 Subcommands are entries of :data:`COMMANDS`; adding one (e.g. ``demo``) takes one
 :class:`Command` and one :func:`register_command` call.
-
-Implements the codec side of `"Privacy-Shielded Image Compression: Defending
-Against Exploitation from Vision-Language Pretrained Models"
-<https://arxiv.org/abs/2506.15201>`_, ICML 2025.
 """
 
 from __future__ import annotations
@@ -57,10 +53,12 @@ from typing import (
     Tuple,
 )
 
-from . import container
-from .container import PSICFile, PSICFormatError
-from .errors import CLIError
-from .image_io import IMAGE_EXTENSIONS, ImageLoadError
+from .errors import CLIError, PSICFormatError, one_line
+from .io import container
+from .io.codec import ModelSpec, compress_tensor, decompress_header
+from .io.container import PSICFile
+from .io.files import file_sha256
+from .io.images import IMAGE_EXTENSIONS, ImageLoadError
 
 if TYPE_CHECKING:
     import torch
@@ -92,26 +90,6 @@ PSIC_SUFFIX = ".psic"
 # --------------------------------------------------------------------- models
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Identity of a model, as stored in a ``.psic`` header.
-
-    Exactly one source: a zoo model (``quality`` and ``metric``; with ``seed`` for
-    random weights) or a checkpoint file (``checkpoint`` path, whose sha256 is the
-    identity).
-    """
-
-    architecture: str | None
-    quality: int | None = None
-    metric: str | None = None
-    seed: int | None = None
-    checkpoint: Path | None = None
-
-    @property
-    def random_init(self) -> bool:
-        return self.seed is not None
-
-
 def _checkpoint_sha256(path: Path) -> str:
     """sha256 of a weights file, hashed once per run (folders reuse it)."""
     stat = path.stat()
@@ -122,7 +100,7 @@ def _checkpoint_sha256(path: Path) -> str:
 def _cached_sha256(path: Path, size: int, mtime_ns: int) -> str:
     # Size and modification time are part of the key: a file rewritten in place
     # (same path, new weights) is hashed again.
-    return container.file_sha256(path)
+    return file_sha256(path)
 
 
 def build_model(
@@ -176,7 +154,7 @@ def build_model(
         )
         raise CLIError(message or "no PSIC weights for this model") from None
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise CLIError(f"cannot build the model: {_one_line(exc)}") from None
+        raise CLIError(f"cannot build the model: {one_line(exc)}") from None
 
     model = model.eval()
     factor = int(getattr(model, "downsampling_factor", 64))
@@ -257,7 +235,7 @@ def _manifest_call(function: Callable, *args):
     try:
         return function(*args)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise CLIError(_one_line(exc)) from None
+        raise CLIError(one_line(exc)) from None
 
 
 def _named_codec(name: str) -> Path:
@@ -303,16 +281,6 @@ def _spec_from_header(header: PSICFile, checkpoint: str | None) -> ModelSpec:
 
 
 # ----------------------------------------------------------------- helpers
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        text = f"{exc.filename}: {exc.strerror}"
-    else:
-        text = str(exc) or type(exc).__name__
-    if isinstance(exc, KeyError) and exc.args:
-        text = f"unknown key {exc.args[0]!r}"
-    return " ".join(text.split())
 
 
 def _note(message: str) -> None:
@@ -449,7 +417,7 @@ def _run_jobs(
             if not folder:
                 raise
             failures += 1
-            message = _one_line(exc)
+            message = one_line(exc)
             if str(source) not in message:
                 message = f"{source}: {message}"
             _print_error(f"{PROG}: error: {message}", bar)
@@ -464,7 +432,7 @@ def _run_jobs(
 
 
 def _load_image_reporting_warnings(path: Path) -> Tensor:
-    from .image_io import load_image
+    from .io.images import load_image
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -617,7 +585,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         except ValueError as exc:
             if isinstance(exc, PSICFormatError):
                 raise
-            raise CLIError(f"{source}: {_one_line(exc)}") from None
+            raise CLIError(f"{source}: {one_line(exc)}") from None
         size = container.write(target, header)
         return (
             f"{source} -> {target}: {size} bytes, {size * 8 / (height * width):.4f} bpp"
@@ -643,45 +611,6 @@ def _check_decodable(
             f"{padded[0] * padded[1]} pixels, over the limit of {limit} (raise it "
             "with --max-pixels; decoders refuse files over their own limit)"
         )
-
-
-def compress_tensor(
-    model: torch.nn.Module,
-    x: Tensor,
-    spec: ModelSpec,
-    checkpoint_sha256: str | None = None,
-) -> PSICFile:
-    """Encodes a ``(1, 3, H, W)`` image in [0, 1] into a :class:`PSICFile`.
-
-    The image is padded to a multiple of ``model.downsampling_factor`` (the
-    decoder crops back to the size in the header).
-
-    Raises:
-        ValueError: when ``x`` holds NaN, infinity or values outside [0, 1]
-            (CompressAI's encoder would loop forever on them).
-    """
-    import torch
-
-    from .models.guard import check_compress_input
-    from .utils import pad_to_multiple
-
-    check_compress_input(x)
-    height, width = x.shape[-2:]
-    x_padded, _ = pad_to_multiple(x, int(model.downsampling_factor))
-    with torch.no_grad():
-        out = model.compress(x_padded)
-    architecture = getattr(model, "architecture", None) or spec.architecture
-    return PSICFile(
-        architecture=architecture,
-        quality=spec.quality if spec.checkpoint is None else None,
-        metric=spec.metric if spec.checkpoint is None else None,
-        checkpoint_sha256=checkpoint_sha256,
-        height=int(height),
-        width=int(width),
-        shape=tuple(int(d) for d in out["shape"]),
-        strings=[[bytes(s) for s in latent] for latent in out["strings"]],
-        seed=spec.seed,
-    )
 
 
 # -------------------------------------------------------------- decompress
@@ -717,66 +646,6 @@ def _add_decompress_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common_arguments(parser)
 
 
-def decompress_header(
-    model: torch.nn.Module, header: PSICFile, conditions: Sequence[str]
-) -> List[Tensor]:
-    """Decodes a :class:`PSICFile` to one image per condition, cropped to size.
-
-    The header is validated against the model first
-    (:func:`compressai_psic.models.guard.guard_decode_inputs`): any file decodes
-    within time and memory proportional to its declared size, or is refused.
-
-    Raises:
-        PSICFormatError: (:class:`~compressai_psic.container.BitstreamError`,
-            :class:`~compressai_psic.container.PixelLimitError`) when the
-            strings or the shape do not fit the model, the size is over the pixel
-            limit, or the decode is not finite.
-        CLIError: when the model fails to decode the strings.
-    """
-    import torch
-
-    from .models.guard import check_finite, guard_decode_inputs
-    from .utils import crop_padding
-
-    strings = guard_decode_inputs(
-        model, header.strings, header.shape, image_size=(header.height, header.width)
-    )
-    try:
-        with torch.no_grad():
-            if len(conditions) == 1:
-                images = [
-                    model.decompress(strings, header.shape, condition=conditions[0])[
-                        "x_hat"
-                    ]
-                ]
-            else:
-                images = model.decompress_multi(
-                    strings, header.shape, conditions=tuple(conditions)
-                )["x_hat"]
-    except MemoryError:
-        raise CLIError(
-            f"out of memory decoding a {header.width}x{header.height} image; lower "
-            "compressai_psic.models.guard.MAX_DECODE_PIXELS to refuse such files"
-        ) from None
-    except (RuntimeError, ValueError, IndexError) as exc:
-        if isinstance(exc, PSICFormatError):
-            raise
-        raise CLIError(f"cannot decode the bitstream: {_one_line(exc)}") from None
-    del strings
-    check_finite(images)
-    cropped = []
-    for x_hat in images:
-        padded_h, padded_w = x_hat.shape[-2:]
-        if padded_h < header.height or padded_w < header.width:
-            raise CLIError(
-                f"corrupted file: decoded {padded_w}x{padded_h}, smaller than the "
-                f"declared {header.width}x{header.height}"
-            )
-        padding = (0, padded_w - header.width, 0, padded_h - header.height)
-        cropped.append(crop_padding(x_hat, padding))
-    return cropped
-
-
 def _decoded_targets(
     target: Path, conditions: Sequence[str], name_each: bool
 ) -> List[Path]:
@@ -794,7 +663,7 @@ def _decoded_targets(
 
 
 def _run_decompress(args: argparse.Namespace) -> int:
-    from .image_io import save_image
+    from .io.images import save_image
 
     _check_device_name(args.device)
     device = _resolve_device(args.device)
@@ -1004,7 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args))
     except (CLIError, PSICFormatError, ImageLoadError, OSError) as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

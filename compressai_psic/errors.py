@@ -1,8 +1,9 @@
 """Errors that several layers raise (no torch needed to import them).
 
 :class:`CLIError` is a user error: ``psic`` reports it as one line on stderr
-with exit status 2. Commands below the CLI layer (``psic demo``'s, for one)
-raise it without importing :mod:`compressai_psic.cli`.
+with exit status 2 (:func:`one_line` formats it). Code below the CLI layer
+(``psic demo``'s command, the ``.psic`` codec) raises it without importing
+:mod:`compressai_psic.cli`.
 """
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "ModelMismatchError",
     "PSICFormatError",
     "PixelLimitError",
+    "one_line",
 ]
 
 
@@ -21,7 +23,7 @@ class CLIError(Exception):
 class PSICFormatError(ValueError):
     """A ``.psic`` file (or object to be written) is malformed or unsupported.
 
-    The container (:mod:`compressai_psic.container`) raises it for malformed
+    The container (:mod:`compressai_psic.io.container`) raises it for malformed
     files, and decoding raises the subclasses below for bitstreams that do not
     fit the model; nothing else escapes the decode path.
     """
@@ -44,3 +46,15 @@ class BitstreamError(PSICFormatError):
 class PixelLimitError(PSICFormatError):
     """Decoding would produce more pixels than the configured limit allows
     (``compressai_psic.models.guard.MAX_DECODE_PIXELS``)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line, as ``psic`` reports errors: an
+    ``OSError`` as ``FILE: reason``, a ``KeyError`` as ``unknown key 'KEY'``."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError) and exc.args:
+        text = f"unknown key {exc.args[0]!r}"
+    return " ".join(text.split())

@@ -29,8 +29,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-from .container import file_sha256 as sha256_file
-from .container import write_bytes
+from .io.files import file_sha256 as sha256_file
+from .io.files import write_bytes
 
 if TYPE_CHECKING:
     import torch.nn as nn

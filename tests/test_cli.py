@@ -17,8 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from compressai_psic import cli, container, load_checkpoint, zoo
-from compressai_psic.container import CHECKSUM_SIZE, PSICFile
+from compressai_psic import cli, load_checkpoint, zoo
+from compressai_psic.io import container
+from compressai_psic.io.container import CHECKSUM_SIZE, PSICFile
+from compressai_psic.io.files import file_sha256
 from compressai_psic.utils import crop_padding, pad_to_multiple
 
 RANDOM = ["--random-init", "--quality", "1"]
@@ -189,7 +191,7 @@ def test_checkpoint_protected_full_and_both(tmp_path, checkpoints):
     psic = tmp_path / "x.psic"
     assert run("compress", tmp_path / "in.png", "-o", psic, "-c", checkpoints[0]) == 0
     header = container.read(psic)
-    assert header.checkpoint_sha256 == container.file_sha256(checkpoints[0])
+    assert header.checkpoint_sha256 == file_sha256(checkpoints[0])
     assert header.quality is None and header.seed is None
 
     assert run("decompress", psic, "-o", tmp_path / "p.png", "-c", checkpoints[0]) == 0
@@ -387,7 +389,7 @@ def test_model_mismatch_names_both_models(tmp_path, capsys, checkpoints):
     write_image(tmp_path / "in.png", "RGB", 16, 16)
     psic = tmp_path / "x.psic"
     run("compress", tmp_path / "in.png", "-o", psic, "-c", checkpoints[0])
-    sha = [container.file_sha256(p) for p in checkpoints]
+    sha = [file_sha256(p) for p in checkpoints]
     capsys.readouterr()
 
     assert run("decompress", psic, "-o", tmp_path / "o.png", "-c", checkpoints[1]) == 2
@@ -548,9 +550,7 @@ def test_demo_codec_round_trip_without_flags_on_decode(
     )
     assert run("info", tmp_path / "p.psic") == 0
     out = capsys.readouterr().out
-    from compressai_psic.zoo import manifest_entry
-
-    assert manifest_entry(name="demo-psic")["sha256"][:12] in out
+    assert zoo.manifest_entry(name="demo-psic")["sha256"][:12] in out
     assert decoded(tmp_path / "p_protected.png").shape == (70, 90, 3)
     assert decoded(tmp_path / "p_full.png").shape == (70, 90, 3)
 

@@ -5,11 +5,11 @@ Layers, lowest first (a module may import its own layer and those below)::
 
     base        compressai_psic (lazy __init__), errors, utils
     models      compressai_psic.models: the shielded core
-    components  losses, transforms, vlp, datasets, zoo, and the file formats
-                (container, image_io, decode_guard)
+    components  losses, transforms, vlp, datasets, zoo, io (the .psic format,
+                images, the codec between them, the fuzzing harness)
     pipelines   train, evaluation
     demo        demo
-    cli         cli, fuzzing, __main__
+    cli         cli, __main__
 
 Imports are read from the source (``ast``), including those inside functions,
 since a lazy import is still an import.
@@ -43,15 +43,13 @@ LAYERS: Dict[str, str] = {
             "vlp",
             "datasets",
             "zoo",
-            "container",
-            "image_io",
+            "io",
         )
     },
     f"{PACKAGE}.train": "pipelines",
     f"{PACKAGE}.evaluation": "pipelines",
     f"{PACKAGE}.demo": "demo",
     f"{PACKAGE}.cli": "cli",
-    f"{PACKAGE}.fuzzing": "cli",
     f"{PACKAGE}.__main__": "cli",
 }
 

@@ -2,10 +2,10 @@ r"""Fuzz benchmark of the whole ``.psic`` decode path: N mutants, 0 failures.
 
 Three seed files are made with the shipped demo codec (``demo-psic``) from
 procedural scenes (64×64, 96×96, 80×128). Every mutant
-(:func:`compressai_psic.fuzzing.mutate`: string bytes, header fields, latent
+(:func:`compressai_psic.io.fuzzing.mutate`: string bytes, header fields, latent
 lists, raw bytes, with a **recomputed checksum**) is decoded as ``psic
 decompress`` decodes it, in forked children with a time limit per file and an
-address-space limit (:func:`compressai_psic.fuzzing.run_isolated`), in batches,
+address-space limit (:func:`compressai_psic.io.fuzzing.run_isolated`), in batches,
 by ``--workers`` processes in parallel. The result table counts every outcome;
 ``crash``, ``hang``, ``memory``, ``nan``, ``size`` and ``uncaught`` are bugs and
 make the exit status 1.
@@ -37,16 +37,17 @@ def make_seeds(model: Any, spec: Any, sha256: str) -> List[bytes]:
     """``.psic`` bytes of three procedural scenes coded with ``model``."""
     import numpy as np
 
-    from compressai_psic import cli, container
     from compressai_psic.datasets.scenes import render_scene, sample_scene
-    from compressai_psic.image_io import pil_to_tensor
+    from compressai_psic.io import container
+    from compressai_psic.io.codec import compress_tensor
+    from compressai_psic.io.images import pil_to_tensor
 
     rng = np.random.default_rng(0)
     seeds = []
     for height, width in SEED_SIZES:
         image = render_scene(sample_scene(rng), size=max(height, width))
         x = pil_to_tensor(image)[..., :height, :width]
-        seeds.append(container.dumps(cli.compress_tensor(model, x, spec, sha256)))
+        seeds.append(container.dumps(compress_tensor(model, x, spec, sha256)))
     return seeds
 
 
@@ -55,7 +56,9 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from compressai_psic import cli, container, fuzzing
+    from compressai_psic import cli
+    from compressai_psic.io import container, fuzzing
+    from compressai_psic.io.files import file_sha256
     from compressai_psic.models import guard as decode_guard
     from compressai_psic.utils import peak_rss_mib
     from compressai_psic.zoo import named_codec_file
@@ -64,7 +67,7 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
     if args.unguarded:
         _disable_guard(decode_guard)
     path = named_codec_file(args.model, progress=False)
-    sha256 = container.file_sha256(path)
+    sha256 = file_sha256(path)
     spec = cli.ModelSpec(architecture=None, checkpoint=path)
     model, _ = cli.build_model(spec)
     seeds = make_seeds(model, spec, sha256)
@@ -260,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _failure_names():
-    from compressai_psic.fuzzing import FAILURES
+    from compressai_psic.io.fuzzing import FAILURES
 
     return FAILURES
 

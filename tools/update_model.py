@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from compressai_psic import load_checkpoint, zoo
-from compressai_psic.container import write_bytes
+from compressai_psic.io.files import write_bytes
 from compressai_psic.models.registry import ARCHITECTURES
 
 __all__ = ["build_parser", "export_model", "main", "update_manifest"]

@@ -38,7 +38,7 @@ from ..evaluation import (
     codec_roundtrip,
     evaluate_shield,
 )
-from ..image_io import pil_to_tensor
+from ..io.images import pil_to_tensor
 from ..vlp import EVAL_VLPS, load_demo_vlp
 from ..zoo import load_named, manifest_entry
 from .grid import draw_grid, top1_captions

@@ -16,7 +16,7 @@ import torch.nn as nn
 from PIL import Image
 from torch import Tensor
 
-from ..image_io import pil_to_tensor
+from ..io.images import pil_to_tensor
 from ..utils import crop_padding, pad_to_multiple
 
 __all__ = [

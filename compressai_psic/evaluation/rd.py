@@ -4,7 +4,7 @@ One bitstream per image, decoded to every requested condition (by default the
 **full** and the **protected** image). For each image this measures:
 
 - the rate in bits per pixel from real bytes: the size of the ``.psic`` file
-  (:mod:`compressai_psic.container`) that ``psic compress`` would write, header
+  (:mod:`compressai_psic.io.container`) that ``psic compress`` would write, header
   and checksum included, or the sum of the entropy-coded string lengths when the
   container module cannot describe the model;
 - PSNR and MS-SSIM of each path on 8-bit RGB values (both images rounded to
@@ -109,7 +109,7 @@ def condition_label(condition: Condition) -> str:
 
 def collect_images(root: Union[str, os.PathLike]) -> List[Path]:
     """Image files under ``root`` (recursively), sorted, as CompressAI does."""
-    from ..image_io import IMAGE_EXTENSIONS
+    from ..io.images import IMAGE_EXTENSIONS
 
     root = Path(root)
     if not root.is_dir():
@@ -191,27 +191,18 @@ def _file_size(
     identity: Optional[Mapping[str, Any]],
 ) -> Optional[int]:
     """Bytes of the ``.psic`` file for ``out``, or ``None`` if it cannot be built."""
-    try:
-        from .. import container
-    except ImportError:
-        return None
+    from ..io.codec import header_from_compressed
+    from ..io.container import dumps
+
     identity = dict(identity or {})
     architecture = identity.pop("architecture", None) or getattr(
         model, "architecture", None
     )
     try:
-        header = container.PSICFile(
-            architecture=str(architecture),
-            quality=identity.get("quality"),
-            metric=identity.get("metric"),
-            checkpoint_sha256=identity.get("checkpoint_sha256"),
-            height=int(height),
-            width=int(width),
-            shape=tuple(int(d) for d in out["shape"]),
-            strings=[[bytes(s) for s in latent] for latent in out["strings"]],
-            seed=identity.get("seed"),
+        header = header_from_compressed(
+            out, height, width, architecture=str(architecture), **identity
         )
-        return len(container.dumps(header))
+        return len(dumps(header))
     except (ValueError, TypeError):
         # e.g. an automatically registered class whose name the format refuses
         return None
@@ -350,7 +341,7 @@ def evaluate_dataset(
 ) -> Dict[str, Any]:
     """Runs :func:`evaluate_image` on every image and averages over images.
 
-    Images are read with :func:`compressai_psic.image_io.load_image` and moved to
+    Images are read with :func:`compressai_psic.io.images.load_image` and moved to
     the model's device. Means are plain means over images, as CompressAI's
     ``eval_model`` computes them, except that MS-SSIM averages only the images
     large enough to have one.
@@ -363,7 +354,7 @@ def evaluate_dataset(
     """
     from tqdm import tqdm
 
-    from ..image_io import load_image
+    from ..io.images import load_image
 
     if not paths:
         raise ValueError("No images to evaluate")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from compressai_psic.datasets import SceneCaptions
-from compressai_psic.image_io import pil_to_tensor
+from compressai_psic.io.images import pil_to_tensor
 
 __all__ = ["COLOUR_MAP", "COLOUR_OFFSET", "scene_batch", "smooth_images"]
 

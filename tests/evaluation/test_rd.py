@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 from pytorch_msssim import ms_ssim
 
-from compressai_psic import container, zoo
+from compressai_psic import zoo
 from compressai_psic.evaluation import rd
+from compressai_psic.io import container
 from compressai_psic.utils import crop_padding, pad_to_multiple
 
 from ..helpers import load_tool

@@ -122,7 +122,7 @@ def oracle_vlp(dataset, size: int = 32, name: str = "oracle") -> VLPAdapter:
     """A "VLP" that knows the dataset: a caption's embedding is the pixel
     features of its original image, so originals are retrieved perfectly and
     anything that changes colours is not."""
-    from compressai_psic.image_io import pil_to_tensor
+    from compressai_psic.io.images import pil_to_tensor
 
     captions, images = [], []
     for i in range(len(dataset)):

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 from compressai.models import CompressionModel
 
+from compressai_psic import zoo
 from compressai_psic.models import PSICHyperprior, get_architecture
 
 
@@ -31,3 +32,17 @@ def perturb_triggers(model: nn.Module, seed: int = 1, scale: float = 0.5) -> Non
     with torch.no_grad():
         for param in model.trigger_parameters():
             param.copy_(torch.randn(param.shape, generator=gen) * scale)
+
+
+def tiny_zoo_model(name: str, seed: int = 0) -> nn.Module:
+    """A shielded zoo model of quality 1 with few channels (``N=8``), seeded,
+    ready to code (masks set by one forward pass, CDF tables updated)."""
+    kwargs = dict(N=8) if name.startswith("cheng2020") else dict(N=8, M=12)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = zoo.image_models[name](1, **kwargs).eval()
+    factor = model.downsampling_factor
+    with torch.no_grad():
+        model(torch.zeros(1, 3, factor, factor))
+    model.update(force=True)
+    return model

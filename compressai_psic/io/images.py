@@ -1,9 +1,7 @@
 r"""Loading and saving images as tensors, safely.
 
 :func:`load_image` turns any common image file into a ``(1, 3, H, W)`` float tensor
-in ``[0, 1]``, the input of CompressAI models and of the PSIC codec (`"Privacy-Shielded
-Image Compression: Defending Against Exploitation from Vision-Language Pretrained
-Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025):
+in ``[0, 1]``, the input of CompressAI models and of the PSIC codec:
 
 - RGB, grayscale (``1``, ``L``), palette (``P``), ``CMYK`` and ``YCbCr`` images are
   converted to RGB;

@@ -3,19 +3,20 @@ r"""Fuzzing the whole decode path of ``.psic`` files, crash-proof.
 A privacy codec decodes files from strangers, and the container's checksum can be
 recomputed by anyone; so the fuzzer mutates real files *and repairs their
 checksum*, and the mutants go through everything ``psic decompress`` does:
-parsing, the model identity check, :mod:`compressai_psic.decode_guard`, the
-entropy decoder, the synthesis transform and the crop.
+parsing, the model identity check, :mod:`compressai_psic.models.guard`, the
+entropy decoder, the synthesis transform and the crop
+(:func:`compressai_psic.io.codec.decompress_header`).
 
 Native code can crash, so :func:`run_isolated` decodes in forked child processes
 with a time limit per file and an address-space limit; a child killed by a
 signal or stopped for running too long is an outcome (``crash``, ``hang``), not
 the end of the test run. The benchmark is ``tools/fuzz_container.py``; the
-tests (``tests/test_fuzz.py``) run the same code under Hypothesis.
+tests (``tests/io/test_fuzzing.py``) run the same code under Hypothesis.
 
 Outcomes of one file (:data:`FAILURES` are bugs):
 
 ========== ==============================================================
-parser     :class:`~compressai_psic.container.PSICFormatError` from ``loads``
+parser     :class:`~compressai_psic.errors.PSICFormatError` from ``loads``
 mismatch   the header names another model (``ModelMismatchError``)
 guard      refused before decoding (``BitstreamError``)
 limit      refused before decoding (``PixelLimitError``)
@@ -41,14 +42,16 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import container
-from .container import (
+from ..errors import (
     BitstreamError,
+    CLIError,
     ModelMismatchError,
     PixelLimitError,
-    PSICFile,
     PSICFormatError,
 )
+from . import container
+from .codec import decompress_header
+from .container import PSICFile
 
 __all__ = [
     "FAILURES",
@@ -103,8 +106,6 @@ def decode_file(
     conditions: Sequence[str] = ("protected",),
 ) -> Tuple[str, str]:
     """Decodes ``data`` as ``psic decompress`` does; returns (outcome, detail)."""
-    from .cli import CLIError, decompress_header
-
     try:
         header = container.loads(data)
     except PSICFormatError as exc:
@@ -335,11 +336,11 @@ def run_isolated(
     child may allocate ``memory_mib`` MiB of address space beyond what it
     inherits (``RLIMIT_AS``); going over it shows as ``memory``.
 
-    The model is probed (:func:`compressai_psic.decode_guard.latent_layout`)
+    The model is probed (:func:`compressai_psic.models.guard.latent_layout`)
     before forking, so children inherit it. Needs the ``fork`` start method
     (Linux, macOS).
     """
-    from .models.guard import latent_layout
+    from ..models.guard import latent_layout
 
     latent_layout(model)
     context = multiprocessing.get_context("fork")

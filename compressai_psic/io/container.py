@@ -5,9 +5,7 @@ produces with ``compress()``, together with everything a decoder needs to rebuil
 the image: the model identity (architecture, quality and metric, or the sha256 of
 a checkpoint file, plus the seed of randomly initialised models), the original
 image size (before padding) and the latent ``shape``. One file decodes to the
-protected image by default, or to the full image, as in `"Privacy-Shielded Image
-Compression: Defending Against Exploitation from Vision-Language Pretrained
-Models" <https://arxiv.org/abs/2506.15201>`_, ICML 2025.
+protected image by default, or to the full image.
 
 The byte layout is documented in ``docs/FORMAT.md``. The parser treats every file
 as untrusted: each field has an explicit length and a hard upper bound, every
@@ -15,6 +13,9 @@ length is checked against the bytes that remain, trailing bytes are refused, and
 a truncated sha256 checksum covers the whole file. Any malformed input raises
 :class:`PSICFormatError` (a :class:`ValueError`) and nothing else; the parser
 never allocates more than the size of its input and runs in linear time.
+
+Files are written atomically (:func:`compressai_psic.io.files.write_bytes`).
+Nothing here imports torch: ``psic info`` reads files without it.
 """
 
 from __future__ import annotations
@@ -23,18 +24,17 @@ import hashlib
 import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import List, Tuple, Union
+from typing import List, Tuple
 
 # Defined in the base layer, so that the core can raise them without this module.
-from .errors import (
+from ..errors import (
     BitstreamError,
     ModelMismatchError,
     PixelLimitError,
     PSICFormatError,
 )
+from .files import PathLike, write_bytes
 
 __all__ = [
     "BitstreamError",
@@ -55,11 +55,9 @@ __all__ = [
     "PixelLimitError",
     "check_compatible",
     "dumps",
-    "file_sha256",
     "loads",
     "read",
     "write",
-    "write_bytes",
 ]
 
 #: First bytes of every ``.psic`` file.
@@ -412,9 +410,6 @@ def loads(data: bytes) -> PSICFile:
     return obj
 
 
-PathLike = Union[str, "os.PathLike[str]"]
-
-
 def write(path: PathLike, obj: PSICFile) -> int:
     """Writes ``obj`` to ``path`` atomically; returns the number of bytes written.
 
@@ -427,53 +422,6 @@ def write(path: PathLike, obj: PSICFile) -> int:
     data = dumps(obj)
     write_bytes(path, data)
     return len(data)
-
-
-def _new_file_mode() -> int:
-    """Permissions a new file gets under the current umask (``0o666 & ~umask``)."""
-    try:
-        # Linux reports the umask without changing it (os.umask would, briefly,
-        # for every thread of the process).
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_bytes(path: PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically, with the umask's permissions.
-
-    The bytes go to a temporary file next to ``path``, which is then renamed, so
-    that an interrupted run never leaves a half-written file behind. Unlike a
-    plain :func:`tempfile.mkstemp` file (always ``0o600``), the result has the
-    permissions any new file would get (``0o666`` less the umask).
-
-    Raises:
-        OSError: when ``path`` cannot be written; the message names ``path``,
-            not the temporary file.
-    """
-    path = Path(path)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror or "cannot write", str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), _new_file_mode())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename in (tmp_name, None):
-            raise OSError(
-                exc.errno, exc.strerror or "cannot write", str(path)
-            ) from None
-        raise
 
 
 def read(path: PathLike, max_size: int = MAX_FILE_SIZE) -> PSICFile:
@@ -506,15 +454,6 @@ def _too_large(max_size: int) -> PSICFormatError:
     return PSICFormatError(
         f"file is larger than the {max_size}-byte limit of this reader"
     )
-
-
-def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
-    """Lowercase hex sha256 of a file (the checkpoint identity stored in headers)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_compatible(

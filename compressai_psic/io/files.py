@@ -1,0 +1,75 @@
+"""Writing files atomically and hashing them (no torch needed).
+
+:func:`write_bytes` is how the package writes ``.psic`` files, manifests and
+exported weights: a temporary file renamed into place, with the permissions of
+any new file. :func:`file_sha256` is the identity of a weights file, as stored
+in ``.psic`` headers and in the zoo manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+__all__ = ["PathLike", "file_sha256", "write_bytes"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _new_file_mode() -> int:
+    """Permissions a new file gets under the current umask (``0o666 & ~umask``)."""
+    try:
+        # Linux reports the umask without changing it (os.umask would, briefly,
+        # for every thread of the process).
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically, with the umask's permissions.
+
+    The bytes go to a temporary file next to ``path``, which is then renamed, so
+    that an interrupted run never leaves a half-written file behind. Unlike a
+    plain :func:`tempfile.mkstemp` file (always ``0o600``), the result has the
+    permissions any new file would get (``0o666`` less the umask).
+
+    Raises:
+        OSError: when ``path`` cannot be written; the message names ``path``,
+            not the temporary file.
+    """
+    path = Path(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or "cannot write", str(path)) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            os.fchmod(f.fileno(), _new_file_mode())
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (tmp_name, None):
+            raise OSError(
+                exc.errno, exc.strerror or "cannot write", str(path)
+            ) from None
+        raise
+
+
+def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
+    """Lowercase hex sha256 of a file (the checkpoint identity stored in headers)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
