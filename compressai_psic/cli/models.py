@@ -53,12 +53,12 @@ from typing import (
     Tuple,
 )
 
-from .errors import CLIError, PSICFormatError, one_line
-from .io import container
-from .io.codec import ModelSpec, compress_tensor, decompress_header
-from .io.container import PSICFile
-from .io.files import file_sha256
-from .io.images import IMAGE_EXTENSIONS, ImageLoadError
+from ..errors import CLIError, PSICFormatError, one_line
+from ..io import container
+from ..io.codec import ModelSpec, compress_tensor, decompress_header
+from ..io.container import PSICFile
+from ..io.files import file_sha256
+from ..io.images import IMAGE_EXTENSIONS, ImageLoadError
 
 if TYPE_CHECKING:
     import torch
@@ -120,12 +120,12 @@ def build_model(
     """
     import torch
 
-    from . import zoo
+    from .. import zoo
 
     sha256 = None
     try:
         if spec.checkpoint is not None:
-            from .models import load_checkpoint
+            from ..models import load_checkpoint
 
             sha256 = _checkpoint_sha256(Path(spec.checkpoint))
             model = load_checkpoint(spec.checkpoint, architecture=spec.architecture)
@@ -216,7 +216,7 @@ def _spec_from_args(args: argparse.Namespace) -> ModelSpec:
     )
     if not spec.random_init:
         # Fail in a fraction of a second (no torch yet), naming what works offline.
-        from . import zoo
+        from .. import zoo
 
         if spec.architecture in zoo.MAX_QUALITY:
             message = _manifest_call(
@@ -239,7 +239,7 @@ def _manifest_call(function: Callable, *args):
 
 
 def _named_codec(name: str) -> Path:
-    from . import zoo
+    from .. import zoo
 
     return _manifest_call(zoo.named_codec_file, name, False)
 
@@ -259,7 +259,7 @@ def _spec_from_header(header: PSICFile, checkpoint: str | None) -> ModelSpec:
         )
         return ModelSpec(architecture=header.architecture, checkpoint=path)
     if header.checkpoint_sha256 is not None:
-        from . import zoo
+        from .. import zoo
 
         entry = _manifest_call(
             lambda: zoo.manifest_entry(sha256=header.checkpoint_sha256)
@@ -432,7 +432,7 @@ def _run_jobs(
 
 
 def _load_image_reporting_warnings(path: Path) -> Tensor:
-    from .io.images import load_image
+    from ..io.images import load_image
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -520,7 +520,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def _pixel_limit(value: Optional[int]) -> Iterator[None]:
     """Applies ``--max-pixels`` for the duration of one command."""
-    from .models import guard as decode_guard
+    from ..models import guard as decode_guard
 
     if value is None:
         yield
@@ -599,7 +599,7 @@ def _check_decodable(
     model: torch.nn.Module, source: Path, height: int, width: int
 ) -> None:
     """Refuses images whose file the decoder would refuse (pixel limit)."""
-    from .models import guard as decode_guard
+    from ..models import guard as decode_guard
 
     limit = decode_guard.MAX_DECODE_PIXELS
     padded = decode_guard.latent_layout(model).image_size(
@@ -663,7 +663,7 @@ def _decoded_targets(
 
 
 def _run_decompress(args: argparse.Namespace) -> int:
-    from .io.images import save_image
+    from ..io.images import save_image
 
     _check_device_name(args.device)
     device = _resolve_device(args.device)
@@ -802,13 +802,13 @@ register_command(
 
 def _demo_add_arguments(parser: argparse.ArgumentParser) -> None:
     # compressai_psic.demo imports torch: only ``psic demo`` pays for it.
-    from . import demo
+    from .. import demo
 
     demo.add_arguments(parser)
 
 
 def _demo_run(args: argparse.Namespace) -> int:
-    from . import demo
+    from .. import demo
 
     return demo.run(args)
 
