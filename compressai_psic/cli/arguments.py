@@ -1,0 +1,147 @@
+"""Options that several commands share: the model (``--model``, ``--arch``,
+``--quality``, ``--metric``, ``--checkpoint``, ``--random-init``, ``--seed``),
+the device, the pixel limit and ``--quiet``; with the checks and the context
+that apply them."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+from typing import Iterator, Optional
+
+from ..errors import CLIError
+from ..io import container
+
+__all__ = [
+    "DEFAULT_ARCH",
+    "DEFAULT_METRIC",
+    "DEFAULT_QUALITY",
+    "add_common_arguments",
+    "add_model_arguments",
+    "check_device_name",
+    "pixel_limit",
+    "resolve_device",
+]
+
+DEFAULT_ARCH = "bmshj2018-hyperprior"
+DEFAULT_QUALITY = 3
+DEFAULT_METRIC = "mse"
+
+_DEVICE_RE = re.compile(r"cpu|auto|cuda(:\d+)?")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="a named codec of the manifest, e.g. demo-psic (shipped with the "
+        "package: works offline)",
+    )
+    group.add_argument(
+        "--arch",
+        "-a",
+        default=None,
+        help=f"architecture (zoo name; default {DEFAULT_ARCH}); with --checkpoint, "
+        "the registered architecture when it cannot be guessed",
+    )
+    group.add_argument(
+        "--quality",
+        "-q",
+        type=int,
+        default=None,
+        help=f"zoo quality, 1 (lowest) .. 8 (6 for cheng2020); default "
+        f"{DEFAULT_QUALITY}",
+    )
+    group.add_argument(
+        "--metric",
+        "-m",
+        choices=sorted(container.METRICS),
+        default=None,
+        help=f"zoo metric (default {DEFAULT_METRIC})",
+    )
+    group.add_argument(
+        "--checkpoint",
+        "-c",
+        default=None,
+        metavar="PATH",
+        help="weights file (state dict or training checkpoint) instead of the zoo",
+    )
+    group.add_argument(
+        "--random-init",
+        action="store_true",
+        help="random zoo weights (no download; to try the pipeline only)",
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of --random-init weights (stored in the file; default 0)",
+    )
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:N or auto. Encode and decode on the same "
+        "kind of device: float differences in the hyperprior can desynchronise "
+        "the entropy decoder",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse images and files of more than N (padded) pixels; default "
+        "4096x4096 (compressai_psic.models.guard.MAX_DECODE_PIXELS), 0 for no limit",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar, no summary"
+    )
+
+
+def check_device_name(name: str) -> None:
+    if not _DEVICE_RE.fullmatch(name):
+        raise CLIError(
+            f"invalid --device {name!r}: allowed cpu, cuda, cuda:N (N a GPU index) "
+            "or auto"
+        )
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    check_device_name(name)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise CLIError("--device cuda requested but CUDA is not available")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise CLIError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s), "
+                f"allowed cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    return name
+
+
+@contextlib.contextmanager
+def pixel_limit(value: Optional[int]) -> Iterator[None]:
+    """Applies ``--max-pixels`` for the duration of one command."""
+    from ..models import guard as decode_guard
+
+    if value is None:
+        yield
+        return
+    if value < 0:
+        raise CLIError(f"--max-pixels must be >= 0 (0: no limit), got {value}")
+    previous = decode_guard.MAX_DECODE_PIXELS
+    decode_guard.MAX_DECODE_PIXELS = value or None
+    try:
+        yield
+    finally:
+        decode_guard.MAX_DECODE_PIXELS = previous

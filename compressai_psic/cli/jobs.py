@@ -1,0 +1,123 @@
+"""Inputs paired with outputs, and a run over them.
+
+One file, several files, or a folder: :func:`pair_files` names the outputs
+(next to the inputs, or under ``-o``) and refuses collisions and overwrites;
+:func:`run_jobs` runs a command on each pair, where in a folder one bad file
+is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+
+from ..errors import CLIError, PSICFormatError, one_line
+from ..io.images import ImageLoadError
+from .output import EXIT_OK, PROG, print_error
+
+__all__ = ["PSIC_SUFFIX", "check_targets", "pair_files", "run_jobs"]
+
+PSIC_SUFFIX = ".psic"
+
+
+def pair_files(
+    inputs: Sequence[str],
+    output: str | None,
+    accept: Callable[[Path], bool],
+    suffix: str,
+    kind: str,
+) -> Tuple[List[Tuple[Path, Path]], bool]:
+    """Pairs of (input file, output path) and whether a folder was given.
+
+    Without ``-o`` the output goes next to the input, named with ``suffix``; when
+    ``-o`` is an existing folder, outputs go into it with the same names.
+    """
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        folder = Path(inputs[0])
+        files = sorted(p for p in folder.iterdir() if p.is_file() and accept(p))
+        if not files:
+            raise CLIError(f"{folder}: no {kind} files in this folder")
+        out_dir = Path(output) if output is not None else folder
+        if out_dir.exists() and not out_dir.is_dir():
+            raise CLIError(f"{out_dir}: not a folder (the input is a folder)")
+        targets = [out_dir / (p.stem + suffix) for p in files]
+        seen: Dict[Path, Path] = {}
+        for source, target in zip(files, targets):
+            if target in seen:
+                raise CLIError(
+                    f"{seen[target].name} and {source.name} would both be written "
+                    f"to {target}"
+                )
+            seen[target] = source
+        return list(zip(files, targets)), True
+    for name in inputs:
+        if Path(name).is_dir():
+            raise CLIError(f"{name}: give one folder on its own, or files")
+    into = Path(output) if output is not None and Path(output).is_dir() else None
+    if output is not None and into is None and len(inputs) > 1:
+        raise CLIError("-o names one output file: give one input, or a folder as -o")
+    pairs = []
+    for name in inputs:
+        source = Path(name)
+        if into is not None:
+            target = into / (source.stem + suffix)
+        elif output is not None:
+            target = Path(output)
+        else:
+            target = source.with_suffix(suffix)
+        if target.resolve() == source.resolve():
+            raise CLIError(f"{source}: the output would overwrite the input")
+        pairs.append((source, target))
+    return pairs, False
+
+
+def check_targets(targets: Sequence[Path], may_replace: bool) -> None:
+    """Default outputs (no ``-o``) never replace existing files."""
+    if may_replace:
+        return
+    for target in targets:
+        if target.exists():
+            raise CLIError(f"{target} exists; name the output with -o to replace it")
+
+
+def _progress(items: List, enabled: bool, desc: str) -> Iterator:
+    if not enabled:
+        yield from items
+        return
+    from tqdm import tqdm
+
+    yield from tqdm(items, desc=desc, unit="img", file=sys.stderr)
+
+
+def run_jobs(
+    jobs: List[Tuple[Path, Path]],
+    work: Callable[[Path, Path], str | None],
+    folder: bool,
+    quiet: bool,
+    desc: str,
+) -> int:
+    """Runs ``work`` on every pair; in folders one bad file does not stop the rest."""
+    if folder:
+        jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    bar = folder and not quiet
+    for source, target in _progress(jobs, bar, desc):
+        try:
+            message = work(source, target)
+        except (CLIError, PSICFormatError, ImageLoadError, OSError) as exc:
+            if not folder:
+                raise
+            failures += 1
+            message = one_line(exc)
+            if str(source) not in message:
+                message = f"{source}: {message}"
+            print_error(f"{PROG}: error: {message}", bar)
+            continue
+        if message and not quiet and not folder:
+            print(message)
+    if failures:
+        raise CLIError(f"{failures} of {len(jobs)} files failed")
+    if folder and not quiet:
+        print(f"{desc}: {len(jobs)} files written to {jobs[0][1].parent}")
+    return EXIT_OK
