@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from compressai_psic import zoo
+from compressai_psic.io.files import file_sha256
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_malformed_manifests_raise_value_errors_naming_the_file(
 def test_sha256_is_compared_without_regard_to_case(manifest, tmp_path):
     weights = tmp_path / "w.bin"
     weights.write_bytes(b"weights")
-    digest = zoo.sha256_file(weights)
+    digest = file_sha256(weights)
     entry = {"name": "w", "architecture": "bmshj2018-hyperprior", "file": "w.bin"}
     write(manifest, {"models": [dict(entry, sha256=digest.upper())]})
     assert zoo.named_codec_file("w") == weights

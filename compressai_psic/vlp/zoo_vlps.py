@@ -45,7 +45,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..utils import load_torch_file
-from ..zoo import _weights_file, manifest_entry, manifest_path
+from ..zoo import manifest_entry, manifest_path, weights_file
 from .adapters import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .open_clip import OpenCLIPAdapter
 
@@ -380,7 +380,7 @@ def load_zoo_vlp(
                 f"No '{name}' entry in {manifest_path()}; train one with "
                 "`python tools/train_demo_vlp.py`"
             )
-        path = _weights_file(entry, progress=False)
+        path = weights_file(entry, progress=False)
         if config is None:
             config = entry.get("config")
     elif not os.path.isfile(path):

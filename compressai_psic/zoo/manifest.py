@@ -29,8 +29,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-from .io.files import file_sha256 as sha256_file
-from .io.files import write_bytes
+from ..io.files import file_sha256 as sha256_file
+from ..io.files import write_bytes
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -52,6 +52,7 @@ __all__ = [
     "mbt2018_mean",
     "named_codec_file",
     "published_weights_error",
+    "weights_file",
     "zoo_dir",
 ]
 
@@ -87,7 +88,7 @@ def zoo_dir() -> Path:
             return path
     except (ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parent.parent / "zoo"
+    return Path(__file__).resolve().parents[2] / "zoo"
 
 
 def manifest_path() -> Path:
@@ -187,7 +188,7 @@ def named_codec_file(name: str, progress: bool = True) -> Path:
             f"unknown codec {name!r}; the manifest ({manifest_path()}) has "
             f"{_codec_names() or 'none'}"
         )
-    return _weights_file(entry, progress)
+    return weights_file(entry, progress)
 
 
 def _codec_names() -> List[str]:
@@ -248,7 +249,7 @@ def update_manifest(zoo: Path, entry: Dict[str, Any]) -> Optional[str]:
     return replaced
 
 
-def _weights_file(entry: Dict[str, Any], progress: bool = True) -> Path:
+def weights_file(entry: Dict[str, Any], progress: bool = True) -> Path:
     """Local path of an entry's weights, downloaded and verified if needed."""
     sha256 = entry.get("sha256")
     if not sha256:
@@ -310,7 +311,7 @@ def _base_pretrained(architecture: str, metric: str, quality: int, progress: boo
 
 
 def _load_entry_weights(model: nn.Module, weights: Path, entry: Dict[str, Any]):
-    from .utils import load_torch_file
+    from ..utils import load_torch_file
 
     state = load_torch_file(weights)
     result = model.load_state_dict(state, strict=bool(entry.get("includes_base")))
@@ -340,7 +341,7 @@ def _load_model(
     top = MAX_QUALITY[architecture]
     if not isinstance(quality, int) or quality < 1 or quality > top:
         raise ValueError(f'Invalid quality "{quality}", should be between (1, {top})')
-    from .models import SHIELDED_CLASSES
+    from ..models import SHIELDED_CLASSES
 
     cls = SHIELDED_CLASSES[architecture]
     if not pretrained:
@@ -362,10 +363,10 @@ def _load_model(
         )
     # The PSIC file first: it is small, and a missing one should not cost a
     # download of CompressAI's weights before failing.
-    from .models import shield
-    from .utils import load_torch_file
+    from ..models import shield
+    from ..utils import load_torch_file
 
-    weights = _weights_file(entry, progress)
+    weights = weights_file(entry, progress)
     if entry.get("includes_base"):
         model = cls.from_state_dict(load_torch_file(weights))
     else:
@@ -376,8 +377,8 @@ def _load_model(
 
 def load_named(name: str, progress: bool = True) -> nn.Module:
     """Loads a named manifest model (e.g. the demo model) with its sha256 check."""
-    from .models import SHIELDED_CLASSES
-    from .utils import load_torch_file
+    from ..models import SHIELDED_CLASSES
+    from ..utils import load_torch_file
 
     entry = manifest_entry(name=name)
     codecs = [e.get("name") for e in load_manifest() if e.get("architecture")]
@@ -389,7 +390,7 @@ def load_named(name: str, progress: bool = True) -> nn.Module:
             f"{entry.get('kind', 'unknown')!r}); codecs: {codecs}"
         )
     cls = SHIELDED_CLASSES[entry["architecture"]]
-    state = load_torch_file(_weights_file(entry, progress))
+    state = load_torch_file(weights_file(entry, progress))
     return cls.from_state_dict(state).eval()
 
 
