@@ -35,7 +35,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
@@ -43,7 +43,7 @@ from compressai_psic import load_checkpoint, zoo
 from compressai_psic.io.files import write_bytes
 from compressai_psic.models.registry import ARCHITECTURES
 
-__all__ = ["build_parser", "export_model", "main", "update_manifest"]
+__all__ = ["build_parser", "export_model", "main", "same_model"]
 
 SUFFIX = ".pth.tar"
 HASH_PREFIX_LENGTH = 8
@@ -116,42 +116,13 @@ def manifest_entry(
     return entry
 
 
-def _same_model(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+def same_model(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """Entries for the same zoo point (architecture, quality, metric), or with
+    the same name when neither has a quality: the export replaces it."""
     if a.get("quality") is not None or b.get("quality") is not None:
         keys = ("architecture", "quality", "metric")
         return all(a.get(k) == b.get(k) for k in keys)
     return a.get("name") is not None and a.get("name") == b.get("name")
-
-
-def update_manifest(path: os.PathLike, entry: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Adds ``entry`` to the ``{"models": [...]}`` manifest at ``path``.
-
-    An entry for the same zoo point (architecture, quality, metric), or with the
-    same name when it has no quality, is replaced in place; all other entries
-    and top-level keys are kept. The file is created when missing and written
-    atomically. Returns the new list of entries.
-    """
-    path = Path(path)
-    data: Dict[str, Any] = {"models": []}
-    if path.is_file():
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not a valid JSON manifest ({err})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("models", []), list):
-            raise ValueError(f"{path}: expected a manifest {{'models': [...]}}")
-        data.setdefault("models", [])
-    models = data["models"]
-    for index, existing in enumerate(models):
-        if isinstance(existing, dict) and _same_model(existing, entry):
-            models[index] = entry
-            break
-    else:
-        models.append(entry)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
-    return models
 
 
 def _relative_file(target: Path, manifest: Path) -> str:
@@ -241,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     )
     if args.manifest is not None:
         try:
-            update_manifest(args.manifest, entry)
+            zoo.add_manifest_entry(args.manifest, entry, same=same_model)
         except (OSError, ValueError) as err:
             parser.exit(2, f"update_model: error: {' '.join(str(err).split())}\n")
         print(f"update_model: wrote {args.manifest}", file=sys.stderr)

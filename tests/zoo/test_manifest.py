@@ -4,13 +4,13 @@ without regard to case, named codecs, and no torch import for look-ups."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from compressai_psic import zoo
 from compressai_psic.io.files import file_sha256
+
+from ..helpers import modules_loaded_by
 
 
 @pytest.fixture
@@ -76,14 +76,26 @@ def test_packaged_manifest_lists_the_demo_codec():
     assert "demo-psic" in [e.get("name") for e in entries]
 
 
-def test_manifest_look_ups_import_no_torch(tmp_path):
+def test_manifest_look_ups_import_no_torch():
     code = (
-        "import sys; from compressai_psic import zoo; "
-        "zoo.published_weights_error('bmshj2018-hyperprior', 'mse', 3); "
-        "zoo.named_codec_file('demo-psic'); "
-        "print([k for k in ('torch', 'compressai') if k in sys.modules])"
+        "from compressai_psic import zoo\n"
+        "zoo.published_weights_error('bmshj2018-hyperprior', 'mse', 3)\n"
+        "zoo.named_codec_file('demo-psic')"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    assert modules_loaded_by(code, ("torch", "compressai")) == []
+
+
+def test_add_manifest_entry_replaces_what_same_matches(tmp_path):
+    path = tmp_path / "new" / "manifest.json"
+    first = {"name": "a", "file": "a1"}
+    assert zoo.add_manifest_entry(path, first) is None  # folder and file created
+    data = {"version": 2, "models": [first, {"name": "b", "file": "b1"}]}
+    write(path, data)
+    assert zoo.add_manifest_entry(path, {"name": "a", "file": "a2"}) == first
+    replaced = zoo.add_manifest_entry(
+        path, {"name": "c", "file": "b2"}, same=lambda old, new: old["name"] == "b"
     )
-    assert out.stdout.strip() == "[]"
+    assert replaced == {"name": "b", "file": "b1"}
+    saved = json.loads(path.read_text("utf-8"))
+    assert saved["version"] == 2  # other top-level keys are kept
+    assert [e["file"] for e in saved["models"]] == ["a2", "b2"]

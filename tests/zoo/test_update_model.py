@@ -3,12 +3,10 @@ identical decoding and manifest updates (tiny random models)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import stat
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,20 +15,9 @@ from compressai.zoo import bmshj2018_factorized as cai_factorized
 from compressai_psic import load_checkpoint, zoo
 from compressai_psic.utils import sha256_file
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location(
-    "update_model", ROOT / "tools" / "update_model.py"
-)
-update_model = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(update_model)
+from ..helpers import load_tool
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+update_model = load_tool("update_model")
 
 
 @pytest.fixture(scope="module")
