@@ -1,24 +1,7 @@
 """Old name of :mod:`compressai_psic.io.images` (``tools/train_demo_psic.py``
 still imports it); new code imports :mod:`compressai_psic.io.images`."""
 
-from .io.images import (
-    IMAGE_EXTENSIONS,
-    IMAGE_FORMATS,
-    ImageLoadError,
-    is_image_file,
-    load_image,
-    pil_to_tensor,
-    save_image,
-    tensor_to_pil,
-)
+from .io import images
+from .io.images import *  # noqa: F403
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "IMAGE_FORMATS",
-    "ImageLoadError",
-    "is_image_file",
-    "load_image",
-    "pil_to_tensor",
-    "save_image",
-    "tensor_to_pil",
-]
+__all__ = list(images.__all__)

@@ -79,14 +79,11 @@ def prepare_model(model: nn.Module, device: str, update: bool = True) -> nn.Modu
 
 def _zoo_model(args: argparse.Namespace, quality: int) -> nn.Module:
     kwargs = {k: v for k, v in (("N", args.N), ("M", args.M)) if v is not None}
-    entry = zoo.image_models[args.architecture]
-    if args.random_init:
-        # A forked RNG seeded per run: the same seed gives the same weights as
-        # `psic compress --random-init --seed`, and the caller's RNG is untouched.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(args.seed)
-            return entry(quality, metric=args.metric, pretrained=False, **kwargs)
-    return entry(quality, metric=args.metric, pretrained=True, progress=False)
+    # The same seed gives the same weights as `psic compress --random-init --seed`.
+    seed = args.seed if args.random_init else None
+    return zoo.build_zoo_model(
+        args.architecture, quality, args.metric, seed, progress=False, **kwargs
+    )
 
 
 def _runs(

@@ -264,12 +264,10 @@ def load_model(args: argparse.Namespace) -> nn.Module:
         return load_checkpoint(args.checkpoint, architecture=args.architecture)
     if args.named:
         return zoo.load_named(args.named, progress=False)
-    entry = zoo.image_models[args.model]
-    if args.random_init:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(args.seed)
-            return entry(args.quality, metric=args.metric, pretrained=False)
-    return entry(args.quality, metric=args.metric, pretrained=True, progress=False)
+    seed = args.seed if args.random_init else None
+    return zoo.build_zoo_model(
+        args.model, args.quality, args.metric, seed, progress=False
+    )
 
 
 def vlp_specs(args: argparse.Namespace) -> Dict[str, List[str]]:

@@ -81,17 +81,9 @@ def build_model(
                     f"unknown architecture {spec.architecture!r}; choose from "
                     f"{', '.join(zoo.image_models)} (or give --checkpoint)"
                 )
-            entry = zoo.image_models[spec.architecture]
-            if spec.random_init:
-                # Seeded in a forked RNG so the decoder rebuilds the same weights
-                # without disturbing the caller's random state.
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(spec.seed)
-                    model = entry(spec.quality, metric=spec.metric, pretrained=False)
-            else:
-                model = entry(
-                    spec.quality, metric=spec.metric, pretrained=True, progress=False
-                )
+            model = zoo.build_zoo_model(
+                spec.architecture, spec.quality, spec.metric, spec.seed, progress=False
+            )
     except CLIError:
         raise
     except zoo.NoPublishedWeightsError:

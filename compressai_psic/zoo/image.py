@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from .manifest import (
     NoPublishedWeightsError,
@@ -37,6 +37,7 @@ __all__ = [
     "METRICS",
     "bmshj2018_factorized",
     "bmshj2018_hyperprior",
+    "build_zoo_model",
     "cheng2020_anchor",
     "cheng2020_attn",
     "image_models",
@@ -209,3 +210,32 @@ image_models: Dict[str, Callable[..., nn.Module]] = {
     "cheng2020-anchor": cheng2020_anchor,
     "cheng2020-attn": cheng2020_attn,
 }
+
+
+def build_zoo_model(
+    architecture: str,
+    quality: int,
+    metric: str = "mse",
+    seed: Optional[int] = None,
+    progress: bool = True,
+    **kwargs: Any,
+) -> nn.Module:
+    """The zoo model ``architecture`` at ``quality``: with its published weights,
+    or, given a ``seed``, with random weights drawn in a forked RNG.
+
+    Random weights depend only on the seed (and the PyTorch and CompressAI
+    versions), not on the caller's random state, which is left untouched: they
+    are the weights ``psic compress --random-init --seed SEED`` writes files with
+    and ``psic decompress`` rebuilds. ``kwargs`` go to the entry point (``N``,
+    ``M``, ``plan`` …).
+    """
+    entry = image_models[architecture]
+    if seed is None:
+        return entry(
+            quality, metric=metric, pretrained=True, progress=progress, **kwargs
+        )
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return entry(quality, metric=metric, pretrained=False, **kwargs)
