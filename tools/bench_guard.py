@@ -1,4 +1,4 @@
-r"""Cost of :mod:`compressai_psic.decode_guard` on a decode: time and padding.
+r"""Cost of :mod:`compressai_psic.models.guard` on a decode: time and padding.
 
 For each architecture (random weights, one synthetic image) every repeat times,
 interleaved, ``model.decompress(strings, shape)`` alone and the guarded decode

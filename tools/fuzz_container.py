@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--unguarded",
         action="store_true",
-        help="skip decode_guard (to see what the harness catches without it)",
+        help="skip compressai_psic.models.guard (what the harness catches without it)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the report")
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
