@@ -1,9 +1,8 @@
-r"""Small helpers: padding, state-dict normalisation, hashing and safe loading."""
+r"""Small helpers: padding, state-dict normalisation and safe loading."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import sys
@@ -24,7 +23,6 @@ __all__ = [
     "machine_description",
     "normalize_state_dict",
     "pad_to_multiple",
-    "sha256_file",
 ]
 
 Padding = Tuple[int, int, int, int]
@@ -119,15 +117,6 @@ def normalize_state_dict(
                 key = f"{prefix}._{_NEW_TO_OLD[kind]}{index}"
         out[key] = value
     return out
-
-
-def sha256_file(path: Union[str, os.PathLike], chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_torch_file(

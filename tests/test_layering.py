@@ -44,7 +44,6 @@ LAYERS: Dict[str, str] = {
             "datasets",
             "zoo",
             "io",
-            "image_io",  # old name of io.images, for tools/train_demo_psic.py
         )
     },
     f"{PACKAGE}.train": "pipelines",

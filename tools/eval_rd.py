@@ -50,8 +50,8 @@ from compressai_psic.evaluation import (
     parse_condition,
     rd_json,
 )
+from compressai_psic.io.files import file_sha256 as sha256_file
 from compressai_psic.models.registry import ARCHITECTURES
-from compressai_psic.utils import sha256_file
 
 __all__ = ["build_parser", "main", "plot_rd", "prepare_model"]
 

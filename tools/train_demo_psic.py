@@ -58,7 +58,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from compressai_psic import train as train_tool  # noqa: E402
-from compressai_psic.utils import machine_description, sha256_file  # noqa: E402
+from compressai_psic.io.files import file_sha256 as sha256_file  # noqa: E402
+from compressai_psic.utils import machine_description  # noqa: E402
 from compressai_psic.zoo import update_manifest  # noqa: E402
 
 __all__ = [
@@ -331,7 +332,7 @@ def _summarise(report: Dict[str, Any], stage1_psnr: float) -> Dict[str, Any]:
 def stage1_psnr(path: Path, num_images: int, seed: int) -> float:
     """Mean PSNR of the stage-1 codec (no triggers) on the evaluation scenes."""
     from compressai_psic.datasets import SceneCaptions
-    from compressai_psic.image_io import pil_to_tensor
+    from compressai_psic.io.images import pil_to_tensor
     from compressai_psic.models import load_checkpoint
 
     model = load_checkpoint(path).eval()

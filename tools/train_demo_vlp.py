@@ -60,7 +60,8 @@ from compressai_psic.demo.vlp_training import (  # noqa: E402
     evaluate_demo_clip,
     train_demo_clip,
 )
-from compressai_psic.utils import machine_description, sha256_file  # noqa: E402
+from compressai_psic.io.files import file_sha256 as sha256_file  # noqa: E402
+from compressai_psic.utils import machine_description  # noqa: E402
 from compressai_psic.vlp import (  # noqa: E402
     DEMO_VLP_NAME,
     EVAL_VLPS,

@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping, Union
 import torch
 import torch.nn as nn
 
-from ..utils import sha256_file
+from ..io.files import file_sha256 as sha256_file
 from .constants import BEST_CHECKPOINT_NAME, CHECKPOINT_NAME
 from .distributed import unwrap
 

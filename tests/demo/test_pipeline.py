@@ -16,8 +16,8 @@ from compressai_psic.demo import (
     run_demo,
     shipped_eval_vlps,
 )
+from compressai_psic.io.files import file_sha256 as sha256_file
 from compressai_psic.models import ShieldedMixin
-from compressai_psic.utils import sha256_file
 from compressai_psic.vlp import DEMO_VLP_NAME, EVAL_VLPS
 
 from ..helpers import load_tool, torch_threads

@@ -16,7 +16,7 @@ from compressai_psic.demo.vlp_training import (
     train_demo_clip,
     training_samples,
 )
-from compressai_psic.utils import sha256_file
+from compressai_psic.io.files import file_sha256 as sha256_file
 from compressai_psic.vlp import (
     DEMO_VLP_CONFIG,
     EVAL_VLPS,

@@ -450,7 +450,7 @@ def test_manifest_weights_are_sha256_checked(monkeypatch, tmp_path):
     perturb_triggers(model)
     weights = tmp_path / "w.pth.tar"
     torch.save(model.state_dict(), weights)
-    from compressai_psic.utils import sha256_file
+    from compressai_psic.io.files import file_sha256 as sha256_file
 
     manifest = tmp_path / "manifest.json"
     entry = {
@@ -563,7 +563,7 @@ def test_pretrained_offline_names_the_file_to_download(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    from compressai_psic.utils import sha256_file
+    from compressai_psic.io.files import file_sha256 as sha256_file
 
     monkeypatch.setitem(cai_zoo.image_models, "mbt2018-mean", offline)
     manifest = tmp_path / "manifest.json"

@@ -13,6 +13,7 @@ from compressai.models import ScaleHyperprior
 
 from compressai_psic import load_checkpoint, zoo
 from compressai_psic.datasets.scenes import write_split
+from compressai_psic.io.files import file_sha256 as sha256_file
 from compressai_psic.losses import PSICLoss
 from compressai_psic.models import SHIELDED_CLASSES
 from compressai_psic.train import (
@@ -29,7 +30,6 @@ from compressai_psic.train import (
     split_parameters,
     train_step,
 )
-from compressai_psic.utils import sha256_file
 from compressai_psic.vlp import tiny_vlp
 
 from ..helpers import ROOT

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from compressai_psic.datasets.scenes import split_samples
-from compressai_psic.utils import sha256_file
+from compressai_psic.io.files import file_sha256 as sha256_file
 from compressai_psic.vlp import (
     DEMO_VLP_CONFIG,
     DEMO_VLP_NAME,

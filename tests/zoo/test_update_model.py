@@ -13,7 +13,7 @@ import torch
 from compressai.zoo import bmshj2018_factorized as cai_factorized
 
 from compressai_psic import load_checkpoint, zoo
-from compressai_psic.utils import sha256_file
+from compressai_psic.io.files import file_sha256 as sha256_file
 
 from ..helpers import load_tool
 
