@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+import pytest
+
 PACKAGE = "compressai_psic"
 SOURCE = Path(__file__).resolve().parents[1] / PACKAGE
 
@@ -201,6 +203,7 @@ def test_cycle_finder_finds_a_planted_circle():
     assert find_cycle(["a", "b", "c", "d"], edges[:2] + edges[3:]) is None
 
 
+@pytest.mark.slow
 def test_the_core_imports_nothing_above_it():
     code = (
         "import sys, compressai_psic.models\n"
