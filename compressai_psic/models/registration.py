@@ -13,7 +13,8 @@ from compressai.models import CompressionModel
 from compressai.registry import MODELS
 
 from .registry import ARCHITECTURES, Architecture, PointsSpec, auto_injection_points
-from .shielded import ShieldedMixin, make_shielded_class
+from .shielded import ShieldedMixin
+from .upgrade import make_shielded_class
 
 __all__ = ["register_architecture"]
 

@@ -27,17 +27,14 @@ trigger bias enters, so the layers before it are shared.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import inspect
-import types
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from compressai.models import CompressionModel
 from torch import Tensor
 
-from ..utils import normalize_state_dict
+from .calls import CALLS, SynthesisCall, set_call
 from .conditions import (
     Condition,
     ConditionEncoder,
@@ -46,23 +43,13 @@ from .conditions import (
 )
 from .guard import check_compress_input, check_finite, guard_decode_inputs
 from .registry import (
-    ARCHITECTURES,
     Architecture,
     InjectionPoint,
-    auto_injection_points,
-    find_architecture,
     infer_channels,
-    rename_prefixes,
 )
+from .weights import ShieldedWeightsMixin
 
-__all__ = [
-    "MODULATIONS",
-    "ShieldedMixin",
-    "TriggerProjection",
-    "make_shielded_class",
-    "rebuild_dynamic",
-    "shielded_class_of",
-]
+__all__ = ["MODULATIONS", "ShieldedMixin", "TriggerProjection"]
 
 #: How a trigger acts at an injection point: ``bias`` (the paper) adds
 #: ``P(t)``; ``affine`` also scales each channel by ``1 + S(t)``.
@@ -80,51 +67,6 @@ class TriggerProjection(nn.Linear):
         nn.init.zeros_(self.weight)
 
 
-class _Call:
-    """State of one synthesis run, private to the thread that runs it.
-
-    ``conditions`` is what the caller asked for; the rest is filled in when
-    ``g_s`` starts: the per-sample βs, the trigger and the bias of every point.
-    """
-
-    __slots__ = (
-        "conditions",
-        "running",
-        "token",
-        "batch_size",
-        "betas",
-        "trigger",
-        "biases",
-        "forked",
-        "seen",
-    )
-
-    def __init__(self, conditions: Sequence[Condition]):
-        self.conditions = list(conditions)
-        self.running = False
-        self.token: Optional[contextvars.Token] = None
-        self.batch_size = 0
-        self.betas: Optional[Tensor] = None
-        self.trigger: Optional[Tensor] = None
-        self.biases: Dict[str, Tensor] = {}
-        self.forked = len(self.conditions) == 1
-        self.seen: set = set()
-
-
-#: Active calls of this thread/task, by ``id(model)``. Immutable mappings: a call
-#: sets a new one and resets it afterwards, so nested and concurrent calls never
-#: see each other's state.
-_CALLS: contextvars.ContextVar[Mapping[int, _Call]] = contextvars.ContextVar(
-    "compressai_psic_calls", default=types.MappingProxyType({})
-)
-
-
-def _set_call(model: nn.Module, call: _Call) -> contextvars.Token:
-    calls = dict(_CALLS.get())
-    calls[id(model)] = call
-    return _CALLS.set(types.MappingProxyType(calls))
-
-
 def _get_submodule(root: nn.Module, path: str) -> nn.Module:
     try:
         return root.get_submodule(path)
@@ -134,7 +76,7 @@ def _get_submodule(root: nn.Module, path: str) -> nn.Module:
         ) from None
 
 
-class ShieldedMixin:
+class ShieldedMixin(ShieldedWeightsMixin):
     r"""Adds CLTG triggers and dual-path decoding to a CompressAI model class.
 
     `"Privacy-Shielded Image Compression: Defending Against Exploitation from
@@ -439,7 +381,7 @@ class ShieldedMixin:
             rows.append(trigger)
         return torch.cat(rows)[inverse]
 
-    def _start(self, call: _Call, like: Tensor) -> None:
+    def _start(self, call: SynthesisCall, like: Tensor) -> None:
         batch = like.size(0)
         device = like.device
         dtype = self._encoder_dtype(like)
@@ -475,11 +417,11 @@ class ShieldedMixin:
 
     # ------------------------------------------------------------------ hooks
     def _psic_enter_synthesis(self, module: nn.Module, args: Tuple, kwargs: Dict):
-        call = _CALLS.get().get(id(self))
+        call = CALLS.get().get(id(self))
         if call is None or call.running:
             # g_s called directly (not through forward/decompress): the default.
-            call = _Call([self.default_condition])
-            call.token = _set_call(self, call)
+            call = SynthesisCall([self.default_condition])
+            call.token = set_call(self, call)
         x = args[0]
         self._start(call, x)
         if self._psic_fork == ("pre", "g_s") and not call.forked:
@@ -490,17 +432,17 @@ class ShieldedMixin:
         return args, kwargs
 
     def _psic_leave_synthesis(self, module: nn.Module, args: Tuple, out: Any):
-        call = _CALLS.get().get(id(self))
+        call = CALLS.get().get(id(self))
         if call is None:
             return None
         call.running = False
         if call.token is not None:
             token, call.token = call.token, None
-            _CALLS.reset(token)
+            CALLS.reset(token)
         return None
 
     def _psic_fork_input(self, module: nn.Module, args: Tuple):
-        call = _CALLS.get().get(id(self))
+        call = CALLS.get().get(id(self))
         if call is None or not call.running or call.forked:
             return None
         call.forked = True
@@ -509,7 +451,7 @@ class ShieldedMixin:
 
     def _psic_add_bias(self, module: nn.Module, args: Tuple, out: Tensor) -> Tensor:
         target = module._psic_target
-        call = _CALLS.get().get(id(self))
+        call = CALLS.get().get(id(self))
         if call is None or not call.running:
             # The module runs outside a synthesis pass (``net.g_s[4](h)``, a slice
             # of g_s): it decodes the default condition for its own batch.
@@ -542,14 +484,14 @@ class ShieldedMixin:
 
     # ----------------------------------------------------------- conditions
     @contextlib.contextmanager
-    def _conditioned(self, conditions: Sequence[Condition]) -> Iterator[_Call]:
+    def _conditioned(self, conditions: Sequence[Condition]) -> Iterator[SynthesisCall]:
         """Makes ``g_s`` decode ``conditions`` within this thread's context."""
-        call = _Call(as_condition_list(conditions))
-        token = _set_call(self, call)
+        call = SynthesisCall(as_condition_list(conditions))
+        token = set_call(self, call)
         try:
             yield call
         finally:
-            _CALLS.reset(token)
+            CALLS.reset(token)
 
     @staticmethod
     def _split(x: Tensor, count: int) -> List[Tensor]:
@@ -591,7 +533,7 @@ class ShieldedMixin:
         out["beta"] = self._split(self._betas_of(call, x.size(0)), k)
         return out
 
-    def _betas_of(self, call: _Call, batch: int) -> Tensor:
+    def _betas_of(self, call: SynthesisCall, batch: int) -> Tensor:
         if call.betas is not None:
             return call.betas
         return self.condition_betas(call.conditions, batch)
@@ -639,144 +581,13 @@ class ShieldedMixin:
         check_finite(out["x_hat"])
         return {"x_hat": self._split(out["x_hat"], len(call.conditions))}
 
-    # ------------------------------------------------------------ state dict
-    def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True):
-        state_dict = normalize_state_dict(state_dict, self)
-        state_dict = self._psic_architecture.to_internal(state_dict)
-        given = sorted(
-            InjectionPoint.target_of(k[len("trigger_proj.") : -len(".weight")])
-            for k in state_dict
-            if k.startswith("trigger_proj.") and k.endswith(".weight")
-        )
-        ours = sorted(p.target for p in self._psic_points)
-        if given and given != ours and not self._psic_architecture.trigger_argument:
-            raise ValueError(
-                f"The weights carry triggers at {given}, this model at {ours} (plan "
-                f'"{self.plan}"); build the model from the weights with '
-                "from_state_dict() or load_checkpoint()"
-            )
-        return super().load_state_dict(state_dict, strict=strict)
-
-    def state_dict(self, *args: Any, **kwargs: Any):
-        state = super().state_dict(*args, **kwargs)
-        aliases = self._psic_architecture.key_aliases
-        if aliases:
-            prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
-            renamed = rename_prefixes(
-                state, {prefix + k: prefix + v for k, v in aliases.items()}
-            )
-            state.clear()
-            state.update(renamed)
-        return state
-
-    @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, Tensor], **kwargs: Any):
-        """Builds the model from a state dict (or a ``{"state_dict": …}`` checkpoint).
-
-        Channel counts, trigger width, Fourier frequencies and the injection plan
-        are read from the weights (the projection names are their injection
-        points); ``module.`` prefixes and CompressAI 1.2.6 entropy-bottleneck
-        names are accepted.
-        """
-        state_dict = normalize_state_dict(state_dict)
-        arch = cls._psic_architecture
-        internal = arch.to_internal(state_dict)
-        config = dict(arch.config(internal))
-        fc1 = internal.get("global_cond.beta_mlp.fc1.weight")
-        if fc1 is not None and "condition_encoder" not in kwargs:
-            config.setdefault("trigger_dim", int(fc1.size(0)))
-            config.setdefault("num_frequencies", (int(fc1.size(1)) - 1) // 2)
-        rows = {
-            InjectionPoint.target_of(k[len("trigger_proj.") : -len(".weight")]): int(
-                v.size(0)
-            )
-            for k, v in internal.items()
-            if k.startswith("trigger_proj.") and k.endswith(".weight")
-        }
-        explicit = "plan" in kwargs or "injection_points" in kwargs
-        if rows and not explicit:
-            config["injection_points"] = [InjectionPoint(t, n) for t, n in rows.items()]
-        config.update(kwargs)
-        net = cls(**config)
-        if rows and not explicit and "modulation" not in kwargs:
-            inferred = {t: infer_channels(net.get_submodule(t)) for t in rows}
-            # Twice the channels per projection: a scale and a bias per channel.
-            if any(inferred.values()) and all(
-                rows[t] % 2 == 0 and inferred[t] in (None, rows[t] // 2) for t in rows
-            ):
-                config["injection_points"] = [
-                    InjectionPoint(t, n // 2) for t, n in rows.items()
-                ]
-                net = cls(**dict(config, modulation="affine"))
-        net.load_state_dict(state_dict)
-        return net
-
     def __reduce_ex__(self, protocol: int):
         if not getattr(type(self), "_psic_dynamic", False):
             return super().__reduce_ex__(protocol)
-        # A class built at run time is not importable: rebuild it from its base.
+        # A class built at run time is not importable: its maker gave it the
+        # function that rebuilds it from its base class.
         return (
-            rebuild_dynamic,
+            type(self)._psic_rebuild,
             (self._psic_base_class, self._psic_architecture.name),
             self.__dict__,
         )
-
-
-def rebuild_dynamic(base: type, architecture: str) -> nn.Module:
-    """Unpickles a model whose shielded class was built at run time."""
-    arch = ARCHITECTURES.get(architecture)
-    cls = (
-        arch.shielded_class
-        if arch is not None and arch.model_class is base
-        else shielded_class_of(base)
-    )
-    return cls.__new__(cls)
-
-
-def make_shielded_class(base: type, architecture: Architecture) -> type:
-    """Builds the shielded class of ``base`` at run time (pickles by its base)."""
-    return type(
-        f"Shielded{base.__name__}",
-        (ShieldedMixin, base),
-        {
-            "_psic_architecture": architecture,
-            "_psic_base_class": base,
-            "_psic_dynamic": True,
-            "__module__": __name__,
-            "__doc__": f"{base.__name__} with PSIC privacy-shielded decoding "
-            f"(architecture {architecture.name!r}).",
-        },
-    )
-
-
-_AUTO_CLASSES: Dict[type, type] = {}
-
-
-def shielded_class_of(model_class: type) -> type:
-    """The shielded class of a CompressAI model class.
-
-    Registered architectures return their module-level class; other
-    ``CompressionModel`` subclasses get one built once with
-    :func:`~compressai_psic.models.registry.auto_injection_points`.
-    """
-    if issubclass(model_class, ShieldedMixin):
-        return model_class
-    arch = find_architecture(model_class)
-    if arch is not None:
-        return arch.shielded_class
-    if not issubclass(model_class, CompressionModel):
-        raise ValueError(
-            f"{model_class.__name__} is not a compressai CompressionModel; only "
-            "CompressionModel subclasses can be shielded"
-        )
-    if model_class not in _AUTO_CLASSES:
-        arch = Architecture(
-            name=f"auto:{model_class.__module__}.{model_class.__qualname__}",
-            model_class=model_class,
-            plans={"auto": auto_injection_points},
-            default_plan="auto",
-        )
-        cls = make_shielded_class(model_class, arch)
-        arch.shielded_class = cls
-        _AUTO_CLASSES[model_class] = cls
-    return _AUTO_CLASSES[model_class]

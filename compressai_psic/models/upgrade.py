@@ -9,19 +9,28 @@ r"""Upgrading CompressAI models: shielded classes and instances, and back.
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from compressai.models import CompressionModel
 
 from .conditions import ConditionEncoder, FourierConditionEncoder
-from .shielded import ShieldedMixin, shielded_class_of
+from .registry import (
+    ARCHITECTURES,
+    Architecture,
+    auto_injection_points,
+    find_architecture,
+)
+from .shielded import ShieldedMixin
 
-__all__ = ["shield", "shielded_class", "unshield"]
-
-#: The shielded class of a CompressAI class (registered, or built once).
-shielded_class = shielded_class_of
+__all__ = [
+    "make_shielded_class",
+    "rebuild_dynamic",
+    "shield",
+    "shielded_class",
+    "unshield",
+]
 
 
 def _adopt(cls: type, model: nn.Module) -> nn.Module:
@@ -188,3 +197,64 @@ def _replan(
             else:
                 weight.copy_(previous[point.channels :])
     return replanned
+
+
+def rebuild_dynamic(base: type, architecture: str) -> nn.Module:
+    """Unpickles a model whose shielded class was built at run time."""
+    arch = ARCHITECTURES.get(architecture)
+    cls = (
+        arch.shielded_class
+        if arch is not None and arch.model_class is base
+        else shielded_class(base)
+    )
+    return cls.__new__(cls)
+
+
+def make_shielded_class(base: type, architecture: Architecture) -> type:
+    """Builds the shielded class of ``base`` at run time (pickles by its base)."""
+    return type(
+        f"Shielded{base.__name__}",
+        (ShieldedMixin, base),
+        {
+            "_psic_architecture": architecture,
+            "_psic_base_class": base,
+            "_psic_dynamic": True,
+            "_psic_rebuild": staticmethod(rebuild_dynamic),
+            "__module__": __name__,
+            "__doc__": f"{base.__name__} with PSIC privacy-shielded decoding "
+            f"(architecture {architecture.name!r}).",
+        },
+    )
+
+
+_AUTO_CLASSES: Dict[type, type] = {}
+
+
+def shielded_class(model_class: type) -> type:
+    """The shielded class of a CompressAI model class.
+
+    Registered architectures return their module-level class; other
+    ``CompressionModel`` subclasses get one built once with
+    :func:`~compressai_psic.models.registry.auto_injection_points`.
+    """
+    if issubclass(model_class, ShieldedMixin):
+        return model_class
+    arch = find_architecture(model_class)
+    if arch is not None:
+        return arch.shielded_class
+    if not issubclass(model_class, CompressionModel):
+        raise ValueError(
+            f"{model_class.__name__} is not a compressai CompressionModel; only "
+            "CompressionModel subclasses can be shielded"
+        )
+    if model_class not in _AUTO_CLASSES:
+        arch = Architecture(
+            name=f"auto:{model_class.__module__}.{model_class.__qualname__}",
+            model_class=model_class,
+            plans={"auto": auto_injection_points},
+            default_plan="auto",
+        )
+        cls = make_shielded_class(model_class, arch)
+        arch.shielded_class = cls
+        _AUTO_CLASSES[model_class] = cls
+    return _AUTO_CLASSES[model_class]
