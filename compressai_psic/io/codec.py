@@ -89,14 +89,13 @@ def compress_tensor(
 
     Raises:
         ValueError: when ``x`` holds NaN, infinity or values outside [0, 1]
-            (CompressAI's encoder would loop forever on them).
+            (CompressAI's encoder would loop forever on them; a shielded
+            model's ``compress`` refuses them).
     """
     import torch
 
-    from ..models.guard import check_compress_input
     from ..utils import pad_to_multiple
 
-    check_compress_input(x)
     height, width = x.shape[-2:]
     x_padded, _ = pad_to_multiple(x, int(model.downsampling_factor))
     with torch.no_grad():
@@ -119,9 +118,11 @@ def decompress_header(
 ) -> List[Tensor]:
     """Decodes a :class:`PSICFile` to one image per condition, cropped to size.
 
-    The header is validated against the model first
-    (:func:`compressai_psic.models.guard.guard_decode_inputs`): any file decodes
-    within time and memory proportional to its declared size, or is refused.
+    The header is validated against the model and its declared image size first
+    (:func:`compressai_psic.models.guard.validate_decode_inputs`); the shielded
+    model's ``decompress`` then pads the strings and refuses a non-finite decode
+    itself, so any file decodes within time and memory proportional to its
+    declared size, or is refused.
 
     Raises:
         PSICFormatError: (:class:`~compressai_psic.errors.BitstreamError`,
@@ -132,13 +133,15 @@ def decompress_header(
     """
     import torch
 
-    # Looked up at each call: tools/fuzz_container.py --unguarded replaces them.
-    from ..models.guard import check_finite, guard_decode_inputs
+    from ..models import guard
     from ..utils import crop_padding
 
-    strings = guard_decode_inputs(
+    # The stricter check a file allows (its latents must be exactly those of the
+    # declared size); padding and the finite check happen once, in the model.
+    guard.validate_decode_inputs(
         model, header.strings, header.shape, image_size=(header.height, header.width)
     )
+    strings = header.strings
     try:
         with torch.no_grad():
             if len(conditions) == 1:
@@ -160,8 +163,6 @@ def decompress_header(
         if isinstance(exc, PSICFormatError):
             raise
         raise CLIError(f"cannot decode the bitstream: {one_line(exc)}") from None
-    del strings
-    check_finite(images)
     cropped = []
     for x_hat in images:
         padded_h, padded_w = x_hat.shape[-2:]

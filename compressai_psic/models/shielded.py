@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from . import guard
 from .calls import CALLS, SynthesisCall, set_call
 from .conditions import (
     Condition,
@@ -41,7 +42,6 @@ from .conditions import (
     FourierConditionEncoder,
     as_condition_list,
 )
-from .guard import check_compress_input, check_finite, guard_decode_inputs
 from .registry import (
     Architecture,
     InjectionPoint,
@@ -541,7 +541,7 @@ class ShieldedMixin(ShieldedWeightsMixin):
     def compress(self, x: Tensor, *args: Any, **kwargs: Any) -> Dict[str, Any]:
         """The base model's ``compress``, after refusing non-finite or
         out-of-range pixels (NaN makes CompressAI's entropy coder loop forever)."""
-        check_compress_input(x)
+        guard.check_compress_input(x)
         return super().compress(x, *args, **kwargs)
 
     def decompress(
@@ -554,12 +554,12 @@ class ShieldedMixin(ShieldedWeightsMixin):
         a :class:`~compressai_psic.errors.PSICFormatError` before the native
         entropy decoder sees a byte, and a non-finite decode raises too.
         """
-        strings = guard_decode_inputs(self, strings, shape)
+        strings = guard.guard_decode_inputs(self, strings, shape)
         if condition is None:
             condition = self.default_condition
         with self._conditioned([condition]):
             out = super().decompress(strings, shape, **kwargs)
-        check_finite(out["x_hat"])
+        guard.check_finite(out["x_hat"])
         return out
 
     def decompress_multi(
@@ -575,10 +575,10 @@ class ShieldedMixin(ShieldedWeightsMixin):
         (repeated where the first bias enters). Returns ``{"x_hat": [...]}`` in
         the order of ``conditions``.
         """
-        strings = guard_decode_inputs(self, strings, shape)
+        strings = guard.guard_decode_inputs(self, strings, shape)
         with self._conditioned(conditions) as call:
             out = super().decompress(strings, shape, **kwargs)
-        check_finite(out["x_hat"])
+        guard.check_finite(out["x_hat"])
         return {"x_hat": self._split(out["x_hat"], len(call.conditions))}
 
     def __reduce_ex__(self, protocol: int):
