@@ -65,6 +65,7 @@ from compressai_psic.utils import machine_description  # noqa: E402
 from compressai_psic.vlp import (  # noqa: E402
     DEMO_VLP_NAME,
     EVAL_VLPS,
+    TRAIN_VLPS,
     VLP_ARCHITECTURES,
     demo_state_dict,
     load_zoo_vlp,
@@ -79,6 +80,7 @@ DEFAULT_ZOO = Path(__file__).resolve().parent.parent / "zoo"
 DEFAULT_NAMES = {
     "vit": DEMO_VLP_NAME,
     **{arch: name for name, arch in EVAL_VLPS.values()},
+    **{arch: name for name, arch in TRAIN_VLPS.items()},
 }
 #: Manifest names of the evaluation VLPs (their card is ``EVAL_VLPS.md``).
 EVAL_NAMES = tuple(name for name, _ in EVAL_VLPS.values())
@@ -472,6 +474,41 @@ Recall@1 is 1/N), measured on the stored weights after loading them back:
 """
 
 
+_TRAIN_CARD = """# Training-ensemble VLPs ({names})
+
+Vision-language models that shielded codecs are trained **against**, together
+with `demo-vlp` ([DEMO_VLP.md](DEMO_VLP.md)): the spec `train-ensemble` of
+`compressai_psic.vlp.build_vlp` (and `--vlp train-ensemble` of the training
+tool) is `demo-vlp` plus these, two ViT and two ResNet image towers of other
+widths, depths, patch sizes and seeds, so that what a codec learns is not the
+quirk of one network
+([Privacy-Shielded Image Compression](https://arxiv.org/abs/2506.15201), ICML
+2025, trains against one CLIP). The evaluation VLPs (`EVAL_VLPS.md`) are never
+members: the training tool refuses them.
+
+```python
+from compressai_psic.vlp import build_vlp
+
+ensemble = build_vlp("train-ensemble")       # VLPEnsemble of 4, sha256-checked
+one = build_vlp("zoo:train-vlp-rn-wide")     # any shipped VLP by manifest name
+```
+
+They know only synthetic scenes, like every VLP of the zoo.
+
+{sections}
+"""
+
+
+def train_card(entries: List[Dict[str, Any]]) -> str:
+    """The text of ``zoo/TRAIN_VLPS.md`` (one section per training VLP)."""
+    sections = [
+        _EVAL_SECTION.format(spec="zoo:" + e["name"], **_card_fields(e))
+        for e in entries
+    ]
+    names = ", ".join(f"`{e['name']}`" for e in entries)
+    return _TRAIN_CARD.format(names=names, sections="\n".join(sections).rstrip())
+
+
 def eval_card(entries: List[Dict[str, Any]]) -> str:
     """The text of ``zoo/EVAL_VLPS.md`` (one section per evaluation VLP)."""
     specs = {name: spec for spec, (name, _) in EVAL_VLPS.items()}
@@ -483,18 +520,31 @@ def eval_card(entries: List[Dict[str, Any]]) -> str:
     return _EVAL_CARD.format(names=names, sections="\n".join(sections).rstrip())
 
 
+def _role(name: str) -> str:
+    """``demo`` (the demo VLP), ``train`` (a training-ensemble member) or
+    ``evaluation`` (never trained against)."""
+    if name == DEMO_VLP_NAME:
+        return "demo"
+    return "train" if name in TRAIN_VLPS else "evaluation"
+
+
 def _write_card(zoo: Path, entry: Dict[str, Any]) -> Path:
     if entry["name"] == DEMO_VLP_NAME:
         path = zoo / "DEMO_VLP.md"
         path.write_text(model_card(entry), encoding="utf-8")
         return path
+    role = entry["role"]
     manifest = [
         {k: v for k, v in e.items() if not k.startswith("_")}
         for e in load_manifest(zoo / "manifest.json")
-        if e.get("kind") == "vlp" and e.get("role") == "evaluation"
+        if e.get("kind") == "vlp" and e.get("role") == role
     ]
-    path = zoo / "EVAL_VLPS.md"
-    path.write_text(eval_card(manifest), encoding="utf-8")
+    if role == "train":
+        path = zoo / "TRAIN_VLPS.md"
+        path.write_text(train_card(manifest), encoding="utf-8")
+    else:
+        path = zoo / "EVAL_VLPS.md"
+        path.write_text(eval_card(manifest), encoding="utf-8")
     return path
 
 
@@ -546,7 +596,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     entry: Dict[str, Any] = {
         "name": args.name,
         "kind": "vlp",
-        "role": "demo" if args.name == DEMO_VLP_NAME else "evaluation",
+        "role": _role(args.name),
         "architecture": args.arch,
         "file": path.name,
         "sha256": sha256_file(path),

@@ -10,6 +10,14 @@ downloads. Each attack maps ``(B, 3, H, W)`` images in ``[0, 1]`` to images in
                    ``jpeg75``, ``jpeg90``
 ``down<k>``        downscaling by ``1/k`` (PIL bicubic, antialiased), e.g.
                    ``down2``
+``blur<s>``        Gaussian blur of standard deviation ``s`` pixels, e.g.
+                   ``blur0.5``, ``blur1``, ``blur1.5``
+``median<k>``      ``k``×``k`` median filter, e.g. ``median3``
+``downup<k>``      area downscaling by ``1/k`` and bicubic upscaling back,
+                   e.g. ``downup2``, ``downup4``
+``noisyup``        "noisy upscaling": Gaussian noise (σ 0.03, fixed seed),
+                   JPEG q75, blur σ 0.5 (the purification that washed Glaze
+                   off, Hönig et al. 2024)
 ``greyworld``      blind colour correction: per-image, per-channel mean/std
                    normalisation to a neutral target (every channel gets the
                    image's mean over channels of the channel means and
@@ -40,22 +48,26 @@ once), so no fit image is kept.
 
 from __future__ import annotations
 
-import io
 import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
-from ..transforms import grey_world
+from ..transforms import down_up, gaussian_blur, grey_world, median_filter
+from .pixels import (
+    downscale,
+    jpeg_reencode,
+    noisy_upscale_8bit,
+    quantise_8bit,
+)
 
 __all__ = [
     "BLIND_ATTACKS",
     "DEFAULT_ATTACKS",
     "FITTED_ATTACKS",
+    "PURIFICATION_ATTACKS",
     "AffineColourAttack",
     "Attack",
     "ChainAttack",
@@ -74,59 +86,22 @@ __all__ = [
 
 #: Attacks that need nothing but the image.
 BLIND_ATTACKS = ("jpeg75", "jpeg90", "down2", "greyworld")
+#: Blind purifications: filters that smooth fine perturbations away.
+PURIFICATION_ATTACKS = (
+    "blur0.5",
+    "blur1",
+    "blur1.5",
+    "median3",
+    "downup2",
+    "downup4",
+    "noisyup",
+)
 #: Attacks fitted on a separate set of (decode, original) pairs.
 FITTED_ATTACKS = ("greyworld_fit", "offset_fit", "pattern_fit", "affine_fit")
 #: What the evaluation runs by default.
-DEFAULT_ATTACKS = BLIND_ATTACKS + FITTED_ATTACKS
+DEFAULT_ATTACKS = BLIND_ATTACKS + PURIFICATION_ATTACKS + FITTED_ATTACKS
 
 ImageBatch = Union[Tensor, Sequence[Tensor]]
-
-
-# ---------------------------------------------------------------- pixel helpers
-
-
-def quantise_8bit(images: Tensor) -> Tensor:
-    """Clamps to ``[0, 1]`` and rounds to multiples of 1/255 (a saved image)."""
-    return images.clamp(0, 1).mul(255).round().div(255)
-
-
-def _to_pil(image: Tensor) -> Image.Image:
-    array = image.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0)
-    return Image.fromarray(array.cpu().numpy())
-
-
-def _from_pil(image: Image.Image, like: Tensor) -> Tensor:
-    array = torch.from_numpy(np.asarray(image.convert("RGB")).copy())
-    return array.permute(2, 0, 1).to(device=like.device, dtype=torch.float32) / 255.0
-
-
-def jpeg_reencode(images: Tensor, quality: int) -> Tensor:
-    r"""Re-encodes ``(B, 3, H, W)`` images in [0, 1] as JPEG in memory (PIL,
-    4:2:0 chroma subsampling as PIL's default) and decodes them again."""
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-    out = []
-    for image in images:
-        buffer = io.BytesIO()
-        _to_pil(image).save(buffer, format="JPEG", quality=int(quality))
-        buffer.seek(0)
-        with Image.open(buffer) as decoded:
-            out.append(_from_pil(decoded, images))
-    return torch.stack(out)
-
-
-def downscale(images: Tensor, factor: float = 0.5) -> Tensor:
-    r"""Resizes ``(B, 3, H, W)`` images by ``factor`` with PIL's bicubic filter
-    (antialiased, as image hosts and scrapers resize), through 8-bit pixels."""
-    if not 0 < factor <= 1:
-        raise ValueError(f"factor must be in (0, 1], got {factor}")
-    height, width = images.shape[-2:]
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    out = [
-        _from_pil(_to_pil(image).resize(size, Image.BICUBIC), images)
-        for image in images
-    ]
-    return torch.stack(out)
 
 
 def _pixels(images: ImageBatch) -> Tensor:
@@ -514,6 +489,34 @@ def _named_factories() -> Dict[str, Callable[[], Attack]]:
 
 _JPEG = re.compile(r"^jpeg(\d{1,3})$")
 _DOWN = re.compile(r"^down(\d+)$")
+_BLUR = re.compile(r"^blur(\d+(?:\.\d+)?)$")
+_MEDIAN = re.compile(r"^median(\d+)$")
+_DOWN_UP = re.compile(r"^downup(\d+)$")
+
+
+def _purification(name: str) -> Optional[Attack]:
+    """The purification attack of a name, or ``None`` when it names none."""
+    if name == "noisyup":
+        return FunctionAttack(name, noisy_upscale_8bit)
+    match = _BLUR.match(name)
+    if match:
+        sigma = float(match.group(1))
+        if not 0 < sigma <= 10:
+            raise ValueError(f'Blur sigma of "{name}" must be in (0, 10]')
+        return FunctionAttack(name, lambda x: gaussian_blur(x, sigma))
+    match = _MEDIAN.match(name)
+    if match:
+        size = int(match.group(1))
+        if size < 3 or size % 2 == 0:
+            raise ValueError(f'Median size of "{name}" must be odd and at least 3')
+        return FunctionAttack(name, lambda x: median_filter(x, size))
+    match = _DOWN_UP.match(name)
+    if match:
+        factor = int(match.group(1))
+        if factor < 2:
+            raise ValueError(f'Down-up factor of "{name}" must be at least 2')
+        return FunctionAttack(name, lambda x: down_up(x, factor))
+    return None
 
 
 def build_attack(name: str) -> Attack:
@@ -527,6 +530,9 @@ def build_attack(name: str) -> Attack:
     factories = _named_factories()
     if name in factories:
         return factories[name]()
+    purification = _purification(name)
+    if purification is not None:
+        return purification
     match = _JPEG.match(name)
     if match:
         quality = int(match.group(1))
@@ -540,8 +546,9 @@ def build_attack(name: str) -> Attack:
             raise ValueError(f'Downscaling factor of "{name}" must be at least 2')
         return FunctionAttack(name, lambda x: downscale(x, 1.0 / factor))
     raise ValueError(
-        f'Unknown attack "{name}": use jpeg<quality>, down<factor>, '
-        f"{', '.join(factories)} or a chain a+b"
+        f'Unknown attack "{name}": use jpeg<quality>, down<factor>, blur<sigma>, '
+        f"median<size>, downup<factor>, noisyup, {', '.join(factories)} or a "
+        "chain a+b"
     )
 
 

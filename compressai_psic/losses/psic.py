@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ..vlp import VLPAdapter, VLPEnsemble, vlp_members
 from .rate_distortion import DualPathRateDistortionLoss, decoded_paths
+from .transfer import FEATURE_STAGES, feature_disruption, masked_difference
 from .uaeo import UAEOLoss
 
 __all__ = ["PSICLoss", "common_difference", "low_frequency_mse", "semantic_drift"]
@@ -76,11 +77,22 @@ class PSICLoss(nn.Module):
       universal pattern, which an attacker estimates and subtracts) costs; the
       protection has to depend on the image.
 
+    - ``λ_feature · mean(1 + cos(φ(x̂_prot), φ(x)))`` with ``φ`` a mid-level
+      stage of every ResNet image tower of the ensemble
+      (:func:`~compressai_psic.losses.transfer.feature_disruption`): feature
+      disruption, which transfers to unseen VLPs better than the final
+      similarity alone;
+    - ``λ_masked · 255² · mean(w · (x̂_prot − x̂_full)²)`` with ``w`` large on
+      flat areas of the original and small in texture
+      (:func:`~compressai_psic.losses.transfer.masked_difference`): the change
+      has to hide where a person does not see it (both paths needed).
+
     ``transform`` (see :class:`~compressai_psic.losses.UAEOLoss`) makes the VLP
-    term an expectation over a scraper's post-processing.
+    and feature terms an expectation over a scraper's post-processing.
 
     The dict holds the entries of both losses, ``"rd_loss"`` (bpp + distortion),
-    ``"semantic_loss"``, ``"lowfreq_loss"``, ``"common_loss"`` and ``"loss"``.
+    ``"semantic_loss"``, ``"lowfreq_loss"``, ``"common_loss"``,
+    ``"feature_loss"``, ``"masked_loss"`` and ``"loss"``.
 
     Args:
         vlp: the frozen VLP(s) to defend against
@@ -94,6 +106,9 @@ class PSICLoss(nn.Module):
         lmbda_lowfreq: weight of the protected low-frequency term (0)
         lowfreq_kernel: block size k of the low-frequency term (8)
         lmbda_common: weight of the common-difference term (0)
+        lmbda_feature: weight of the feature-disruption term (0)
+        feature_stage: ResNet stage of the feature term (``"layer3"``)
+        lmbda_masked: weight of the activity-masked difference term (0)
         **uaeo_kwargs: further :class:`~compressai_psic.losses.UAEOLoss`
             arguments (``transform=``, ``tau=``, …)
     """
@@ -111,6 +126,9 @@ class PSICLoss(nn.Module):
         lmbda_lowfreq: float = 0.0,
         lowfreq_kernel: int = 8,
         lmbda_common: float = 0.0,
+        lmbda_feature: float = 0.0,
+        feature_stage: str = "layer3",
+        lmbda_masked: float = 0.0,
         **uaeo_kwargs: Any,
     ):
         super().__init__()
@@ -120,9 +138,16 @@ class PSICLoss(nn.Module):
             ("lmbda_semantic", lmbda_semantic),
             ("lmbda_lowfreq", lmbda_lowfreq),
             ("lmbda_common", lmbda_common),
+            ("lmbda_feature", lmbda_feature),
+            ("lmbda_masked", lmbda_masked),
         ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
+        if feature_stage not in FEATURE_STAGES:
+            raise ValueError(
+                f'Invalid feature_stage "{feature_stage}": use one of '
+                f"{list(FEATURE_STAGES)}"
+            )
         if lowfreq_kernel < 1:
             raise ValueError(f"lowfreq_kernel must be >= 1, got {lowfreq_kernel}")
         if weighting is None:
@@ -133,6 +158,9 @@ class PSICLoss(nn.Module):
         self.lmbda_lowfreq = float(lmbda_lowfreq)
         self.lowfreq_kernel = int(lowfreq_kernel)
         self.lmbda_common = float(lmbda_common)
+        self.lmbda_feature = float(lmbda_feature)
+        self.feature_stage = feature_stage
+        self.lmbda_masked = float(lmbda_masked)
         self.rate_distortion = DualPathRateDistortionLoss(
             lmbda_full, lmbda_protected, metric
         )
@@ -154,7 +182,7 @@ class PSICLoss(nn.Module):
         out.update(self.uaeo(output, target, texts, beta))
         paths = decoded_paths(output, target, beta)
         zero = out["rd_loss"] * 0.0
-        semantic = lowfreq = common = zero
+        semantic = lowfreq = common = feature = masked = zero
         if self.lmbda_semantic > 0:
             semantic = semantic_drift(self.vlp, *paths["full"][:2])
         if self.lmbda_lowfreq > 0:
@@ -162,29 +190,63 @@ class PSICLoss(nn.Module):
             lowfreq = 255**2 * low_frequency_mse(x_prot, x_orig, self.lowfreq_kernel)
         if self.lmbda_common > 0:
             common = 255**2 * self._common(output, beta)
+        if self.lmbda_feature > 0:
+            x_prot, x_orig, _ = paths["protected"]
+            seen = x_prot
+            if self.uaeo.transform is not None and x_prot.numel():
+                seen = self.uaeo.transform(x_prot)
+            feature = feature_disruption(self.vlp, seen, x_orig, self.feature_stage)
+        if self.lmbda_masked > 0:
+            masked = 255**2 * self._masked(output, target, beta)
         out["semantic_loss"] = semantic
         out["lowfreq_loss"] = lowfreq
         out["common_loss"] = common
+        out["feature_loss"] = feature
+        out["masked_loss"] = masked
         out["loss"] = (
             out["rd_loss"]
             + self.lmbda_vlp * out["vlp_loss"]
             + self.lmbda_semantic * semantic
             + self.lmbda_lowfreq * lowfreq
             + self.lmbda_common * common
+            + self.lmbda_feature * feature
+            + self.lmbda_masked * masked
         )
         return out
 
     @staticmethod
-    def _common(output: Mapping[str, Any], beta: Any) -> Tensor:
-        """The common term over the pairs of full and protected decodes."""
+    def _both_paths(output: Mapping[str, Any], beta: Any):
+        """``(protected, full)`` decodes of the same images, or ``None`` when the
+        output does not hold both."""
         images, betas = output["x_hat"], output.get("beta") if beta is None else beta
         if not isinstance(images, (list, tuple)):
-            return images.sum() * 0.0
+            return None
         by_path = {}
         for x_hat, values in zip(images, betas):
             values = torch.as_tensor(values).reshape(-1)
             if bool((values == values[0]).all()):
                 by_path.setdefault(float(values[0]), x_hat)
         if 0.0 not in by_path or 1.0 not in by_path:
-            return images[0].sum() * 0.0
-        return common_difference(by_path[1.0], by_path[0.0])
+            return None
+        return by_path[1.0], by_path[0.0]
+
+    @classmethod
+    def _common(cls, output: Mapping[str, Any], beta: Any) -> Tensor:
+        """The common term over the pairs of full and protected decodes."""
+        pair = cls._both_paths(output, beta)
+        if pair is None:
+            return _first_image(output).sum() * 0.0
+        return common_difference(*pair)
+
+    @classmethod
+    def _masked(cls, output: Mapping[str, Any], target: Tensor, beta: Any) -> Tensor:
+        """The activity-masked difference of the full and protected decodes."""
+        pair = cls._both_paths(output, beta)
+        if pair is None:
+            return _first_image(output).sum() * 0.0
+        return masked_difference(*pair, target)
+
+
+def _first_image(output: Mapping[str, Any]) -> Tensor:
+    images = output["x_hat"]
+    return images[0] if isinstance(images, (list, tuple)) else images

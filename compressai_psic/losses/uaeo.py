@@ -25,10 +25,12 @@ from torch import Tensor
 
 from ..vlp import VLPAdapter, VLPEnsemble, vlp_members
 from .rate_distortion import decoded_paths
+from .transfer import balanced_sum
 
 __all__ = [
     "DEFAULT_LOGIT_SCALE",
     "DEFAULT_TAU",
+    "ENSEMBLE_MODES",
     "WEIGHTINGS",
     "UAEOLoss",
     "adaptive_weights",
@@ -40,6 +42,8 @@ DEFAULT_LOGIT_SCALE = 1.0 / 0.07
 #: Evidence temperature τ of the paper.
 DEFAULT_TAU = 0.1  #: Weightings of the UAEO terms.
 WEIGHTINGS = ("fixed", "adaptive")
+#: How the members of an ensemble are combined (see :func:`balanced_sum`).
+ENSEMBLE_MODES = ("mean", "balanced")
 
 
 @torch.no_grad()
@@ -168,7 +172,12 @@ class UAEOLoss(nn.Module):
     all-uncertain batches use the one existing term.
 
     With a :class:`~compressai_psic.vlp.VLPEnsemble` every term is computed per
-    member and averaged with the ensemble weights.
+    member and averaged with the ensemble weights. With ``ensemble="balanced"``
+    the members' ``vlp_loss`` are combined by
+    :func:`~compressai_psic.losses.transfer.balanced_sum` instead: the same
+    value, but each member's gradient is divided by its own loss, so every
+    member falls rather than the one with the steepest loss (the other entries
+    stay plain weighted means).
 
     Args:
         vlp: a :class:`~compressai_psic.vlp.VLPAdapter`, an ensemble, or a list
@@ -186,6 +195,7 @@ class UAEOLoss(nn.Module):
             the loss is then an expectation over what a scraper would do to the
             published image (JPEG, resizing, colour correction), not just over
             the image itself. ``None`` (default, the paper) uses them as decoded.
+        ensemble: ``"mean"`` (default) or ``"balanced"``, see above
 
     Output entries: ``"vlp_loss"``, ``"clean_loss"``, ``"uncertain_loss"``,
     ``"i2t_loss"``, ``"t2i_loss"``, ``"clean_weight"``, ``"uncertain_weight"``,
@@ -208,8 +218,13 @@ class UAEOLoss(nn.Module):
         eps: float = 1e-4,
         exclude_self: bool = True,
         transform: Optional[Callable[[Tensor], Tensor]] = None,
+        ensemble: str = "mean",
     ):
         super().__init__()
+        if ensemble not in ENSEMBLE_MODES:
+            raise ValueError(
+                f'Invalid ensemble "{ensemble}": use one of {list(ENSEMBLE_MODES)}'
+            )
         if weighting not in WEIGHTINGS:
             raise ValueError(
                 f'Invalid weighting "{weighting}": use one of {list(WEIGHTINGS)}'
@@ -232,6 +247,7 @@ class UAEOLoss(nn.Module):
         self.eps = float(eps)
         self.exclude_self = exclude_self
         self.transform = transform
+        self.ensemble = ensemble
 
     def forward(
         self,
@@ -273,6 +289,10 @@ class UAEOLoss(nn.Module):
                 continue
             if len(results) == 1:
                 out[key] = results[0][1][key]
+            elif key == "vlp_loss" and self.ensemble == "balanced":
+                out[key] = balanced_sum(
+                    [terms[key] for _, terms in results], [w for w, _ in results]
+                )
             else:
                 out[key] = sum(weight * terms[key] for weight, terms in results)
         out["split"] = [dict(terms["split"], index=index) for _, terms in results]

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from ..datasets import CROP_MODES, ON_ERROR
-from ..losses import DEFAULT_TAU
+from ..losses import DEFAULT_TAU, ENSEMBLE_MODES, FEATURE_STAGES
 from .constants import (
     _PSIC_HY2018,
     DATASET_FORMATS,
@@ -162,6 +162,36 @@ def build_parser() -> argparse.ArgumentParser:
         "image (needs --paths both) (default 0)",
     )
     stage.add_argument(
+        "--lambda-feature",
+        type=float,
+        default=0.0,
+        help="weight of 1 + cos of the --feature-stage features of the protected "
+        "decode and the original, on every ResNet-tower --vlp: feature disruption, "
+        "which transfers to unseen VLPs (default 0)",
+    )
+    stage.add_argument(
+        "--feature-stage",
+        choices=FEATURE_STAGES,
+        default="layer3",
+        help="ResNet stage of --lambda-feature (default layer3)",
+    )
+    stage.add_argument(
+        "--lambda-masked",
+        type=float,
+        default=0.0,
+        help="weight of 255²·mean of w·(protected − full)², w large on flat areas "
+        "of the original and small in texture: the change hides where a person "
+        "does not see it (needs --paths both) (default 0)",
+    )
+    stage.add_argument(
+        "--ensemble",
+        choices=ENSEMBLE_MODES,
+        default="mean",
+        help="how the --vlp members' UAEO losses combine: weighted mean, or "
+        "balanced (each member's gradient divided by its own loss, so every member "
+        "falls) (default mean)",
+    )
+    stage.add_argument(
         "--lowfreq-kernel",
         type=int,
         default=8,
@@ -182,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="VLP to defend against, repeat for an ensemble: "
         "'open_clip:MODEL[:WEIGHTS]' (file, directory, tag or 'random'), "
-        "'clip:NAME[:ROOT]' or 'tiny[:SEED]' (tests) "
+        "'clip:NAME[:ROOT]', the shipped 'demo' or 'train-ensemble' (demo-vlp and "
+        "the three train-vlp-* models), 'zoo:NAME' (a VLP of the manifest) or "
+        "'tiny[:SEED]' (tests); the evaluation VLPs eval-rn/eval-vit are refused "
         f"(default {DEFAULT_VLP})",
     )
     stage.add_argument(
@@ -355,10 +387,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--max-steps must be >= 0")
     lambdas = (args.lambda_full, args.lambda_prot, args.lambda_semantic)
     lambdas += (args.lambda_lowfreq, args.lambda_common)
+    lambdas += (args.lambda_feature, args.lambda_masked)
     if args.lambda_vlp < 0 or min(lambdas) < 0:
         parser.error("λ values must be non-negative")
     if args.lowfreq_kernel < 1:
         parser.error("--lowfreq-kernel must be >= 1")
+    from ..vlp.specs import evaluation_only_spec
+
+    refused = [spec for spec in args.vlp if evaluation_only_spec(spec)]
+    if refused:
+        parser.error(
+            f"--vlp {refused[0]}: evaluation VLPs measure protection and are never "
+            "trained against; use 'demo', 'train-ensemble' or 'zoo:train-vlp-*'"
+        )
     try:
         build_eot(args.eot)
     except ValueError as err:

@@ -47,7 +47,16 @@ DATASET_FORMATS = ("flickr8k", "list", "imagefolder", "scenes")
 VLP_PRECISIONS = ("bf16", "fp16", "fp32")
 DEFAULT_MODEL = "bmshj2018-hyperprior"
 #: Transforms of ``--eot`` (see ``transforms.default_scraper_transforms``).
-EOT_CHOICES = ("identity", "jpeg", "resize", "greyworld")
+EOT_CHOICES = (
+    "identity",
+    "jpeg",
+    "resize",
+    "greyworld",
+    "blur",
+    "median",
+    "downup",
+    "noisyup",
+)
 DEFAULT_LAMBDA = 0.0011
 DEFAULT_VLP = "open_clip:ViT-B-32:openai"
 CHECKPOINT_NAME = "checkpoint.pth.tar"

@@ -48,6 +48,10 @@ def build_criterion(args: argparse.Namespace, device: torch.device) -> nn.Module
         lmbda_lowfreq=args.lambda_lowfreq,
         lowfreq_kernel=args.lowfreq_kernel,
         lmbda_common=args.lambda_common,
+        lmbda_feature=args.lambda_feature,
+        feature_stage=args.feature_stage,
+        lmbda_masked=args.lambda_masked,
+        ensemble=args.ensemble,
         transform=build_eot(args.eot, args.seed),
     )
 
@@ -56,7 +60,11 @@ def build_eot(spec: str, seed: Optional[int] = None) -> Optional[nn.Module]:
     """The ``--eot`` transform: one of the named scraper transforms per image."""
     if spec in ("", "none"):
         return None
-    from ..transforms import RandomScraperTransform, default_scraper_transforms
+    from ..transforms import (
+        RandomScraperTransform,
+        default_scraper_transforms,
+        purification_transforms,
+    )
 
     names = [name.strip() for name in spec.split(",") if name.strip()]
     unknown = sorted(set(names) - set(EOT_CHOICES))
@@ -64,7 +72,7 @@ def build_eot(spec: str, seed: Optional[int] = None) -> Optional[nn.Module]:
         raise ValueError(
             f"Invalid --eot {spec!r}: use names from {list(EOT_CHOICES)} or 'none'"
         )
-    choices = default_scraper_transforms()
+    choices = {**default_scraper_transforms(), **purification_transforms()}
     return RandomScraperTransform({name: choices[name] for name in names}, seed=seed)
 
 

@@ -14,12 +14,27 @@ from .adapters import DeviceLike, VLPAdapter, VLPEnsemble
 from .open_clip import OpenCLIPAdapter
 from .openai import OpenAIClipAdapter
 from .tiny import tiny_vlp
-from .zoo_vlps import load_demo_vlp, load_eval_vlp
+from .zoo_vlps import (
+    EVAL_VLPS,
+    TRAIN_ENSEMBLE,
+    load_demo_vlp,
+    load_eval_vlp,
+    load_zoo_vlp,
+)
 
-__all__ = ["VLP_BACKENDS", "build_vlp", "split_spec"]
+__all__ = ["VLP_BACKENDS", "build_vlp", "evaluation_only_spec", "split_spec"]
 
 #: Backends understood by :func:`build_vlp`.
-VLP_BACKENDS = ("open_clip", "clip", "demo", "eval_rn", "eval_vit", "tiny")
+VLP_BACKENDS = (
+    "open_clip",
+    "clip",
+    "demo",
+    "eval_rn",
+    "eval_vit",
+    "train_ensemble",
+    "zoo",
+    "tiny",
+)
 
 
 def split_spec(spec: str) -> Tuple[str, str, str | None]:
@@ -49,6 +64,15 @@ def split_spec(spec: str) -> Tuple[str, str, str | None]:
     return backend, name, weights or None
 
 
+def evaluation_only_spec(spec: str) -> bool:
+    """Whether a spec names an evaluation VLP (``eval-rn``, ``eval-vit`` or
+    ``zoo:eval-vlp-*``), which codecs must never be trained against."""
+    backend, name, _ = split_spec(spec)
+    if backend in ("eval_rn", "eval_vit"):
+        return True
+    return backend == "zoo" and name in {n for n, _ in EVAL_VLPS.values()}
+
+
 def build_vlp(
     spec: Union[str, Sequence[str], VLPAdapter, VLPEnsemble],
     device: DeviceLike = "cpu",
@@ -69,6 +93,12 @@ def build_vlp(
       evaluation VLPs shipped under ``zoo/`` (a ResNet-tower CLIP and a wider,
       shallower ViT CLIP trained on the same benchmark); codecs are measured on
       them, never trained against them;
+    - ``train-ensemble``: the training ensemble shipped under ``zoo/``
+      (``demo-vlp`` and the ``train-vlp-*`` models: two ViT and two ResNet
+      image towers; see ``zoo/TRAIN_VLPS.md``), as one
+      :class:`~compressai_psic.vlp.VLPEnsemble`;
+    - ``zoo:<manifest name>``: any VLP of the manifest (``kind: vlp``) by
+      name, e.g. ``zoo:train-vlp-rn-wide``;
     - ``tiny[:<seed>]``: :func:`~compressai_psic.vlp.tiny.tiny_vlp`, a tiny
       randomly initialised open_clip model (tests, smoke runs and timing
       only: it protects nothing).
@@ -102,6 +132,20 @@ def build_vlp(
     if backend in ("eval_rn", "eval_vit"):
         path = ":".join(p for p in (name, weights) if p) or None
         return load_eval_vlp(backend, path, device=device or "cpu", autocast=autocast)
+    if backend == "train_ensemble":
+        return VLPEnsemble(
+            [
+                load_zoo_vlp(name, device=device or "cpu", autocast=autocast)
+                for name in TRAIN_ENSEMBLE
+            ]
+        )
+    if backend == "zoo":
+        if not name:
+            raise ValueError(
+                f'Invalid VLP spec "{spec}": name a VLP of the manifest, '
+                "e.g. 'zoo:train-vlp-rn-wide'"
+            )
+        return load_zoo_vlp(name, device=device or "cpu", autocast=autocast)
     if backend == "tiny":
         seed = int(name) if name else 0
         vlp = tiny_vlp(seed=seed, autocast=autocast)

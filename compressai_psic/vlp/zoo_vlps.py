@@ -55,6 +55,8 @@ __all__ = [
     "EVAL_RN_CONFIG",
     "EVAL_VIT_CONFIG",
     "EVAL_VLPS",
+    "TRAIN_ENSEMBLE",
+    "TRAIN_VLPS",
     "VLP_ARCHITECTURES",
     "build_demo_clip",
     "demo_state_dict",
@@ -143,11 +145,80 @@ EVAL_VIT_CONFIG: Dict[str, Any] = {
     "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
 }
 
+#: Training-ensemble VLP with a wider ResNet image tower (base width 24) than
+#: ``eval-vlp-rn`` and OpenAI CLIP's normalisation.
+TRAIN_RN_WIDE_CONFIG: Dict[str, Any] = {
+    "embed_dim": 128,
+    "quick_gelu": False,
+    "vision_cfg": {
+        "image_size": 64,
+        "layers": [1, 1, 1, 1],
+        "width": 24,
+        "head_width": 32,
+    },
+    "text_cfg": {
+        "context_length": 48,
+        "vocab_size": 49408,
+        "width": 64,
+        "heads": 2,
+        "layers": 2,
+        "mlp_ratio": 4.0,
+    },
+}
+
+#: Training-ensemble VLP with a deeper, narrower ResNet image tower (two
+#: bottlenecks in the first two stages, base width 12).
+TRAIN_RN_DEEP_CONFIG: Dict[str, Any] = {
+    "embed_dim": 96,
+    "quick_gelu": False,
+    "vision_cfg": {
+        "image_size": 64,
+        "layers": [2, 2, 1, 1],
+        "width": 12,
+        "head_width": 32,
+    },
+    "text_cfg": {
+        "context_length": 48,
+        "vocab_size": 49408,
+        "width": 96,
+        "heads": 2,
+        "layers": 2,
+        "mlp_ratio": 4.0,
+    },
+    "preprocess_cfg": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+}
+
+#: Training-ensemble VLP with a small-patch ViT (patch 8: 64 tokens at 64 px).
+TRAIN_VIT_P8_CONFIG: Dict[str, Any] = {
+    "embed_dim": 128,
+    "quick_gelu": False,
+    "vision_cfg": {
+        "image_size": 64,
+        "patch_size": 8,
+        "width": 96,
+        "head_width": 32,
+        "layers": 3,
+        "mlp_ratio": 4.0,
+    },
+    "text_cfg": {
+        "context_length": 48,
+        "vocab_size": 49408,
+        "width": 64,
+        "heads": 2,
+        "layers": 2,
+        "mlp_ratio": 4.0,
+    },
+    "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+}
+
 #: Named architectures of ``tools/train_demo_vlp.py --arch``.
 VLP_ARCHITECTURES: Dict[str, Dict[str, Any]] = {
     "vit": DEMO_VLP_CONFIG,
     "resnet": EVAL_RN_CONFIG,
     "vit-wide": EVAL_VIT_CONFIG,
+    "resnet-wide": TRAIN_RN_WIDE_CONFIG,
+    "resnet-deep": TRAIN_RN_DEEP_CONFIG,
+    "vit-p8": TRAIN_VIT_P8_CONFIG,
 }
 
 #: Evaluation VLPs: spec of :func:`~compressai_psic.vlp.build_vlp` → manifest
@@ -156,6 +227,17 @@ EVAL_VLPS: Dict[str, Tuple[str, str]] = {
     "eval-rn": ("eval-vlp-rn", "resnet"),
     "eval-vit": ("eval-vlp-vit", "vit-wide"),
 }
+
+#: The training ensemble: manifest name → architecture. Codecs are trained
+#: against these (with ``demo-vlp``), never against :data:`EVAL_VLPS`.
+TRAIN_VLPS: Dict[str, str] = {
+    "train-vlp-rn-wide": "resnet-wide",
+    "train-vlp-rn-deep": "resnet-deep",
+    "train-vlp-vit-p8": "vit-p8",
+}
+
+#: Members of the ``train-ensemble`` spec: two ViT and two ResNet image towers.
+TRAIN_ENSEMBLE: Tuple[str, ...] = (DEMO_VLP_NAME, *TRAIN_VLPS)
 
 _KEPT_IDS = "token_embedding.kept_ids"
 _KEPT_ROWS = "token_embedding.kept_rows"
