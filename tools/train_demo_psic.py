@@ -130,6 +130,32 @@ RECIPE: Dict[str, Dict[str, Any]] = {
         "modulation": "affine",
         "stage2_params": "synthesis",
     },
+    # Hardening (issue 15): from the stage-2 codec, only the synthesis and the
+    # triggers train against the training ensemble (two ViT, two ResNet
+    # towers, balanced), with feature disruption on the ResNet towers, EOT over
+    # the purifications, and the activity-masked change that keeps the
+    # protection off flat areas.
+    "stage3": {
+        "scene_samples": 6000,
+        "batch_size": 16,
+        "epochs": 3,
+        "milestones": [2],
+        "learning_rate": 5e-5,
+        "trigger_learning_rate": 2e-4,
+        "lambda_full": 0.3,
+        "lambda_prot": 0.1,
+        "lambda_vlp": 20.0,
+        "lambda_semantic": 100.0,
+        "lambda_lowfreq": 0.3,
+        "lambda_common": 0.5,
+        "lambda_masked": 0.1,
+        "lambda_feature": 5.0,
+        "ensemble": "balanced",
+        "eot": "identity,jpeg,resize,greyworld,blur,median,downup,noisyup",
+        "vlp": "train-ensemble",
+        "paths": "both",
+        "stage2_params": "synthesis",
+    },
 }
 
 
@@ -139,11 +165,19 @@ _STAGE2_FLAGS = (
     "lambda_semantic",
     "lambda_lowfreq",
     "lambda_common",
+    "lambda_masked",
+    "lambda_feature",
+    "ensemble",
     "eot",
     "plan",
     "modulation",
     "stage2_params",
 )
+
+
+#: Flags that shape a new shielded model; stage 3 starts from the shielded
+#: stage-2 codec and keeps its plan and modulation.
+_NEW_MODEL_FLAGS = ("plan", "modulation")
 
 
 def stage_argv(
@@ -153,7 +187,8 @@ def stage_argv(
     init: Optional[Path] = None,
     max_steps: Optional[int] = None,
 ) -> List[str]:
-    """Arguments of ``python -m compressai_psic.train`` for one stage."""
+    """Arguments of ``python -m compressai_psic.train`` for one stage (stage 3,
+    the hardening, is the training tool's stage 2 from the stage-2 codec)."""
     common, own = recipe["common"], recipe[f"stage{stage}"]
     argv = []
     if init is None:
@@ -165,8 +200,8 @@ def stage_argv(
         "--scene-samples", str(own["scene_samples"]),
         "--scene-val-samples", str(common["scene_val_samples"]),
         "--patch-size", str(IMAGE_SIZE), str(IMAGE_SIZE),
-        "--vlp", "demo",
-        "--stage", str(stage),
+        "--vlp", own.get("vlp", "demo"),
+        "--stage", str(min(stage, 2)),
         "--paths", own["paths"],
         "--batch-size", str(own["batch_size"]),
         "-e", str(own["epochs"]),
@@ -182,13 +217,14 @@ def stage_argv(
         "--log-every", "100",
         "--save-dir", str(save_dir),
     ]  # fmt: skip
-    if stage == 2:
+    if stage >= 2:
         for key in _STAGE2_FLAGS:
-            if key in own:
+            if key in own and not (stage == 3 and key in _NEW_MODEL_FLAGS):
                 value = own[key]
                 text = f"{value:g}" if isinstance(value, float) else str(value)
                 argv += ["--" + key.replace("_", "-"), text]
-        argv += ["--export", DEMO_PSIC_NAME]
+        name = DEMO_PSIC_NAME if stage == 3 else f"{DEMO_PSIC_NAME}-stage2"
+        argv += ["--export", name]
     if max_steps is not None:
         argv += ["--max-steps", str(max_steps)]
     return argv
