@@ -177,11 +177,16 @@ def pgd_perturb(
         adversarial = (images + delta).clamp(0, 1)
         seen = _diverse(adversarial, generator) if input_diversity else adversarial
         total = torch.zeros_like(images)
-        for member, text, reference in zip(members, texts, references):
+        for index, (member, text, reference) in enumerate(
+            zip(members, texts, references)
+        ):
             loss = _member_loss(
                 member, seen, text, reference, feature_weight, feature_stage
             )
-            (grad,) = torch.autograd.grad(loss.sum(), delta)
+            # The members share the diversity transform's graph.
+            (grad,) = torch.autograd.grad(
+                loss.sum(), delta, retain_graph=index < len(members) - 1
+            )
             norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
             total = total + grad / norms.view(-1, 1, 1, 1)
         delta = delta.detach()

@@ -10,12 +10,50 @@ one RGB shift common to all.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["DifferenceStats", "common_share"]
+__all__ = ["PERIODS", "DifferenceStats", "common_share", "periodic_peaks"]
+
+#: Periods (pixels) of the patterns a ×2-upsampling synthesis can leave: its
+#: strides from the last stage to the latent (16 for four ×2 stages).
+PERIODS = (2, 4, 8, 16)
+
+
+def periodic_peaks(
+    mean_abs: Tensor, periods: Sequence[int] = PERIODS
+) -> Dict[int, Optional[float]]:
+    r"""How much a map (the mean ``|protected − full|`` over images) repeats with
+    each period: the mean spectral magnitude at the frequencies of that
+    period's lattice (multiples of ``H/P`` and ``W/P``, DC excluded) divided by
+    the median magnitude of all non-DC frequencies.
+
+    About 1 means no periodic pattern; a lattice of blotches ``P`` pixels apart
+    shows as a ratio well above 1 at ``P``. ``None`` for a period that does not
+    divide the map's size.
+    """
+    if mean_abs.dim() != 2:
+        raise ValueError(f"Expected an (H, W) map, got {tuple(mean_abs.shape)}")
+    height, width = mean_abs.shape
+    spectrum = torch.fft.fft2(mean_abs.double() - mean_abs.double().mean()).abs()
+    non_dc = torch.ones_like(spectrum, dtype=torch.bool)
+    non_dc[0, 0] = False
+    reference = float(spectrum[non_dc].median())
+    out: Dict[int, Optional[float]] = {}
+    for period in periods:
+        if period < 2 or height % period or width % period:
+            out[int(period)] = None
+            continue
+        rows = torch.arange(0, height, height // period)
+        cols = torch.arange(0, width, width // period)
+        lattice = torch.zeros_like(non_dc)
+        lattice[rows[:, None], cols[None, :]] = True
+        lattice[0, 0] = False
+        value = float(spectrum[lattice].mean())
+        out[int(period)] = value / reference if reference > 0 else None
+    return out
 
 
 def common_share(differences: Tensor) -> Optional[float]:
@@ -47,7 +85,9 @@ class DifferenceStats:
     - ``global_offset_share``: the share in one RGB shift common to all
       images (the mean of ``D`` per channel over all pixels); a colour cast
       that a 3-number correction undoes has this near 1;
-    - ``mean_offset_rgb``: that shift; ``rms``: the root mean square of ``D``.
+    - ``mean_offset_rgb``: that shift; ``rms``: the root mean square of ``D``;
+    - ``periodic_peaks``: :func:`periodic_peaks` of the mean ``|D|`` (over
+      images and channels) at :data:`PERIODS` (``None`` when sizes differ).
     """
 
     def __init__(self) -> None:
@@ -57,6 +97,7 @@ class DifferenceStats:
         self.dc_energy = 0.0
         self.channel_sum = torch.zeros(3, dtype=torch.float64)
         self.sum: Optional[Tensor] = None
+        self.abs_sum: Optional[Tensor] = None
         self.same_size = True
 
     def update(self, differences: Tensor, full: Optional[Tensor] = None) -> None:
@@ -76,12 +117,14 @@ class DifferenceStats:
             self.channel_sum += d4.sum(dim=(0, 2, 3))
         self.pixels += d4.size(0) * area
         if self.same_size:
+            magnitude = d4.abs().mean(dim=1).sum(0)
             if self.sum is None:
-                self.sum = d.sum(0)
+                self.sum, self.abs_sum = d.sum(0), magnitude
             elif self.sum.shape == d.shape[1:]:
                 self.sum += d.sum(0)
+                self.abs_sum += magnitude
             else:
-                self.same_size, self.sum = False, None
+                self.same_size, self.sum, self.abs_sum = False, None, None
 
     def result(self) -> Dict[str, Any]:
         if self.count == 0:
@@ -103,4 +146,9 @@ class DifferenceStats:
             "global_offset_share": global_share,
             "mean_offset_rgb": offset,
             "rms": math.sqrt(energy / size) if size else None,
+            "periodic_peaks": None
+            if self.abs_sum is None
+            else {
+                str(k): v for k, v in periodic_peaks(self.abs_sum / self.count).items()
+            },
         }

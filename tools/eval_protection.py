@@ -1,0 +1,230 @@
+r"""Measures what is left of a shielded codec's protection, as a scraper would.
+
+On held-out test scenes of the benchmark it runs
+:func:`compressai_psic.evaluation.evaluate_protection` (every blind attack and
+purification, on the protected and the full decodes; the informed colour and
+pattern fits on ``val`` scenes; a learned inversion trained on ``train`` scenes
+of the attacker's own seed) with the codec's training VLPs and the evaluation
+VLPs reported separately, optionally the per-image bound
+(:func:`compressai_psic.evaluation.bound.per_image_bound`) against the same
+training VLPs, and writes into ``--out``:
+
+- ``protection.json``: the report and its summary;
+- ``bound.json`` and ``bound.png`` (``--bound-images`` > 0): the bound, one
+  panel per VLP, with the codec's point (as decoded and after its worst blind
+  attack) on the same axes;
+- ``images.png``: original | full | protected | 4×|protected − full| for a few
+  scenes, to look at.
+
+Example (the shipped demo codec, its training ensemble)::
+
+    python tools/eval_protection.py --model demo-psic --vlp train-ensemble \
+        --out runs/protection
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="What is left of a shielded codec's protection after every "
+        "attack, and the per-image bound."
+    )
+    parser.add_argument(
+        "--model",
+        default="demo-psic",
+        help="manifest name or checkpoint file of the codec (default demo-psic)",
+    )
+    parser.add_argument(
+        "--vlp",
+        action="append",
+        default=None,
+        help="VLP(s) the codec was trained against (build_vlp specs; ensembles are "
+        "split into members); default train-ensemble",
+    )
+    parser.add_argument(
+        "--eval-vlp",
+        action="append",
+        default=None,
+        help="VLP(s) it never saw (default eval-rn and eval-vit)",
+    )
+    parser.add_argument("--images", type=int, default=500, help="test scenes (500)")
+    parser.add_argument("--seed", type=int, default=2025, help="benchmark seed (2025)")
+    parser.add_argument(
+        "--fit-images", type=int, default=200, help="val scenes of the fitted attacks"
+    )
+    parser.add_argument(
+        "--inversion-pairs",
+        type=int,
+        default=2000,
+        help="train scenes (attacker's seed) of the learned inversion; 0 skips it",
+    )
+    parser.add_argument("--inversion-steps", type=int, default=3000)
+    parser.add_argument(
+        "--inversion-seconds",
+        type=float,
+        default=600.0,
+        help="wall-time budget of the inversion's training (600)",
+    )
+    parser.add_argument(
+        "--attacker-seed", type=int, default=777, help="seed of the attacker's scenes"
+    )
+    parser.add_argument(
+        "--bound-images",
+        type=int,
+        default=0,
+        help="test scenes of the per-image bound (0: no bound)",
+    )
+    parser.add_argument("--bound-steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/protection"))
+    parser.add_argument(
+        "--force", action="store_true", help="replace the files of an existing --out"
+    )
+    args = parser.parse_args(argv)
+    if args.images < 2 or args.fit_images < 1:
+        parser.error("--images must be >= 2 and --fit-images >= 1")
+    existing = [p for p in ("protection.json", "bound.json") if (args.out / p).exists()]
+    if existing and not args.force:
+        parser.error(f"{args.out / existing[0]} exists; pass --force to replace it")
+    if args.model.endswith(".tar") and not Path(args.model).is_file():
+        parser.error(f"codec checkpoint not found: {args.model}")
+    return args
+
+
+def _codec(name: str):
+    from compressai_psic.models import load_checkpoint
+    from compressai_psic.zoo import load_named
+
+    if Path(name).is_file():
+        return load_checkpoint(name)
+    return load_named(name, progress=False)
+
+
+def _members(specs: List[str]):
+    from compressai_psic.vlp import build_vlp, vlp_members
+
+    return [member for spec in specs for member, _ in vlp_members(build_vlp(spec))]
+
+
+def _image_sheet(model, dataset, path: Path, rows: int = 8) -> None:
+    import torch
+    from PIL import Image
+
+    from compressai_psic.evaluation.codec import codec_roundtrip
+    from compressai_psic.io.images import pil_to_tensor
+
+    originals = torch.cat([pil_to_tensor(dataset.load_image(i)) for i in range(rows)])
+    with torch.inference_mode():
+        decoded = codec_roundtrip(model, originals)
+    difference = (4 * (decoded["protected"] - decoded["full"]).abs()).clamp(0, 1)
+    columns = [originals, decoded["full"], decoded["protected"], difference]
+    grid = torch.cat([torch.cat(list(c), dim=-1) for c in zip(*columns)], dim=-2)
+    array = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
+    Image.fromarray(array).resize(
+        (array.shape[1] * 2, array.shape[0] * 2), Image.NEAREST
+    ).save(path)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    import torch
+
+    from compressai_psic.datasets import SceneCaptions
+    from compressai_psic.evaluation.bound import per_image_bound, plot_bound
+    from compressai_psic.evaluation.protection import evaluate_protection
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = _codec(args.model).eval()
+    train = _members(args.vlp or ["train-ensemble"])
+    evaluation = _members(args.eval_vlp or ["eval-rn", "eval-vit"])
+    test = SceneCaptions(
+        split="test", num_samples=args.images, seed=args.seed, image_size=64,
+        distinct_captions=True,
+    )  # fmt: skip
+    fit = SceneCaptions(
+        split="val", num_samples=args.fit_images, seed=args.seed, image_size=64
+    )
+    attacker = None
+    if args.inversion_pairs > 0:
+        attacker = SceneCaptions(
+            split="train", num_samples=args.inversion_pairs, seed=args.attacker_seed,
+            image_size=64,
+        )  # fmt: skip
+    report = evaluate_protection(
+        model,
+        test,
+        train,
+        evaluation,
+        fit,
+        inversion_dataset=attacker,
+        inversion_kwargs={
+            "num_pairs": args.inversion_pairs,
+            "steps": args.inversion_steps,
+            "max_seconds": args.inversion_seconds,
+            "seed": args.attacker_seed,
+        },
+    )
+    report["model"] = args.model
+    report["seed"] = args.seed
+    report["inversion_dataset"] = (
+        None
+        if attacker is None
+        else f"scenes:train:seed{args.attacker_seed}:{args.inversion_pairs}"
+    )
+    _image_sheet(model, test, args.out / "images.png")
+    with open(args.out / "protection.json", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+
+    if args.bound_images > 0:
+        vlps = {m.name: m for m in train + evaluation}
+        bound = per_image_bound(
+            test, train, vlps, limit=args.bound_images, steps=args.bound_steps
+        )
+        with open(args.out / "bound.json", "w", encoding="utf-8") as f:
+            json.dump(bound, f, indent=2)
+        summary = {v["name"]: v for v in report["summary"]["vlps"]}
+        codec_point = {
+            "psnr": report["psnr"]["protected"],
+            "recall": {n: summary[n]["i2t"]["protected"] for n in summary},
+            "worst": {n: summary[n]["i2t"]["worst_blind"] for n in summary},
+        }
+        plot_bound(bound, str(args.out / "bound.png"), {"codec": codec_point})
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    _print_summary(report)
+    return report
+
+
+def _print_summary(report: dict) -> None:
+    print(
+        f"{report['num_images']} test scenes; PSNR full {report['psnr']['full']:.2f} "
+        f"dB, protected {report['psnr']['protected']:.2f} dB; "
+        f"{report['seconds']} s"
+    )
+    for vlp in report["summary"]["vlps"]:
+        cells = []
+        for d in ("i2t", "t2i"):
+            row = vlp[d]
+            cells.append(
+                f"{d} orig {row['original']:.3f} full {row['full']:.3f} "
+                f"prot {row['protected']:.3f} worst-blind {row['worst_blind']:.3f} "
+                f"({row['worst_blind_attack']})"
+                + (f" inversion {row['inversion']:.3f}" if "inversion" in row else "")
+            )
+        print(f"{vlp['name']} ({vlp['role']}): " + " | ".join(cells))
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
