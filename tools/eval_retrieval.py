@@ -166,9 +166,34 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(DEFAULT_ATTACKS),
         metavar="NAME",
-        help="attacks on the protected decodes: jpeg<q>, down<k>, greyworld, "
-        "greyworld_fit, offset_fit, affine_fit, chains a+b (default: "
-        "%(default)s)",
+        help="attacks on the protected decodes: jpeg<q>, down<k>, blur<sigma>, "
+        "median<k>, downup<k>, noisyup, greyworld, greyworld_fit, offset_fit, "
+        "pattern_fit, affine_fit, chains a+b (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--inversion-images",
+        type=Path,
+        default=None,
+        help="the adaptive attacker's own images (a folder; none may be "
+        "evaluated): a restoration network is trained on their (protected, "
+        "full) decodes and applied to the published protected decodes (attack "
+        "'inversion')",
+    )
+    parser.add_argument(
+        "--inversion-scenes",
+        type=int,
+        default=0,
+        help="with --scenes: train the inversion on this many train scenes of "
+        "the attacker's own seed (--attacker-seed) instead",
+    )
+    parser.add_argument(
+        "--attacker-seed", type=int, default=777, help="seed of the attacker's scenes"
+    )
+    parser.add_argument(
+        "--inversion-seconds",
+        type=float,
+        default=600.0,
+        help="wall-time budget of the inversion's training (default 600)",
     )
     parser.add_argument(
         "--attack-full",
@@ -445,6 +470,55 @@ def plot_recalls(result: Mapping[str, Any], output_file: Path) -> None:
     figure.savefig(output_file, dpi=120)
 
 
+class _ImageFolder:
+    """The images of a folder (sorted), for the attacker's inversion pairs."""
+
+    def __init__(self, root: Path, image_size: Optional[int]):
+        from compressai_psic.io.images import IMAGE_EXTENSIONS
+
+        self.paths = sorted(
+            p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not self.paths:
+            raise ValueError(f"--inversion-images: no images in {root}")
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_image(self, i: int):
+        from compressai_psic.datasets.base import load_rgb_image
+
+        image = load_rgb_image(self.paths[i])
+        if self.image_size:
+            image = image.resize((self.image_size, self.image_size))
+        return image
+
+
+def _attacker_images(args: argparse.Namespace) -> Any:
+    """The adaptive attacker's own images, or ``None`` (no inversion)."""
+    if args.inversion_images is not None:
+        if not args.inversion_images.is_dir():
+            raise ValueError(
+                f"--inversion-images: not a folder: {args.inversion_images}"
+            )
+        return _ImageFolder(args.inversion_images, args.image_size)
+    if args.inversion_scenes > 0:
+        if args.dataset is not None:
+            raise ValueError(
+                "--inversion-scenes needs --scenes; use --inversion-images"
+            )
+        from compressai_psic.datasets import SceneCaptions
+
+        return SceneCaptions(
+            split="train",
+            num_samples=args.inversion_scenes,
+            seed=args.attacker_seed,
+            image_size=args.image_size or DEFAULT_SCENE_SIZE,
+        )
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -459,9 +533,25 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     fitted = any(a.needs_fit for a in attacks.values())
     try:
         dataset, fit_dataset, fit_label = load_datasets(args, fitted)
+        attacker_images = _attacker_images(args)
     except ValueError as err:
         parser.error(str(err))
     model = load_model(args).to(device)
+    inversion_info = None
+    if attacker_images is not None:
+        from compressai_psic.evaluation.inversion import train_inversion
+
+        inversion = train_inversion(
+            model,
+            attacker_images,
+            num_pairs=len(attacker_images),
+            max_seconds=args.inversion_seconds,
+            seed=args.attacker_seed,
+            device=device,
+            progress=not args.no_progress,
+        )
+        attacks = {**attacks, "inversion": inversion}
+        inversion_info = inversion.info
     specs = vlp_specs(args)
     train_vlps = _build_vlps(specs["train"], args, device)
     eval_vlps = _build_vlps(specs["eval"], args, device)
@@ -483,6 +573,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     )
     for entry, spec in zip(result["vlps"], specs["train"] + specs["eval"]):
         entry["spec"] = spec
+    result["inversion"] = inversion_info
     if result["fit"] is not None:
         result["fit"]["dataset"] = fit_label
     result["model"] = (
