@@ -58,7 +58,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=None,
         help="VLP(s) it never saw (default eval-rn and eval-vit)",
     )
-    parser.add_argument("--images", type=int, default=500, help="test scenes (500)")
+    parser.add_argument("--images", type=int, default=500, help="scenes (500)")
+    parser.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="scenes evaluated: test (reports) or val (choosing a checkpoint or a "
+        "recipe, with --no-eval-vlps and --no-fitted) (default test)",
+    )
+    parser.add_argument(
+        "--no-eval-vlps",
+        action="store_true",
+        help="training VLPs only: what choosing a checkpoint may look at",
+    )
+    parser.add_argument(
+        "--no-fitted",
+        action="store_true",
+        help="blind attacks only (no fit set)",
+    )
     parser.add_argument("--seed", type=int, default=2025, help="benchmark seed (2025)")
     parser.add_argument(
         "--fit-images", type=int, default=200, help="val scenes of the fitted attacks"
@@ -94,6 +111,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.images < 2 or args.fit_images < 1:
         parser.error("--images must be >= 2 and --fit-images >= 1")
+    if args.split == "val" and not args.no_fitted:
+        parser.error("--split val evaluates the fit set's scenes: add --no-fitted")
     existing = [p for p in ("protection.json", "bound.json") if (args.out / p).exists()]
     if existing and not args.force:
         parser.error(f"{args.out / existing[0]} exists; pass --force to replace it")
@@ -141,22 +160,32 @@ def main(argv: Optional[List[str]] = None) -> dict:
     import torch
 
     from compressai_psic.datasets import SceneCaptions
+    from compressai_psic.evaluation.attacks import BLIND_ATTACKS, PURIFICATION_ATTACKS
     from compressai_psic.evaluation.bound import per_image_bound, plot_bound
-    from compressai_psic.evaluation.protection import evaluate_protection
+    from compressai_psic.evaluation.protection import (
+        PROTECTION_ATTACKS,
+        evaluate_protection,
+    )
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     model = _codec(args.model).eval()
     train = _members(args.vlp or ["train-ensemble"])
-    evaluation = _members(args.eval_vlp or ["eval-rn", "eval-vit"])
+    evaluation = (
+        [] if args.no_eval_vlps else _members(args.eval_vlp or ["eval-rn", "eval-vit"])
+    )
     test = SceneCaptions(
-        split="test", num_samples=args.images, seed=args.seed, image_size=64,
+        split=args.split, num_samples=args.images, seed=args.seed, image_size=64,
         distinct_captions=True,
     )  # fmt: skip
-    fit = SceneCaptions(
-        split="val", num_samples=args.fit_images, seed=args.seed, image_size=64
-    )
+    fit = None
+    attacks = BLIND_ATTACKS + PURIFICATION_ATTACKS
+    if not args.no_fitted:
+        fit = SceneCaptions(
+            split="val", num_samples=args.fit_images, seed=args.seed, image_size=64
+        )
+        attacks = PROTECTION_ATTACKS
     attacker = None
     if args.inversion_pairs > 0:
         attacker = SceneCaptions(
@@ -176,6 +205,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             "max_seconds": args.inversion_seconds,
             "seed": args.attacker_seed,
         },
+        attacks=attacks,
     )
     report["model"] = args.model
     report["seed"] = args.seed
@@ -209,7 +239,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 def _print_summary(report: dict) -> None:
     print(
-        f"{report['num_images']} test scenes; PSNR full {report['psnr']['full']:.2f} "
+        f"{report['num_images']} scenes; PSNR full {report['psnr']['full']:.2f} "
         f"dB, protected {report['psnr']['protected']:.2f} dB; "
         f"{report['seconds']} s"
     )

@@ -38,8 +38,9 @@ from ..evaluation import (
     codec_roundtrip,
     evaluate_shield,
 )
+from ..evaluation.protection import protection_summary
 from ..io.images import pil_to_tensor
-from ..vlp import EVAL_VLPS, load_demo_vlp
+from ..vlp import EVAL_VLPS, TRAIN_ENSEMBLE, load_demo_vlp, load_zoo_vlp
 from ..zoo import load_named, manifest_entry
 from .grid import draw_grid, top1_captions
 
@@ -49,6 +50,7 @@ __all__ = [
     "FIT_SPLIT",
     "run_demo",
     "shipped_eval_vlps",
+    "shipped_train_vlps",
 ]
 
 #: Manifest name of the shipped demo codec.
@@ -63,6 +65,15 @@ def shipped_eval_vlps() -> List[str]:
     r"""Specs of the evaluation VLPs (:data:`~compressai_psic.vlp.EVAL_VLPS`)
     that the manifest has, in order."""
     return [spec for spec, (name, _) in EVAL_VLPS.items() if manifest_entry(name=name)]
+
+
+def shipped_train_vlps() -> List[Any]:
+    r"""The VLPs the shipped codec is trained against, one adapter per member of
+    :data:`~compressai_psic.vlp.TRAIN_ENSEMBLE`; only the demo VLP when the
+    manifest lacks one of the others."""
+    if all(manifest_entry(name=name) for name in TRAIN_ENSEMBLE):
+        return [load_zoo_vlp(name) for name in TRAIN_ENSEMBLE]
+    return [load_demo_vlp()]
 
 
 def run_demo(
@@ -85,9 +96,10 @@ def run_demo(
         seed: the benchmark seed (the shipped models were evaluated on seed 0)
         output_dir: where ``report.json`` and ``grid.png`` go (``None``: nowhere)
         model: a shielded codec (default: the shipped ``demo-psic``)
-        vlp: the VLP the codec was trained against (default: the shipped
-            ``demo-vlp``), or a list of them; the table's first block and the
-            report's top-level ``recall`` / ``asr`` are the first one's
+        vlp: the VLP the codec was trained against, or a list of them (default:
+            :func:`shipped_train_vlps`, the members of the training ensemble);
+            the table's first block and the report's top-level ``recall`` /
+            ``asr`` are the first one's
         grid_rows: scenes shown in the PNG grid
         robustness: also evaluate the protected images after the attacks
         progress: show progress bars
@@ -105,7 +117,7 @@ def run_demo(
     if model is None:
         model = load_named(DEMO_MODEL_NAME, progress=False)
     if vlp is None:
-        vlp = load_demo_vlp()
+        vlp = shipped_train_vlps()
     entry = manifest_entry(name=DEMO_MODEL_NAME) or {}
     image_size = int(entry.get("image_size", 64))
     dataset = SceneCaptions(
@@ -139,6 +151,7 @@ def run_demo(
             batch_size=25,
             progress=progress,
         )
+    report["summary"] = protection_summary(report)
     if report["fit"] is not None:
         report["fit"]["dataset"] = f"scenes:{FIT_SPLIT}:seed{seed}:{fit_images}"
     report["model"] = DEMO_MODEL_NAME if entry else type(model).__name__
@@ -160,8 +173,9 @@ def run_demo(
         captions = [
             c for i in range(len(dataset)) for c in dataset.image_captions_at(i)
         ]
+        first = vlp[0] if isinstance(vlp, (list, tuple)) else vlp
         with torch.inference_mode():
-            top1 = top1_captions(vlp, images, captions)
+            top1 = top1_captions(first, images, captions)
         truth = [dataset.image_captions_at(i)[0] for i in range(rows)]
         output_dir = Path(output_dir)
         report["grid"] = str(draw_grid(images, truth, top1, output_dir / "grid.png"))

@@ -11,7 +11,11 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _vlp_rows(entry: Dict[str, Any], attacks: Sequence[str]) -> List[str]:
+def _vlp_rows(
+    entry: Dict[str, Any],
+    attacks: Sequence[str],
+    summary: Optional[Dict[str, Any]] = None,
+) -> List[str]:
     recall, asr = entry["recall"], entry["asr"]["protected"]
     title = f"Recall@1, {entry['name']} ({entry['role']})"
     lines = [f"  {title:34}{'image→text':>12}{'text→image':>12}"]
@@ -21,6 +25,14 @@ def _vlp_rows(entry: Dict[str, Any], attacks: Sequence[str]) -> List[str]:
         lines.append(
             f"  {variant:34}{recall[variant]['i2t']['R@1']:12.3f}"
             f"{recall[variant]['t2i']['R@1']:12.3f}"
+        )
+    if summary and "worst_blind" in summary["i2t"]:
+        lines.append(
+            f"  {'worst blind attack (which)':34}"
+            f"{summary['i2t']['worst_blind']:12.3f}"
+            f"{summary['t2i']['worst_blind']:12.3f}  "
+            f"({summary['i2t']['worst_blind_attack']} / "
+            f"{summary['t2i']['worst_blind_attack']})"
         )
     for reference, label in (("full", "full decode"), ("original", "originals")):
         lines.append(
@@ -71,6 +83,7 @@ def format_table(report: Dict[str, Any]) -> str:
         }
     ]
     attacks = report.get("attacks") or report.get("transforms") or []
+    summaries = {s["name"]: s for s in (report.get("summary") or {}).get("vlps", [])}
     for entry in entries:
-        lines += [""] + _vlp_rows(entry, attacks)
+        lines += [""] + _vlp_rows(entry, attacks, summaries.get(entry["name"]))
     return "\n".join(lines)

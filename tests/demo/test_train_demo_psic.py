@@ -15,17 +15,17 @@ from ..helpers import load_tool
 train_demo_psic = load_tool("train_demo_psic")
 
 
-@pytest.mark.parametrize("stage", [1, 2])
+@pytest.mark.parametrize("stage", [1, 2, 3])
 def test_stage_commands_parse_with_the_training_tool(stage, tmp_path):
-    init = tmp_path / "stage1" / "checkpoint_best_loss.pth.tar" if stage == 2 else None
+    init = tmp_path / "previous.pth.tar" if stage > 1 else None
     argv = train_demo_psic.stage_argv(
         stage, tmp_path / f"stage{stage}", train_demo_psic.RECIPE, init
     )
     args = parse_train_args(argv)
     own = train_demo_psic.RECIPE[f"stage{stage}"]
-    assert args.stage == stage
+    assert args.stage == min(stage, 2)
     assert args.dataset_format == "scenes"
-    assert args.vlp == ["demo"]
+    assert args.vlp == [own.get("vlp", "demo")]
     assert tuple(args.patch_size) == (64, 64)
     assert args.lambda_full == own["lambda_full"]
     assert args.lambda_prot == own["lambda_prot"]
@@ -36,16 +36,39 @@ def test_stage_commands_parse_with_the_training_tool(stage, tmp_path):
     if stage == 1:
         assert args.model == "bmshj2018-hyperprior" and args.init is None
         assert (args.N, args.M) == (64, 96)
-    else:
-        assert args.init == str(init)
-        assert args.export == DEMO_MODEL_NAME
-        assert args.stage2_params == own["stage2_params"]
+        return
+    assert args.init == str(init)
+    assert args.stage2_params == own["stage2_params"]
+    assert args.trigger_learning_rate == own["trigger_learning_rate"]
+    assert args.lambda_semantic == own["lambda_semantic"]
+    assert args.lambda_lowfreq == own["lambda_lowfreq"]
+    assert args.lambda_common == own["lambda_common"]
+    assert args.eot == own["eot"]
+    if stage == 2:
+        assert args.export == f"{DEMO_MODEL_NAME}-stage2"
         assert (args.plan, args.modulation) == (own["plan"], own["modulation"])
-        assert args.trigger_learning_rate == own["trigger_learning_rate"]
-        assert args.lambda_semantic == own["lambda_semantic"]
-        assert args.lambda_lowfreq == own["lambda_lowfreq"]
-        assert args.lambda_common == own["lambda_common"]
-        assert args.eot == own["eot"]
+    else:
+        # Stage 3 hardens the shielded stage-2 codec: its plan and modulation
+        # come from the weights, the VLPs are the training ensemble.
+        assert args.export == DEMO_MODEL_NAME
+        assert args.vlp == ["train-ensemble"]
+        assert args.lambda_masked == own["lambda_masked"]
+        assert args.lambda_feature == own["lambda_feature"]
+        assert args.ensemble == own["ensemble"]
+        assert "--plan" not in argv and "--modulation" not in argv
+
+
+def test_stage3_overrides_are_typed_and_checked():
+    recipe = train_demo_psic._with_overrides(
+        train_demo_psic.RECIPE, ["lambda_vlp=35", "ensemble=mean"]
+    )
+    assert recipe["stage3"]["lambda_vlp"] == 35.0
+    assert recipe["stage3"]["ensemble"] == "mean"
+    assert train_demo_psic.RECIPE["stage3"]["lambda_vlp"] != 35.0  # a copy
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        train_demo_psic._with_overrides(train_demo_psic.RECIPE, ["no_such=1"])
+    with pytest.raises(ValueError, match="lambda_vlp"):
+        train_demo_psic._with_overrides(train_demo_psic.RECIPE, ["lambda_vlp=x"])
 
 
 def _metrics(**changes):
@@ -54,24 +77,33 @@ def _metrics(**changes):
         "original": {"i2t": 0.93, "t2i": 0.93},
         "full": {"i2t": 0.92, "t2i": 0.93},
         "protected": {"i2t": 0.02, "t2i": 0.05},
-        "protected_greyworld": {"i2t": 0.08, "t2i": 0.09},
-        "protected_affine_fit": {"i2t": 0.1, "t2i": 0.1},
-        "protected_jpeg75": {"i2t": 0.03, "t2i": 0.06},
     }
     other = {
         "original": {"i2t": 0.96, "t2i": 0.96},
         "full": {"i2t": 0.95, "t2i": 0.95},
-        "protected": {"i2t": 0.48, "t2i": 0.3},
+        "protected": {"i2t": 0.40, "t2i": 0.3},
     }
     metrics = {
         "chance": 0.002,
-        "psnr": {"full": 29.6, "protected": 27.7},
-        "ms_ssim": {"full": 0.96, "protected": 0.945},
+        "psnr": {"full": 29.6, "protected": 26.7},
+        "ms_ssim": {"full": 0.96, "protected": 0.915},
         "stage1_psnr": 29.8,
         "common_share": 0.4,
+        "periodic_peaks": {"2": 1.1, "4": 1.2, "8": 2.9, "16": 1.0},
         "vlps": [
-            {"name": "demo-vlp", "role": "train", "recall": train},
-            {"name": "eval-vlp-rn", "role": "eval", "recall": other},
+            {
+                "name": "demo-vlp",
+                "role": "train",
+                "recall": train,
+                "worst_blind": {"i2t": 0.09, "t2i": 0.1},
+            },
+            {
+                "name": "eval-vlp-rn",
+                "role": "eval",
+                "recall": other,
+                "worst_blind": {"i2t": 0.47, "t2i": 0.45},
+                "inversion": {"i2t": 0.7, "t2i": 0.71},
+            },
         ],
     }
     for path, value in changes.items():
@@ -87,39 +119,72 @@ def test_check_targets_has_every_target_of_the_issue():
     targets = train_demo_psic.check_targets(_metrics())
     assert all(t["met"] for t in targets.values()), targets
     assert targets["full_psnr"]["limit"] == pytest.approx(29.5)
-    assert targets["protected_psnr"]["limit"] == pytest.approx(27.6)
-    assert targets["protected_ms_ssim"]["limit"] == pytest.approx(0.94)
+    assert targets["protected_psnr"]["limit"] == pytest.approx(26.6)
+    assert targets["protected_ms_ssim"]["limit"] == pytest.approx(0.91)
     assert targets["common_share"]["limit"] == 0.5
-    assert targets["demo-vlp/protected/i2t"]["limit"] == pytest.approx(0.052)
-    assert targets["demo-vlp/protected_affine_fit/t2i"]["limit"] == pytest.approx(0.102)
-    assert targets["demo-vlp/full/t2i"]["limit"] == pytest.approx(0.91)
+    assert targets["periodic_peak/8px"]["limit"] == 3.0
+    assert targets["demo-vlp/protected/i2t"]["limit"] == pytest.approx(0.102)
+    assert targets["demo-vlp/worst_blind/t2i"]["limit"] == pytest.approx(0.102)
+    assert targets["demo-vlp/full/t2i"]["limit"] == pytest.approx(0.90)
     assert targets["eval-vlp-rn/protected/i2t"]["limit"] == pytest.approx(0.48)
-    # A VLP the codec was not trained against gets the transfer target only.
-    assert "eval-vlp-rn/protected_jpeg75/i2t" not in targets
-    assert len(targets) == 4 + 2 * (1 + 4) + 2 * (1 + 1)
+    assert targets["eval-vlp-rn/worst_blind/t2i"]["limit"] == pytest.approx(0.48)
+    assert targets["eval-vlp-rn/inversion/i2t"]["limit"] == pytest.approx(0.72)
+    # The training VLP has no inversion figure here, so no inversion target.
+    assert "demo-vlp/inversion/i2t" not in targets
+    assert len(targets) == 4 + 4 + 2 * 3 + 2 * 4
 
 
 @pytest.mark.parametrize(
     "change, missed",
     [
         ({"psnr/full": 29.4}, "full_psnr"),
-        ({"psnr/protected": 27.5}, "protected_psnr"),
-        ({"ms_ssim/protected": 0.93}, "protected_ms_ssim"),
+        ({"psnr/protected": 26.5}, "protected_psnr"),
+        ({"ms_ssim/protected": 0.90}, "protected_ms_ssim"),
         ({"common_share": 0.6}, "common_share"),
-        ({"vlps/0/recall/protected_greyworld": {"i2t": 0.2, "t2i": 0}}, None),
+        ({"periodic_peaks/8": 3.5}, "periodic_peak/8px"),
+        ({"vlps/0/worst_blind": {"i2t": 0.2, "t2i": 0}}, "demo-vlp/worst_blind/i2t"),
         ({"vlps/1/recall/protected": {"i2t": 0.5, "t2i": 0.1}}, None),
-        ({"vlps/0/recall/full": {"i2t": 0.9, "t2i": 0.93}}, None),
+        ({"vlps/1/inversion": {"i2t": 0.1, "t2i": 0.8}}, None),
+        ({"vlps/0/recall/full": {"i2t": 0.89, "t2i": 0.93}}, None),
     ],
 )
 def test_check_targets_flags_each_miss(change, missed):
     targets = train_demo_psic.check_targets(_metrics(**change))
     failed = sorted(k for k, t in targets.items() if not t["met"])
     expected = {
-        "vlps/0/recall/protected_greyworld": "demo-vlp/protected_greyworld/i2t",
         "vlps/1/recall/protected": "eval-vlp-rn/protected/i2t",
+        "vlps/1/inversion": "eval-vlp-rn/inversion/t2i",
         "vlps/0/recall/full": "demo-vlp/full/i2t",
     }
     assert failed == [missed or expected[next(iter(change))]]
+
+
+def test_bound_comparison_interpolates_at_the_codec_psnr(tmp_path):
+    bound = {
+        "num_images": 4,
+        "surrogate": ["demo-vlp"],
+        "steps": 2,
+        "original": {"demo-vlp": {"i2t": 1.0, "t2i": 1.0}},
+        "points": [
+            {
+                "norm": norm,
+                "psnr": psnr,
+                "recall": {"demo-vlp": {"perturbed": {"i2t": r, "t2i": r}}},
+                "worst": {"demo-vlp": {"i2t": w, "t2i": w}},
+            }
+            for norm in ("linf", "l2")
+            for psnr, r, w in ((25.0, 0.2, 0.4), (35.0, 0.8, 1.0))
+        ],
+    }
+    (tmp_path / "bound.json").write_text(json.dumps(bound))
+    metrics = _metrics(**{"psnr/protected": 27.5})
+    out = train_demo_psic._bound_comparison(tmp_path, metrics)
+    row = out["vlps"]["demo-vlp"]["i2t"]
+    assert row["bound_linf"] == pytest.approx(0.35)
+    assert row["bound_l2_worst_blind"] == pytest.approx(0.55)
+    assert row["codec"] == 0.02 and row["codec_worst_blind"] == 0.09
+    assert "eval-vlp-rn" not in out["vlps"]  # not measured by the bound
+    assert train_demo_psic._bound_comparison(tmp_path / "none", metrics) is None
 
 
 def test_update_manifest_replaces_only_its_entry(tmp_path):
