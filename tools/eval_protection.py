@@ -103,6 +103,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help="test scenes of the per-image bound (0: no bound)",
     )
     parser.add_argument("--bound-steps", type=int, default=10)
+    parser.add_argument(
+        "--bound-from",
+        type=Path,
+        default=None,
+        help="reuse this bound.json (same VLPs and scenes) instead of computing it",
+    )
+    parser.add_argument(
+        "--bound-only",
+        action="store_true",
+        help="compute only the per-image bound (bound.json; no codec needed)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/protection"))
     parser.add_argument(
@@ -116,6 +127,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     existing = [p for p in ("protection.json", "bound.json") if (args.out / p).exists()]
     if existing and not args.force:
         parser.error(f"{args.out / existing[0]} exists; pass --force to replace it")
+    if args.bound_from is not None and not args.bound_from.is_file():
+        parser.error(f"--bound-from: not a file: {args.bound_from}")
+    if args.bound_only and args.bound_images < 1:
+        parser.error("--bound-only needs --bound-images >= 1")
     if args.model.endswith(".tar") and not Path(args.model).is_file():
         parser.error(f"codec checkpoint not found: {args.model}")
     return args
@@ -161,7 +176,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
     from compressai_psic.datasets import SceneCaptions
     from compressai_psic.evaluation.attacks import BLIND_ATTACKS, PURIFICATION_ATTACKS
-    from compressai_psic.evaluation.bound import per_image_bound, plot_bound
+    from compressai_psic.evaluation.bound import plot_bound
     from compressai_psic.evaluation.protection import (
         PROTECTION_ATTACKS,
         evaluate_protection,
@@ -170,7 +185,6 @@ def main(argv: Optional[List[str]] = None) -> dict:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    model = _codec(args.model).eval()
     train = _members(args.vlp or ["train-ensemble"])
     evaluation = (
         [] if args.no_eval_vlps else _members(args.eval_vlp or ["eval-rn", "eval-vit"])
@@ -179,6 +193,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
         split=args.split, num_samples=args.images, seed=args.seed, image_size=64,
         distinct_captions=True,
     )  # fmt: skip
+    if args.bound_only:
+        bound = _bound(args, test, train, evaluation)
+        print(f"wrote {args.out / 'bound.json'} ({len(bound['points'])} points)")
+        return bound
+    model = _codec(args.model).eval()
     fit = None
     attacks = BLIND_ATTACKS + PURIFICATION_ATTACKS
     if not args.no_fitted:
@@ -218,13 +237,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     with open(args.out / "protection.json", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
 
-    if args.bound_images > 0:
-        vlps = {m.name: m for m in train + evaluation}
-        bound = per_image_bound(
-            test, train, vlps, limit=args.bound_images, steps=args.bound_steps
-        )
-        with open(args.out / "bound.json", "w", encoding="utf-8") as f:
-            json.dump(bound, f, indent=2)
+    if args.bound_images > 0 or args.bound_from is not None:
+        bound = _bound(args, test, train, evaluation)
         summary = {v["name"]: v for v in report["summary"]["vlps"]}
         codec_point = {
             "psnr": report["psnr"]["protected"],
@@ -235,6 +249,28 @@ def main(argv: Optional[List[str]] = None) -> dict:
     report["seconds"] = round(time.perf_counter() - start, 1)
     _print_summary(report)
     return report
+
+
+def _bound(args: argparse.Namespace, test, train, evaluation) -> dict:
+    """The per-image bound (computed, or read from ``--bound-from``), also
+    written to ``OUT/bound.json``."""
+    from compressai_psic.evaluation.bound import per_image_bound
+
+    if args.bound_from is not None:
+        with open(args.bound_from, encoding="utf-8") as f:
+            bound = json.load(f)
+    else:
+        vlps = {m.name: m for m in train + evaluation}
+        bound = per_image_bound(
+            test, train, vlps, limit=args.bound_images, steps=args.bound_steps
+        )
+    if (
+        args.bound_from is None
+        or args.bound_from.resolve() != (args.out / "bound.json").resolve()
+    ):
+        with open(args.out / "bound.json", "w", encoding="utf-8") as f:
+            json.dump(bound, f, indent=2)
+    return bound
 
 
 def _print_summary(report: dict) -> None:

@@ -279,6 +279,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "command recorded is the recipe's, with --stage3-set applied)",
     )
     parser.add_argument(
+        "--bound-from",
+        type=Path,
+        default=None,
+        help="the per-image bound of the training ensemble, already computed by "
+        "`tools/eval_protection.py --bound-only` (it does not depend on the codec)",
+    )
+    parser.add_argument(
         "--stage3-set",
         action="append",
         default=[],
@@ -303,7 +310,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help="a few steps per stage and a 10-image evaluation, to check the pipeline",
     )
     args = parser.parse_args(argv)
-    for path in (args.stage1_from, args.stage2_from, args.stage3_from):
+    for path in (args.stage1_from, args.stage2_from, args.stage3_from, args.bound_from):
         if path is not None and not path.is_file():
             parser.error(f"not a file: {path}")
     if args.stage3_from is not None and args.stage2_from is None:
@@ -1053,7 +1060,12 @@ def _run_stage(argv: List[str]) -> Dict[str, Any]:
 
 
 def _measure(
-    path: Path, work: Path, eval_images: int, threads: int, smoke: bool
+    path: Path,
+    work: Path,
+    eval_images: int,
+    threads: int,
+    smoke: bool,
+    bound_from: Optional[Path] = None,
 ) -> Dict[str, Any]:
     """The protection report of the shipped file, read back as users will
     (``tools/eval_protection.py``: every attack, the learned inversion and the
@@ -1071,6 +1083,8 @@ def _measure(
     if smoke:
         argv += ["--fit-images", "5", "--inversion-pairs", "20"]
         argv += ["--inversion-steps", "2", "--bound-images", "4", "--bound-steps", "1"]
+    elif bound_from is not None:
+        argv += ["--bound-from", str(bound_from)]
     else:
         argv += ["--bound-images", str(BOUND_IMAGES)]
     return eval_protection.main(argv)
@@ -1135,7 +1149,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
     path = save_compact(exported, zoo)
     model = _load(path)
-    report = _measure(path, work, eval_images, args.threads, args.smoke)
+    report = _measure(
+        path, work, eval_images, args.threads, args.smoke, args.bound_from
+    )
     metrics = _summarise(report, stage1_psnr(stage1, eval_images, EVAL_SEED))
     metrics["bound"] = _bound_comparison(work / "protection", metrics)
     targets = check_targets(metrics)
