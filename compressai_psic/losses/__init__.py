@@ -26,6 +26,7 @@ from .transfer import (
     balanced_sum,
     feature_disruption,
     masked_difference,
+    periodic_energy,
 )
 from .uaeo import (
     DEFAULT_LOGIT_SCALE,
@@ -57,5 +58,6 @@ __all__ = [
     "feature_disruption",
     "low_frequency_mse",
     "masked_difference",
+    "periodic_energy",
     "semantic_drift",
 ]

@@ -12,7 +12,12 @@ from torch import Tensor
 
 from ..vlp import VLPAdapter, VLPEnsemble, vlp_members
 from .rate_distortion import DualPathRateDistortionLoss, decoded_paths
-from .transfer import FEATURE_STAGES, feature_disruption, masked_difference
+from .transfer import (
+    FEATURE_STAGES,
+    feature_disruption,
+    masked_difference,
+    periodic_energy,
+)
 from .uaeo import UAEOLoss
 
 __all__ = ["PSICLoss", "common_difference", "low_frequency_mse", "semantic_drift"]
@@ -85,14 +90,18 @@ class PSICLoss(nn.Module):
     - ``λ_masked · 255² · mean(w · (x̂_prot − x̂_full)²)`` with ``w`` large on
       flat areas of the original and small in texture
       (:func:`~compressai_psic.losses.transfer.masked_difference`): the change
-      has to hide where a person does not see it (both paths needed).
+      has to hide where a person does not see it (both paths needed);
+    - ``λ_periodic · 255² · E_lattice(x̂_prot − x̂_full)``, the energy of the
+      change at the frequencies of the synthesis' 16-pixel stride lattice
+      (:func:`~compressai_psic.losses.transfer.periodic_energy`): no visible
+      grid of blotches (both paths needed).
 
     ``transform`` (see :class:`~compressai_psic.losses.UAEOLoss`) makes the VLP
     and feature terms an expectation over a scraper's post-processing.
 
     The dict holds the entries of both losses, ``"rd_loss"`` (bpp + distortion),
     ``"semantic_loss"``, ``"lowfreq_loss"``, ``"common_loss"``,
-    ``"feature_loss"``, ``"masked_loss"`` and ``"loss"``.
+    ``"feature_loss"``, ``"masked_loss"``, ``"periodic_loss"`` and ``"loss"``.
 
     Args:
         vlp: the frozen VLP(s) to defend against
@@ -109,6 +118,7 @@ class PSICLoss(nn.Module):
         lmbda_feature: weight of the feature-disruption term (0)
         feature_stage: ResNet stage of the feature term (``"layer3"``)
         lmbda_masked: weight of the activity-masked difference term (0)
+        lmbda_periodic: weight of the stride-lattice energy term (0)
         **uaeo_kwargs: further :class:`~compressai_psic.losses.UAEOLoss`
             arguments (``transform=``, ``tau=``, …)
     """
@@ -129,6 +139,7 @@ class PSICLoss(nn.Module):
         lmbda_feature: float = 0.0,
         feature_stage: str = "layer3",
         lmbda_masked: float = 0.0,
+        lmbda_periodic: float = 0.0,
         **uaeo_kwargs: Any,
     ):
         super().__init__()
@@ -140,6 +151,7 @@ class PSICLoss(nn.Module):
             ("lmbda_common", lmbda_common),
             ("lmbda_feature", lmbda_feature),
             ("lmbda_masked", lmbda_masked),
+            ("lmbda_periodic", lmbda_periodic),
         ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -161,6 +173,7 @@ class PSICLoss(nn.Module):
         self.lmbda_feature = float(lmbda_feature)
         self.feature_stage = feature_stage
         self.lmbda_masked = float(lmbda_masked)
+        self.lmbda_periodic = float(lmbda_periodic)
         self.rate_distortion = DualPathRateDistortionLoss(
             lmbda_full, lmbda_protected, metric
         )
@@ -182,7 +195,7 @@ class PSICLoss(nn.Module):
         out.update(self.uaeo(output, target, texts, beta))
         paths = decoded_paths(output, target, beta)
         zero = out["rd_loss"] * 0.0
-        semantic = lowfreq = common = feature = masked = zero
+        semantic = lowfreq = common = feature = masked = periodic = zero
         if self.lmbda_semantic > 0:
             semantic = semantic_drift(self.vlp, *paths["full"][:2])
         if self.lmbda_lowfreq > 0:
@@ -198,11 +211,16 @@ class PSICLoss(nn.Module):
             feature = feature_disruption(self.vlp, seen, x_orig, self.feature_stage)
         if self.lmbda_masked > 0:
             masked = 255**2 * self._masked(output, target, beta)
+        if self.lmbda_periodic > 0:
+            pair = self._both_paths(output, beta)
+            if pair is not None:
+                periodic = 255**2 * periodic_energy(*pair)
         out["semantic_loss"] = semantic
         out["lowfreq_loss"] = lowfreq
         out["common_loss"] = common
         out["feature_loss"] = feature
         out["masked_loss"] = masked
+        out["periodic_loss"] = periodic
         out["loss"] = (
             out["rd_loss"]
             + self.lmbda_vlp * out["vlp_loss"]
@@ -211,6 +229,7 @@ class PSICLoss(nn.Module):
             + self.lmbda_common * common
             + self.lmbda_feature * feature
             + self.lmbda_masked * masked
+            + self.lmbda_periodic * periodic
         )
         return out
 

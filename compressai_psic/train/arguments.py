@@ -184,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         "does not see it (needs --paths both) (default 0)",
     )
     stage.add_argument(
+        "--lambda-periodic",
+        type=float,
+        default=0.0,
+        help="weight of 255²·energy of (protected − full) at the frequencies of "
+        "the synthesis' 16-pixel stride lattice: no visible grid (needs --paths "
+        "both) (default 0)",
+    )
+    stage.add_argument(
         "--ensemble",
         choices=ENSEMBLE_MODES,
         default="mean",
@@ -387,7 +395,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--max-steps must be >= 0")
     lambdas = (args.lambda_full, args.lambda_prot, args.lambda_semantic)
     lambdas += (args.lambda_lowfreq, args.lambda_common)
-    lambdas += (args.lambda_feature, args.lambda_masked)
+    lambdas += (args.lambda_feature, args.lambda_masked, args.lambda_periodic)
     if args.lambda_vlp < 0 or min(lambdas) < 0:
         parser.error("λ values must be non-negative")
     if args.lowfreq_kernel < 1:

@@ -51,6 +51,7 @@ def build_criterion(args: argparse.Namespace, device: torch.device) -> nn.Module
         lmbda_feature=args.lambda_feature,
         feature_stage=args.feature_stage,
         lmbda_masked=args.lambda_masked,
+        lmbda_periodic=args.lambda_periodic,
         ensemble=args.ensemble,
         transform=build_eot(args.eot, args.seed),
     )
