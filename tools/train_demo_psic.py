@@ -926,11 +926,32 @@ def _record_stage1(zoo: Path, stage1: Path, argv1: Optional[List[str]]) -> None:
         (zoo / replaced).unlink()
 
 
+def _known_command(zoo: Path, path: Path) -> Optional[str]:
+    """The stage-2 command of a manifest entry whose file has ``path``'s sha256
+    (a stage-2 codec shipped before, as ``demo-psic`` or ``demo-psic-stage2``)."""
+    manifest = zoo / "manifest.json"
+    if not manifest.is_file():
+        return None
+    digest = sha256_file(path)
+    with open(manifest, encoding="utf-8") as f:
+        for entry in json.load(f)["models"]:
+            if entry.get("sha256") != digest:
+                continue
+            if entry.get("command", "").startswith("python -m compressai_psic.train"):
+                return entry["command"]
+            for command in entry.get("stage_commands", []):
+                if "--stage 2" in command and "train-ensemble" not in command:
+                    return command
+    return None
+
+
 def _record_stage2(
     zoo: Path, stage2: Path, stage1: Path, argv2: Optional[List[str]]
 ) -> None:
     """The ``demo-psic-stage2`` manifest entry (the shielded codec stage 3
-    hardens), with its file in ``zoo``."""
+    hardens), with its file in ``zoo``; the command that made it is the given
+    one, or the one the manifest recorded for the same file."""
+    known = _known_command(zoo, stage2) if argv2 is None else None
     target = zoo / stage2.name
     if stage2.resolve() != target.resolve():
         shutil.copyfile(stage2, target)
@@ -946,7 +967,7 @@ def _record_stage2(
         "config": {"N": RECIPE["common"]["N"], "M": RECIPE["common"]["M"]},
         "stage1_file": stage1.name,
         "recipe": RECIPE["stage2"],
-        "command": None
+        "command": known
         if argv2 is None
         else "python -m compressai_psic.train " + shlex.join(argv2),
     }
