@@ -1,4 +1,5 @@
-r"""Small helpers: padding, state-dict normalisation and safe loading."""
+r"""Small helpers: padding, state-dict normalisation, safe loading and machine
+descriptions (the names of :mod:`compressai_psic.utils`)."""
 
 from __future__ import annotations
 
