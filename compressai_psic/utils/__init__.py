@@ -21,8 +21,9 @@ models, for both decode paths::
 - :mod:`~compressai_psic.utils.results`: reading and writing result JSON.
 
 The small helpers below (:func:`pad_to_multiple`, :func:`load_torch_file`, …)
-live in :mod:`~compressai_psic.utils.core` and load on first use, so that the
-tools' ``--help`` starts without torch.
+live in :mod:`~compressai_psic.utils.core` (tensors, checkpoints) and
+:mod:`~compressai_psic.utils.system` (memory, machine) and load on first use, so
+that the tools' ``--help`` starts without torch.
 """
 
 from __future__ import annotations
@@ -40,14 +41,20 @@ __all__ = [
 ]
 
 
+_SYSTEM = ("machine_description", "peak_rss_mib", "rss_mib")
+
+
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(
             f"module 'compressai_psic.utils' has no attribute {name!r}"
         )
-    from . import core
+    if name in _SYSTEM:
+        from . import system as module
+    else:
+        from . import core as module
 
-    value = getattr(core, name)
+    value = getattr(module, name)
     globals()[name] = value
     return value
 
