@@ -182,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="VLP to defend against, repeat for an ensemble: "
         "'open_clip:MODEL[:WEIGHTS]' (file, directory, tag or 'random'), "
-        "'clip:NAME[:ROOT]' or 'tiny[:SEED]' (tests) "
-        f"(default {DEFAULT_VLP})",
+        "'clip:NAME[:ROOT]', the VLPs shipped with the package (offline): 'demo', "
+        "'eval-rn', 'eval-vit' (small CLIPs of the scene benchmark), or "
+        f"'tiny[:SEED]' (tests) (default {DEFAULT_VLP}: downloads its weights)",
     )
     stage.add_argument(
         "--vlp-cache-dir", type=str, default=None, help="cache of open_clip tags"
@@ -243,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--scene-val-samples", type=int, default=500, help="scenes: validation pairs"
     )
     data.add_argument(
-        "-n", "--num-workers", type=int, default=4, help="data workers (default 4)"
+        "-n",
+        "--num-workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="data workers (default: 4, or the number of CPU cores if fewer)",
     )
 
     optim = parser.add_argument_group("optimisation")
