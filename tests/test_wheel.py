@@ -38,8 +38,18 @@ def _run(args, cwd: Path, site: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     build = tmp_path_factory.mktemp("wheel")
+    # A copy of the source: setuptools leaves build/ in the tree it builds, and a
+    # stale build/ of an older tree could slip removed modules into the wheel.
+    source = build / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*cache"
+        ),
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", build, ROOT],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", build, source],
         check=True,
         capture_output=True,
         timeout=600,
