@@ -87,16 +87,16 @@ def check_jobs(
     jobs: Sequence[Tuple[Path, Path]],
     folder: bool,
     force: bool,
-    check_input: Callable[[Path], None],
+    check_input: Callable[[Path], object],
     targets_of: Callable[[Path], Sequence[Path]] = lambda target: [target],
 ) -> None:
     """Fails in one line, before any model loads, on what would fail later.
 
-    For files given one by one: a missing input or one that ``check_input``
-    refuses (not an image, not a ``.psic`` file), and an output folder that
-    does not exist. For every job: outputs that exist (unless ``force``); in a
-    folder these are reported per file by :func:`run_jobs` instead, so that
-    one existing file does not stop the others.
+    For files given one by one: a missing input, one that ``check_input``
+    refuses (raising: not an image, not a ``.psic`` file), an output folder
+    that does not exist and an existing output (unless ``force``). In a folder
+    the same problems are reported per file by :func:`run_jobs` instead, so
+    that one bad file does not stop the others.
     """
     for source, target in jobs:
         if folder:
