@@ -269,3 +269,16 @@ def test_existing_outputs_are_refused_before_the_evaluation(dataset, tmp_path, c
     eval_model.main(argv + ["--force"])
     assert load_results(existing)["name"] == f"{NAME}-protected"
     assert math.isnan(load_results(existing)["results"]["ms-ssim-rgb"][0])
+
+
+def test_tools_build_their_parsers_without_torch():
+    from ..helpers import modules_loaded_by
+
+    code = (
+        "from compressai_psic.utils import eval_model, pareto, plot, update_model\n"
+        "for tool in (eval_model, pareto, plot, update_model):\n"
+        "    tool.build_parser().format_help()\n"
+        "from compressai_psic.utils import machine_description, rss_mib\n"
+        "rss_mib()"
+    )
+    assert modules_loaded_by(code, ("torch", "compressai", "matplotlib")) == []
