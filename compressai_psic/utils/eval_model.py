@@ -73,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-a",
         "--architecture",
         default=None,
-        help="model architecture: a zoo name (" + ", ".join(_ZOO) + "), hy2018 or "
-        "any registered one; required for pretrained, read from the weights for "
-        "checkpoints",
+        help="model architecture: a zoo name (" + ", ".join(_ZOO) + "), "
+        "psic-hy2018 (the authors' layout) or any registered one; required for "
+        "pretrained, read from the weights for checkpoints",
     )
     common.add_argument(
         "-c",
