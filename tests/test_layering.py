@@ -3,11 +3,12 @@ higher layer, and no import circle exists.
 
 Layers, lowest first (a module may import its own layer and those below)::
 
-    base        compressai_psic (lazy __init__), errors, utils
+    base        compressai_psic (lazy __init__), errors, utils (its helpers)
     models      compressai_psic.models: the shielded core
     components  losses, transforms, vlp, datasets, zoo, io (the .psic format,
                 images, the codec between them, the fuzzing harness)
-    pipelines   train, evaluation
+    pipelines   train, evaluation, the tools of utils (eval_model, update_model,
+                plot, pareto, bd, results)
     demo        demo
     cli         cli, __main__
 
@@ -50,6 +51,10 @@ LAYERS: Dict[str, str] = {
     },
     f"{PACKAGE}.train": "pipelines",
     f"{PACKAGE}.evaluation": "pipelines",
+    **{
+        f"{PACKAGE}.utils.{name}": "pipelines"
+        for name in ("eval_model", "update_model", "plot", "pareto", "bd", "results")
+    },
     f"{PACKAGE}.demo": "demo",
     f"{PACKAGE}.cli": "cli",
     f"{PACKAGE}.__main__": "cli",

@@ -26,14 +26,34 @@ import statistics
 import sys
 import time
 import warnings
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List
 
-import torch
-from compressai.zoo import image_models as compressai_models
+if TYPE_CHECKING:
+    import torch
 
-import compressai_psic as psic
+# torch, CompressAI and the package load after the arguments are parsed, so
+# that --help is instant (see _load).
+torch = compressai_models = psic = None
 
-ARCHS = list(psic.ZOO_ARCHITECTURES)
+#: CompressAI's zoo architectures (compressai_psic.ZOO_ARCHITECTURES).
+ARCHS = [
+    "bmshj2018-factorized",
+    "bmshj2018-hyperprior",
+    "mbt2018-mean",
+    "mbt2018",
+    "cheng2020-anchor",
+    "cheng2020-attn",
+]
+
+
+def _load() -> None:
+    global torch, compressai_models, psic
+    import torch
+    from compressai.zoo import image_models as compressai_models
+
+    import compressai_psic as psic
+
+    assert sorted(psic.ZOO_ARCHITECTURES) == sorted(ARCHS)
 
 
 def synthetic_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -186,6 +206,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
+    _load()
     global _clock
     _clock = CLOCKS[args.clock]
     warnings.filterwarnings("ignore")

@@ -13,7 +13,7 @@ Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 20
 
 import sys
 
-from compressai_psic.train import main
+from compressai_psic.train.command import cli
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli(prog="tools/train.py"))

@@ -61,7 +61,7 @@ from .commands import (
 )
 from .info import describe_file
 from .models import build_model
-from .output import EXIT_ERROR, PROG
+from .output import EXIT_ERROR, EXIT_OK, PROG
 
 __all__ = [
     "CLIError",
@@ -81,6 +81,18 @@ for _module in (compress, decompress, info, demo):
     register_command(_module.COMMAND)
 
 
+def _discard_stdout() -> None:
+    """Points stdout at the null device, so that the interpreter's last flush
+    does not report the closed pipe again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``psic``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -91,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_ERROR
     try:
         return int(args._run(args))
+    except BrokenPipeError:
+        # The reader went away (``psic info x.psic | head -2``): stop quietly.
+        _discard_stdout()
+        return EXIT_OK
     except (CLIError, PSICFormatError, ImageLoadError, OSError) as exc:
         print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR

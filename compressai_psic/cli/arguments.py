@@ -101,6 +101,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar, no summary"
     )
+    parser.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="replace existing output files (refused otherwise)",
+    )
 
 
 def check_device_name(name: str) -> None:

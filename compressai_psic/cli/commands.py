@@ -19,6 +19,7 @@ __all__ = [
     "build_parser",
     "register_command",
     "requested_command",
+    "version_text",
 ]
 
 
@@ -65,6 +66,12 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         prog=PROG,
         description="Privacy-shielded image compression (PSIC) for CompressAI models.",
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=version_text(),
+        help="print the versions of psic, CompressAI and PyTorch, and exit",
+    )
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser
     )
@@ -75,6 +82,21 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
             entry.add_arguments(sub)
         sub.set_defaults(_run=entry.run)
     return parser
+
+
+def version_text() -> str:
+    """``psic X.Y.Z (compressai A, torch B)``, read without importing torch."""
+    from importlib import metadata
+
+    from .. import __version__
+
+    parts = []
+    for dist in ("compressai", "torch"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} not installed")
+    return f"{PROG} {__version__} ({', '.join(parts)})"
 
 
 def requested_command(argv: Sequence[str]) -> str:

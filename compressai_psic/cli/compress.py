@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import CLIError, PSICFormatError, one_line
 from ..io import container
 from ..io.codec import compress_tensor
-from ..io.images import IMAGE_EXTENSIONS
+from ..io.images import IMAGE_EXTENSIONS, probe_image
 from .arguments import (
     add_common_arguments,
     add_model_arguments,
@@ -19,7 +19,7 @@ from .arguments import (
     resolve_device,
 )
 from .commands import Command
-from .jobs import PSIC_SUFFIX, check_targets, pair_files, run_jobs
+from .jobs import PSIC_SUFFIX, check_jobs, check_targets, pair_files, run_jobs
 from .models import ModelCache, spec_from_args
 from .output import warn
 
@@ -53,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
     if args.seed != 0 and not args.random_init:
         raise CLIError("--seed applies to --random-init weights only")
     check_device_name(args.device)
-    spec = spec_from_args(args)
-    device = resolve_device(args.device)
     jobs, folder = pair_files(
         args.input,
         args.output,
@@ -62,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         PSIC_SUFFIX,
         "image",
     )
+    # Inputs and outputs first: a typo fails at once, not after model loading.
+    check_jobs(jobs, folder, args.force, probe_image)
+    spec = spec_from_args(args)
+    device = resolve_device(args.device)
     models = ModelCache(device)
 
     def work(source: Path, target: Path) -> str:
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{source}: {width}x{height} is larger than the format's "
                 f"{container.MAX_IMAGE_SIDE}-pixel side limit"
             )
-        check_targets([target], args.output is not None)
+        check_targets([target], args.force)
         model, sha256 = models.get(spec)
         _check_decodable(model, source, height, width)
         try:

@@ -18,7 +18,7 @@ from .arguments import (
     resolve_device,
 )
 from .commands import Command
-from .jobs import PSIC_SUFFIX, check_targets, pair_files, run_jobs
+from .jobs import PSIC_SUFFIX, check_jobs, check_targets, pair_files, run_jobs
 from .models import ModelCache, spec_from_header
 
 __all__ = ["COMMAND", "add_arguments", "run"]
@@ -74,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from ..io.images import save_image
 
     check_device_name(args.device)
-    device = resolve_device(args.device)
     jobs, folder = pair_files(
         args.input,
         args.output,
@@ -85,9 +84,8 @@ def run(args: argparse.Namespace) -> int:
     conditions = (
         ["protected", "full"] if args.both else ["full" if args.full else "protected"]
     )
-    models = ModelCache(device)
 
-    def work(source: Path, target: Path) -> str:
+    def targets_of(target: Path) -> List[Path]:
         # Default names say which image they hold, so that decoding photo.psic
         # next to photo.png never replaces the original.
         targets = _decoded_targets(target, conditions, args.output is None)
@@ -96,7 +94,16 @@ def run(args: argparse.Namespace) -> int:
                 f"{targets[0]}: unknown image suffix; use one of "
                 f"{', '.join(sorted(IMAGE_EXTENSIONS))}"
             )
-        check_targets(targets, args.output is not None)
+        return targets
+
+    # Inputs and outputs first: a typo fails at once, not after model loading.
+    check_jobs(jobs, folder, args.force, container.read, targets_of)
+    device = resolve_device(args.device)
+    models = ModelCache(device)
+
+    def work(source: Path, target: Path) -> str:
+        targets = targets_of(target)
+        check_targets(targets, args.force)
         header = container.read(source)
         model, _ = models.get(spec_from_header(header, args.checkpoint))
         images = decompress_header(model, header, conditions)

@@ -7,7 +7,7 @@ import argparse
 
 from .commands import Command
 
-__all__ = ["COMMAND", "add_arguments", "run"]
+__all__ = ["COMMAND", "add_arguments", "check_demo_dependencies", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     demo.add_arguments(parser)
 
 
+def check_demo_dependencies() -> None:
+    """Refuses in one line, naming the extra, when the demo VLP cannot load."""
+    from ..errors import CLIError
+
+    try:
+        import open_clip  # noqa: F401
+    except ImportError as err:
+        raise CLIError(
+            f"psic demo needs open_clip (the demo VLP is an open_clip CLIP), which "
+            f"does not import ({err}): pip install 'compressai-psic[demo]'"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
+    check_demo_dependencies()
     from .. import demo
 
     return demo.run(args)

@@ -1,7 +1,9 @@
 """Inputs paired with outputs, and a run over them.
 
 One file, several files, or a folder: :func:`pair_files` names the outputs
-(next to the inputs, or under ``-o``) and refuses collisions and overwrites;
+(next to the inputs, or under ``-o``) and refuses collisions;
+:func:`check_jobs` refuses, before any model loads, missing or wrong inputs,
+missing output folders and existing outputs (unless ``--force``);
 :func:`run_jobs` runs a command on each pair, where in a folder one bad file
 is reported and the others go on.
 """
@@ -16,7 +18,7 @@ from ..errors import CLIError, PSICFormatError, one_line
 from ..io.images import ImageLoadError
 from .output import EXIT_OK, PROG, print_error
 
-__all__ = ["PSIC_SUFFIX", "check_targets", "pair_files", "run_jobs"]
+__all__ = ["PSIC_SUFFIX", "check_jobs", "check_targets", "pair_files", "run_jobs"]
 
 PSIC_SUFFIX = ".psic"
 
@@ -72,13 +74,44 @@ def pair_files(
     return pairs, False
 
 
-def check_targets(targets: Sequence[Path], may_replace: bool) -> None:
-    """Default outputs (no ``-o``) never replace existing files."""
-    if may_replace:
+def check_targets(targets: Sequence[Path], force: bool) -> None:
+    """Outputs never replace existing files unless ``--force`` is given."""
+    if force:
         return
     for target in targets:
         if target.exists():
-            raise CLIError(f"{target} exists; name the output with -o to replace it")
+            raise CLIError(f"{target} exists; pass -f/--force to replace it")
+
+
+def check_jobs(
+    jobs: Sequence[Tuple[Path, Path]],
+    folder: bool,
+    force: bool,
+    check_input: Callable[[Path], object],
+    targets_of: Callable[[Path], Sequence[Path]] = lambda target: [target],
+) -> None:
+    """Fails in one line, before any model loads, on what would fail later.
+
+    For files given one by one: a missing input, one that ``check_input``
+    refuses (raising: not an image, not a ``.psic`` file), an output folder
+    that does not exist and an existing output (unless ``force``). In a folder
+    the same problems are reported per file by :func:`run_jobs` instead, so
+    that one bad file does not stop the others.
+    """
+    for source, target in jobs:
+        if folder:
+            continue
+        if not source.is_file():
+            what = "not a file" if source.exists() else "no such file"
+            raise CLIError(f"{source}: {what}")
+        check_input(source)
+        targets = targets_of(target)
+        for path in targets:
+            if not path.parent.is_dir():
+                raise CLIError(
+                    f"{path}: the output folder {path.parent} does not exist"
+                )
+        check_targets(targets, force)
 
 
 def _progress(items: List, enabled: bool, desc: str) -> Iterator:
@@ -88,6 +121,15 @@ def _progress(items: List, enabled: bool, desc: str) -> Iterator:
     from tqdm import tqdm
 
     yield from tqdm(items, desc=desc, unit="img", file=sys.stderr)
+
+
+def _say(bar: bool) -> Callable[[str], None]:
+    """Prints a result line on stdout, above the progress bar when there is one."""
+    if not bar:
+        return print
+    from tqdm import tqdm
+
+    return lambda message: tqdm.write(message, file=sys.stdout)
 
 
 def run_jobs(
@@ -102,6 +144,7 @@ def run_jobs(
         jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
     failures = 0
     bar = folder and not quiet
+    say = _say(bar)
     for source, target in _progress(jobs, bar, desc):
         try:
             message = work(source, target)
@@ -114,8 +157,8 @@ def run_jobs(
                 message = f"{source}: {message}"
             print_error(f"{PROG}: error: {message}", bar)
             continue
-        if message and not quiet and not folder:
-            print(message)
+        if message and not quiet:
+            say(message)
     if failures:
         raise CLIError(f"{failures} of {len(jobs)} files failed")
     if folder and not quiet:

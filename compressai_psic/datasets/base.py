@@ -125,11 +125,20 @@ class EnsureMinSize:
 
     def __init__(self, size: Tuple[int, int]):
         self.height, self.width = size
+        self.warned = False
 
     def __call__(self, image: Image.Image) -> Image.Image:
         width, height = image.size
         if width >= self.width and height >= self.height:
             return image
+        if not self.warned:  # once per dataset (and data worker)
+            self.warned = True
+            warnings.warn(
+                f"images smaller than the {self.height}x{self.width} patch are "
+                f"upscaled to fit (first one: {width}x{height}); pass a smaller "
+                "--patch-size to train at their own scale",
+                stacklevel=2,
+            )
         scale = max(self.width / width, self.height / height)
         new_size = (
             max(self.width, math.ceil(width * scale)),

@@ -32,8 +32,15 @@ class RateDistortionImages(CaptionDataset):
 
         kwargs.setdefault("caption_mode", "first")
         super().__init__(patch_size=patch_size, mode=mode, **kwargs)
-        # ImageFolder checks the layout and lists the files the same way
-        # CompressAI's own training does.
+        if not os.path.isdir(root):
+            raise ValueError(f"dataset folder not found: {root}")
+        if not os.path.isdir(os.path.join(root, split)):
+            raise ValueError(
+                f"{root} has no '{split}' folder: the imagefolder format is "
+                f"CompressAI's layout, {root}/train/*.png and {root}/test/*.png; "
+                "move a flat folder's images into train/ and test/ subfolders"
+            )
+        # ImageFolder lists the files the same way CompressAI's own training does.
         folder = ImageFolder(os.fspath(root), split=split)
         self.images: List[str] = [os.fspath(p) for p in folder.samples]
 

@@ -24,7 +24,6 @@ role.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -40,6 +39,7 @@ from ..evaluation import (
 )
 from ..evaluation.protection import protection_summary
 from ..io.images import pil_to_tensor
+from ..utils.results import write_json
 from ..vlp import EVAL_VLPS, TRAIN_ENSEMBLE, load_demo_vlp, load_zoo_vlp
 from ..zoo import load_named, manifest_entry
 from .grid import draw_grid, top1_captions
@@ -184,6 +184,6 @@ def run_demo(
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         report["report"] = str(output_dir / "report.json")
-        with open(output_dir / "report.json", "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+        # Strict JSON: a number that is not finite is written as null.
+        write_json(output_dir / "report.json", report)
     return report

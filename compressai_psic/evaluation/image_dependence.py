@@ -28,11 +28,13 @@ def periodic_peaks(
     r"""How much a map (the mean ``|protected − full|`` over images) repeats with
     each period: the mean spectral magnitude at the frequencies of that
     period's lattice (multiples of ``H/P`` and ``W/P``, DC excluded) divided by
-    the median magnitude of all non-DC frequencies.
+    the median magnitude of all non-DC frequencies (at least ``1e-9`` of the
+    largest, so that an exactly periodic map, whose median is 0, gives a large
+    ratio rather than none).
 
     About 1 means no periodic pattern; a lattice of blotches ``P`` pixels apart
     shows as a ratio well above 1 at ``P``. ``None`` for a period that does not
-    divide the map's size.
+    divide the map's size, and for a constant map.
     """
     if mean_abs.dim() != 2:
         raise ValueError(f"Expected an (H, W) map, got {tuple(mean_abs.shape)}")
@@ -40,7 +42,7 @@ def periodic_peaks(
     spectrum = torch.fft.fft2(mean_abs.double() - mean_abs.double().mean()).abs()
     non_dc = torch.ones_like(spectrum, dtype=torch.bool)
     non_dc[0, 0] = False
-    reference = float(spectrum[non_dc].median())
+    reference = max(float(spectrum[non_dc].median()), 1e-9 * float(spectrum.max()))
     out: Dict[int, Optional[float]] = {}
     for period in periods:
         if period < 2 or height % period or width % period:

@@ -430,9 +430,17 @@ def read(path: PathLike, max_size: int = MAX_FILE_SIZE) -> PSICFile:
     Only the bytes the file holds are allocated (not ``max_size``).
 
     Raises:
-        PSICFormatError: when the file is larger than ``max_size`` or malformed.
+        PSICFormatError: when the file is larger than ``max_size`` or malformed;
+            the message starts with the file's path.
         OSError: when the file cannot be opened (missing, unreadable, a folder).
     """
+    try:
+        return _read(path, max_size)
+    except PSICFormatError as exc:
+        raise PSICFormatError(f"{os.fspath(path)}: {exc}") from None
+
+
+def _read(path: PathLike, max_size: int) -> PSICFile:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > max_size:

@@ -29,7 +29,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Tuple, Union
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -42,6 +42,7 @@ __all__ = [
     "is_image_file",
     "load_image",
     "pil_to_tensor",
+    "probe_image",
     "save_image",
     "tensor_to_pil",
 ]
@@ -132,6 +133,39 @@ def load_image(path: PathLike, formats: Sequence[str] = IMAGE_FORMATS) -> Tensor
             if isinstance(exc, ImageLoadError):
                 raise
             # Pillow reports corrupt and truncated data with these exceptions.
+            raise ImageLoadError(f"{path}: cannot decode the image ({exc})") from None
+
+
+def probe_image(
+    path: PathLike, formats: Sequence[str] = IMAGE_FORMATS
+) -> Tuple[int, int]:
+    """Checks that ``path`` is an image :func:`load_image` can read, from its
+    header only (no pixels decoded, no torch); returns ``(width, height)``.
+
+    Raises:
+        ImageLoadError: not an image of an allowed format, or over Pillow's
+            pixel limit.
+        OSError: when the file cannot be opened (missing, unreadable).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f, formats=list(formats)) as image:
+                    return image.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageLoadError(
+                f"{path}: refused, the image is too large ({exc})"
+            ) from None
+        except UnidentifiedImageError:
+            raise ImageLoadError(
+                f"{path}: not an image file of a supported format "
+                f"(allowed: {', '.join(formats)})"
+            ) from None
+        except (OSError, SyntaxError, struct.error, ValueError) as exc:
             raise ImageLoadError(f"{path}: cannot decode the image ({exc})") from None
 
 

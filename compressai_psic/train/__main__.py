@@ -3,9 +3,9 @@
 import sys
 from typing import List
 
-from .loop import main
+from .command import cli
 
 __all__: List[str] = []
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli())

@@ -220,10 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="VLP to defend against, repeat for an ensemble: "
         "'open_clip:MODEL[:WEIGHTS]' (file, directory, tag or 'random'), "
-        "'clip:NAME[:ROOT]', the shipped 'demo' or 'train-ensemble' (demo-vlp and "
-        "the three train-vlp-* models), 'zoo:NAME' (a VLP of the manifest) or "
+        "'clip:NAME[:ROOT]', the VLPs shipped with the package (offline): 'demo' "
+        "or 'train-ensemble' (demo-vlp and the three train-vlp-* models, small "
+        "CLIPs of the scene benchmark), 'zoo:NAME' (a VLP of the manifest) or "
         "'tiny[:SEED]' (tests); the evaluation VLPs eval-rn/eval-vit are refused "
-        f"(default {DEFAULT_VLP})",
+        f"(default {DEFAULT_VLP}: downloads its weights)",
     )
     stage.add_argument(
         "--vlp-cache-dir", type=str, default=None, help="cache of open_clip tags"
@@ -283,7 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--scene-val-samples", type=int, default=500, help="scenes: validation pairs"
     )
     data.add_argument(
-        "-n", "--num-workers", type=int, default=4, help="data workers (default 4)"
+        "-n",
+        "--num-workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="data workers (default: 4, or the number of CPU cores if fewer)",
     )
 
     optim = parser.add_argument_group("optimisation")

@@ -27,12 +27,21 @@ def build_criterion(args: argparse.Namespace, device: torch.device) -> nn.Module
 
     if not args.vlp:
         raise ValueError("--lambda-vlp > 0 needs at least one --vlp")
-    vlp = build_vlp(
-        args.vlp,
-        device=device,
-        cache_dir=args.vlp_cache_dir,
-        autocast=args.vlp_precision != "fp32",
-    )
+    try:
+        vlp = build_vlp(
+            args.vlp,
+            device=device,
+            cache_dir=args.vlp_cache_dir,
+            autocast=args.vlp_precision != "fp32",
+        )
+    except (OSError, RuntimeError) as err:  # downloads fail with either
+        reason = " ".join(str(err).split())[:300]
+        raise ValueError(
+            f"cannot load --vlp {' '.join(args.vlp)} ({reason}). Offline, pass a "
+            "local weights file (--vlp open_clip:ViT-B-32:/path/ViT-B-32.pt), a "
+            "VLP shipped with the package (--vlp demo or train-ensemble), or "
+            "--lambda-vlp 0 to train rate-distortion only"
+        ) from err
     dtype = torch.bfloat16 if args.vlp_precision == "bf16" else torch.float16
     for member, _ in vlp_members(vlp):
         member.autocast_dtype = dtype

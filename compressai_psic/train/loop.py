@@ -183,10 +183,14 @@ def _train(
             find_unused_parameters=aux_optimizer is not None,
         )
 
+    # The data first: a wrong folder fails before a VLP is downloaded.
+    logger.info("Reading the dataset (%s)", args.dataset_format)
+    train_set, val_set = build_datasets(args)
+    if args.lambda_vlp != 0:
+        logger.info("Loading the VLP: %s", " + ".join(args.vlp))
     criterion = build_criterion(args, ctx.device)
     if isinstance(criterion, PSICLoss):
         logger.info("VLP: %s", criterion.vlp.name)
-    train_set, val_set = build_datasets(args)
     seed = 0 if args.seed is None else args.seed
     train_loader, train_sampler = _loader(
         train_set, args.batch_size, ctx, args.num_workers, True, seed

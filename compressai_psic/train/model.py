@@ -33,7 +33,16 @@ def _zoo_init(spec: str, default_metric: str) -> nn.Module:
         quality = int(quality)
     except ValueError:
         raise ValueError(f'Invalid quality "{quality}" in --init {spec}') from None
-    base = cai_zoo.image_models[name](quality, metric=metric, pretrained=True)
+    try:
+        base = cai_zoo.image_models[name](quality, metric=metric, pretrained=True)
+    except OSError as err:  # urllib's URLError when offline
+        reason = " ".join(str(getattr(err, "reason", err)).split())
+        raise ValueError(
+            f"--init {spec}: cannot download CompressAI's {name} weights "
+            f"({reason}). Offline, copy the file CompressAI downloads into "
+            "torch's hub cache (~/.cache/torch/hub/checkpoints/), or pass it "
+            "directly: --init /path/to/weights.pth.tar"
+        ) from err
     return shield(base)
 
 

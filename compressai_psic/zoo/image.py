@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 from .manifest import (
     NoPublishedWeightsError,
     cache_dir,
-    load_manifest,
+    codec_names,
     manifest_entry,
     manifest_path,
     weights_file,
@@ -151,7 +151,7 @@ def load_named(name: str, progress: bool = True) -> nn.Module:
     from ..utils import load_torch_file
 
     entry = manifest_entry(name=name)
-    codecs = [e.get("name") for e in load_manifest() if e.get("architecture")]
+    codecs = codec_names()
     if entry is None:
         raise ValueError(f'Unknown model "{name}"; the manifest has codecs {codecs}')
     if entry.get("architecture") not in SHIELDED_CLASSES:

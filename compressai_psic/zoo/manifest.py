@@ -28,9 +28,12 @@ __all__ = [
     "NoPublishedWeightsError",
     "add_manifest_entry",
     "cache_dir",
+    "codec_names",
+    "is_codec",
     "load_manifest",
     "manifest_entry",
     "manifest_path",
+    "manifest_paths",
     "named_codec_file",
     "published_weights_error",
     "same_name",
@@ -62,9 +65,29 @@ def zoo_dir() -> Path:
 
 
 def manifest_path() -> Path:
-    """``$COMPRESSAI_PSIC_MANIFEST`` or the packaged ``zoo/manifest.json``."""
-    override = os.environ.get("COMPRESSAI_PSIC_MANIFEST")
-    return Path(override) if override else zoo_dir() / "manifest.json"
+    """The first manifest read: ``$COMPRESSAI_PSIC_MANIFEST`` (its first file)
+    or the packaged ``zoo/manifest.json``; new entries are written here."""
+    return manifest_paths()[0]
+
+
+def manifest_paths() -> List[Path]:
+    """Every manifest read, in order; the first entry that matches wins.
+
+    ``$COMPRESSAI_PSIC_MANIFEST`` (one file, or several separated by
+    ``os.pathsep``) comes first and *adds to* the packaged
+    ``zoo/manifest.json``, which comes last: your entries are found, and so are
+    the shipped models, unless yours use the same names or zoo points. A
+    manifest with ``"include_shipped": false`` leaves the packaged one out.
+    """
+    override = os.environ.get("COMPRESSAI_PSIC_MANIFEST", "")
+    paths = [Path(p) for p in override.split(os.pathsep) if p]
+    shipped = zoo_dir() / "manifest.json"
+    if any(p.resolve() == shipped.resolve() for p in paths):
+        return paths
+    for path in paths:
+        if path.is_file() and _read_manifest(path).get("include_shipped") is False:
+            return paths
+    return paths + [shipped]
 
 
 def cache_dir() -> Path:
@@ -77,14 +100,17 @@ def cache_dir() -> Path:
 
 
 def load_manifest(path: Optional[os.PathLike] = None) -> List[Dict[str, Any]]:
-    """The manifest's entries (an empty list when there is no manifest).
+    """The entries of ``path``, or of every manifest of :func:`manifest_paths`
+    (yours first), as one list; an empty list when there is no manifest.
 
     Raises:
         ValueError: when the file is not JSON, not ``{"models": [...]}``, or an
             entry is not an object with string ``name``/``architecture``/``file``,
             a 64-digit hex ``sha256`` and integer ``quality`` (where present).
     """
-    path = Path(path) if path is not None else manifest_path()
+    if path is None:
+        return [entry for p in manifest_paths() for entry in load_manifest(p)]
+    path = Path(path)
     if not path.is_file():
         return []
     entries = _read_manifest(path)["models"]
@@ -160,7 +186,7 @@ def named_codec_file(name: str, progress: bool = True) -> Path:
         RuntimeError: when the file is missing or its sha256 differs.
     """
     entry = manifest_entry(name=name)
-    if entry is None or not entry.get("architecture"):
+    if entry is None or not is_codec(entry):
         raise ValueError(
             f"unknown codec {name!r}; the manifest ({manifest_path()}) has "
             f"{_codec_names() or 'none'}"
@@ -168,10 +194,18 @@ def named_codec_file(name: str, progress: bool = True) -> Path:
     return weights_file(entry, progress)
 
 
-def _codec_names() -> List[str]:
-    return [
-        e["name"] for e in load_manifest() if e.get("architecture") and e.get("name")
-    ]
+def is_codec(entry: Dict[str, Any]) -> bool:
+    """Whether a manifest entry is a codec (not a VLP, whose entries may name an
+    ``architecture`` too)."""
+    return bool(entry.get("architecture")) and entry.get("kind") != "vlp"
+
+
+def codec_names() -> List[str]:
+    """Names of the codecs of the manifests (VLPs left out)."""
+    return [e["name"] for e in load_manifest() if is_codec(e) and e.get("name")]
+
+
+_codec_names = codec_names
 
 
 def published_weights_error(

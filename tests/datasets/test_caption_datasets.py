@@ -261,7 +261,7 @@ def test_rate_distortion_images(tmp_path):
     assert image.shape == (3, 16, 16) and caption == ""
     with pytest.raises(DatasetImageError, match="y.png"):
         data[1]
-    with pytest.raises(RuntimeError, match="Missing directory"):
+    with pytest.raises(ValueError, match="has no .test. folder"):
         RateDistortionImages(tmp_path, split="test")
 
 

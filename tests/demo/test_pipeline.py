@@ -18,7 +18,7 @@ from compressai_psic.demo import (
 )
 from compressai_psic.io.files import file_sha256 as sha256_file
 from compressai_psic.models import ShieldedMixin
-from compressai_psic.vlp import DEMO_VLP_NAME, EVAL_VLPS
+from compressai_psic.vlp import DEMO_VLP_NAME, EVAL_VLPS, TRAIN_ENSEMBLE
 
 from ..helpers import load_tool, torch_threads
 
@@ -187,10 +187,20 @@ def test_demo_report_has_attacks_and_image_dependence(tmp_path):
         "attacks": ["affine_fit"],
         "dataset": "scenes:val:seed0:3",
     }
+    # The shipped codec is trained against the training ensemble: every
+    # member is reported on its own, then the evaluation VLP.
     assert [(e["role"], e["name"]) for e in report["vlps"]] == [
-        ("train", "demo-vlp"),
-        ("eval", "tiny:5"),
-    ]
+        ("train", name) for name in TRAIN_ENSEMBLE
+    ] + [("eval", "tiny:5")]
+    summary = {entry["name"]: entry for entry in report["summary"]["vlps"]}
+    for entry in report["vlps"]:
+        recall = entry["recall"]
+        worst = max(
+            recall[f"protected_{a}"]["i2t"]["R@1"] for a in ("jpeg75", "greyworld")
+        )
+        assert summary[entry["name"]]["i2t"]["worst_blind"] == max(
+            worst, recall["protected"]["i2t"]["R@1"]
+        )
     assert report["recall"] == report["vlps"][0]["recall"]
     dependence = report["image_dependence"]
     assert dependence["num_images"] == 8 and 0 <= dependence["common_share"] <= 1

@@ -44,3 +44,63 @@ def test_common_share():
     mixed.update(torch.ones(1, 3, 6, 4))
     assert mixed.result()["common_share"] is None
     assert mixed.result()["global_offset_share"] == pytest.approx(1.0)
+
+
+# -- periodic peaks --
+
+
+def blob_lattice(size=64, period=8, offset=3):
+    """Gaussian blobs ``period`` pixels apart."""
+    coords = torch.arange(size, dtype=torch.float64)
+    distance = ((coords - offset) % period).clamp(max=period / 2)
+    distance = torch.minimum(distance, period - (coords - offset) % period)
+    bump = torch.exp(-0.5 * (distance / 1.0) ** 2)
+    return bump[:, None] * bump[None, :]
+
+
+def test_periodic_peaks_blob_lattice():
+    from compressai_psic.evaluation.image_dependence import PERIODS, periodic_peaks
+
+    peaks = periodic_peaks(blob_lattice(period=8))
+    assert set(peaks) == set(PERIODS)
+    assert peaks[8] > 10
+    # Noise added to the lattice still leaves a clear peak at its period.
+    noise = torch.rand(64, 64, generator=torch.Generator().manual_seed(0))
+    noisy = periodic_peaks(blob_lattice(period=8).float() + 0.3 * noise)
+    assert noisy[8] > 3
+
+
+def test_periodic_peaks_white_noise_and_sizes():
+    from compressai_psic.evaluation.image_dependence import periodic_peaks
+
+    noise = torch.rand(64, 64, generator=torch.Generator().manual_seed(1))
+    peaks = periodic_peaks(noise)
+    for period in (4, 8, 16):
+        assert 0.5 < peaks[period] < 2.0
+    odd = periodic_peaks(torch.rand(48, 40), periods=(8, 16, 3, 1))
+    assert odd[8] is not None
+    assert odd[16] is None and odd[3] is None and odd[1] is None
+    with pytest.raises(ValueError):
+        periodic_peaks(torch.rand(1, 8, 8))
+    # A constant map has no pattern at all.
+    assert set(periodic_peaks(torch.full((16, 16), 0.3)).values()) == {None}
+
+
+def test_difference_stats_periodic_peaks():
+    lattice = blob_lattice(period=8).float()
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0]).view(4, 1, 1, 1)
+    differences = signs * lattice.expand(4, 3, 64, 64)
+    stats = DifferenceStats()
+    stats.update(differences[:2])
+    stats.update(differences[2:])
+    peaks = stats.result()["periodic_peaks"]
+    assert set(peaks) == {"2", "4", "8", "16"}
+    assert peaks["8"] > 10  # from the mean |D|: signs do not cancel it
+    noise = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    noisy = DifferenceStats()
+    noisy.update(noise)
+    assert 0.5 < noisy.result()["periodic_peaks"]["8"] < 2.0
+    mixed = DifferenceStats()
+    mixed.update(torch.ones(2, 3, 8, 8))
+    mixed.update(torch.ones(1, 3, 16, 8))
+    assert mixed.result()["periodic_peaks"] is None

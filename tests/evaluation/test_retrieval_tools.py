@@ -86,7 +86,7 @@ def test_plot_pareto_tool(tmp_path):
     assert point["psnr"] == 24 and point["common_share"] == 0.4
     # The shipped point can be named by its file too; unknown names fail.
     assert (
-        tool.main(files + ["--shipped", files[2], "--output", str(png)])["shipped"]
+        tool.main(files + ["--shipped", files[2], "-o", str(png), "-f"])["shipped"]
         == "c"
     )
     with pytest.raises(SystemExit):
@@ -171,3 +171,15 @@ def test_eval_retrieval_tool_fits_on_val_scenes():
         assert not any(np.array_equal(image, e) for e in evaluated)
     assert fit.image_captions_at(0) != dataset.image_captions_at(0)
     assert tool.load_datasets(args, fitted=False)[1] is None
+
+
+def test_plot_pareto_refuses_to_replace_a_file(tmp_path, capsys):
+    tool = load_tool("plot_pareto")
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(_sweep_report(18, 0.05, 0.5)))
+    png = tmp_path / "p.png"
+    png.write_bytes(b"keep")
+    with pytest.raises(SystemExit):
+        tool.main([str(path), "-o", str(png)])
+    assert "--force" in capsys.readouterr().err
+    assert png.read_bytes() == b"keep"

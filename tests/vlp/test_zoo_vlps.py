@@ -91,7 +91,8 @@ def test_sha256_mismatch_is_refused(shipped, tmp_path, monkeypatch):
 
 
 def test_missing_entry_and_missing_file(tmp_path, monkeypatch):
-    (tmp_path / "manifest.json").write_text(json.dumps({"models": []}))
+    empty = {"models": [], "include_shipped": False}  # hide the shipped VLPs
+    (tmp_path / "manifest.json").write_text(json.dumps(empty))
     monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(tmp_path / "manifest.json"))
     with pytest.raises(RuntimeError, match="demo-vlp"):
         load_demo_vlp()
@@ -248,7 +249,8 @@ def test_unknown_eval_vlp_and_missing_entry(tmp_path, monkeypatch):
     }  # fmt: skip
     with pytest.raises(ValueError, match="eval-rn"):
         load_eval_vlp("eval-convnext")
-    (tmp_path / "manifest.json").write_text(json.dumps({"models": []}))
+    empty = {"models": [], "include_shipped": False}  # hide the shipped VLPs
+    (tmp_path / "manifest.json").write_text(json.dumps(empty))
     monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(tmp_path / "manifest.json"))
     with pytest.raises(RuntimeError, match="eval-vlp-vit"):
         build_vlp("eval-vit")

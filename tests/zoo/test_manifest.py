@@ -62,7 +62,8 @@ def test_sha256_is_compared_without_regard_to_case(manifest, tmp_path):
 
 
 def test_named_codecs_and_the_offline_message(manifest):
-    write(manifest, {"models": [{"name": "vlp", "kind": "vlp", "sha256": "0" * 64}]})
+    vlp = {"name": "vlp", "kind": "vlp", "sha256": "0" * 64}
+    write(manifest, {"models": [vlp], "include_shipped": False})
     with pytest.raises(ValueError, match="unknown codec 'vlp'"):
         zoo.named_codec_file("vlp")  # not a codec
     message = zoo.published_weights_error("mbt2018", "mse", 3)
@@ -99,3 +100,23 @@ def test_add_manifest_entry_replaces_what_same_matches(tmp_path):
     saved = json.loads(path.read_text("utf-8"))
     assert saved["version"] == 2  # other top-level keys are kept
     assert [e["file"] for e in saved["models"]] == ["a2", "b2"]
+
+
+def test_your_manifest_adds_to_the_shipped_one(tmp_path, monkeypatch):
+    mine = tmp_path / "mine.json"
+    entry = {"name": "my-codec", "kind": "codec", "architecture": "mbt2018"}
+    write(mine, {"models": [dict(entry, file="my.pth.tar", sha256="a" * 64)]})
+    monkeypatch.setenv("COMPRESSAI_PSIC_MANIFEST", str(mine))
+    assert zoo.manifest_paths() == [mine, zoo.zoo_dir() / "manifest.json"]
+    names = zoo.codec_names()
+    assert names[0] == "my-codec" and "demo-psic" in names
+    # VLP entries are never offered as codecs, even those with an architecture.
+    shipped_vlps = [e["name"] for e in zoo.load_manifest() if e.get("kind") == "vlp"]
+    assert "eval-vlp-rn" in shipped_vlps
+    assert not set(shipped_vlps) & set(names)
+    with pytest.raises(ValueError) as info:
+        zoo.named_codec_file("eval-vlp-rn")
+    assert "eval-vlp" not in str(info.value).split("has")[-1]
+    # Opting out of the shipped entries.
+    write(mine, {"models": [], "include_shipped": False})
+    assert zoo.manifest_paths() == [mine] and zoo.codec_names() == []

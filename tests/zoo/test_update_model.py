@@ -1,4 +1,5 @@
-"""Tests of tools/update_model.py: file naming, plain state dicts, loading,
+"""Tests of ``python -m compressai_psic.utils.update_model`` (and its wrapper
+tools/update_model.py): file naming, plain state dicts, loading,
 identical decoding and manifest updates (tiny random models)."""
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-r"""Small helpers: padding, state-dict normalisation and safe loading."""
+r"""Tensor and checkpoint helpers: padding, state-dict normalisation, safe
+loading."""
 
 from __future__ import annotations
 
 import functools
 import os
 import re
-import sys
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -17,10 +17,7 @@ from torch import Tensor
 
 __all__ = [
     "crop_padding",
-    "peak_rss_mib",
-    "rss_mib",
     "load_torch_file",
-    "machine_description",
     "normalize_state_dict",
     "pad_to_multiple",
 ]
@@ -133,37 +130,3 @@ def load_torch_file(
             "dicts, lists and numbers are accepted; re-save the state dict with "
             "torch.save(model.state_dict(), path)"
         ) from err
-
-
-def rss_mib() -> float:
-    """Current resident set size of this process in MiB (Linux; NaN elsewhere)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, AttributeError):
-        return float("nan")
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process in MiB (for benchmarks)."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def machine_description() -> str:
-    """CPU model, core count and torch version, for training records."""
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [
-                line.split(":", 1)[1].strip() for line in f if "model name" in line
-            ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} cores), torch {torch.__version__}"

@@ -1,0 +1,122 @@
+"""The built wheel works on its own: installed with ``--no-deps`` into an empty
+folder (the dependencies are those of the test environment), away from the
+checkout, it runs ``psic --version``, ``psic demo``, ``eval_model checkpoint``
+on real photos for both paths and ``update_model``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import ROOT
+
+pytestmark = pytest.mark.slow
+
+PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
+
+
+def _run(args, cwd: Path, site: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(site))
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    build = tmp_path_factory.mktemp("wheel")
+    # A copy of the source: setuptools leaves build/ in the tree it builds, and a
+    # stale build/ of an older tree could slip removed modules into the wheel.
+    source = build / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*cache"
+        ),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", build, source],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = build.glob("compressai_psic-*.whl")
+    site = build / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
+        + ["--target", site, wheel],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return site
+
+
+def test_wheel_metadata(installed):
+    from compressai_psic import __version__
+
+    (info,) = installed.glob("compressai_psic-*.dist-info")
+    assert info.name == f"compressai_psic-{__version__}.dist-info"
+    metadata = (info / "METADATA").read_text()
+    assert "License: BSD-3-Clause-Clear" in metadata
+    assert "Classifier: License :: OSI Approved :: BSD License" in metadata
+    assert "Project-URL: Paper, https://arxiv.org/abs/2506.15201" in metadata
+    assert (info / "licenses" / "LICENSE").is_file()
+    assert (installed / "compressai_psic" / "py.typed").is_file()
+    assert list((installed / "compressai_psic" / "zoo_files").glob("demo-psic-*"))
+
+
+def test_wheel_runs_the_tools(installed, tmp_path):
+    work = tmp_path / "work"
+    photos = work / "photos"
+    photos.mkdir(parents=True)
+    samples = pytest.importorskip("matplotlib").get_data_path()
+    for name in PHOTOS:
+        shutil.copy(Path(samples) / "sample_data" / name, photos / name)
+
+    def run(*args):
+        return _run(args, work, installed)
+
+    where = run("-c", "import compressai_psic; print(compressai_psic.__file__)")
+    assert where.stdout.strip().startswith(str(installed))
+    from compressai_psic import __version__
+
+    assert run("-m", "compressai_psic", "--version").stdout.startswith(
+        f"psic {__version__} ("
+    )
+    weights = next(
+        p
+        for p in (installed / "compressai_psic" / "zoo_files").glob("demo-psic-*")
+        if "stage1" not in p.name
+    )
+    argv = ["-m", "compressai_psic.utils.eval_model", "checkpoint", "photos"]
+    done = run(*argv, "-p", weights, "-d", "out", "--no-progress")
+    results = json.loads(done.stdout)
+    for label in ("full", "protected"):
+        data = json.loads((work / "out" / f"psic-{weights.stem.split('.')[0]}-"
+                           f"{label}.json").read_text())  # fmt: skip
+        assert data["results"] == results[label]["results"]
+        assert data["num_images"] == [2]
+        assert 10 < data["results"]["psnr-rgb"][0] < 60
+    exported = run(
+        "-m", "compressai_psic.utils.update_model", weights, "-n", "mine", "-d", "exp"
+    )
+    entry = json.loads(exported.stdout)
+    assert (work / "exp" / entry["file"]).is_file()
+    assert entry["file"] == f"mine-{entry['sha256'][:8]}.pth.tar"
+    run("-m", "compressai_psic", "demo", "-n", "4", "--no-robustness", "-o", "demo")
+    assert json.loads((work / "demo" / "report.json").read_text())["num_images"] == 4

@@ -1,0 +1,87 @@
+"""Training on your own images offline: one-line errors instead of tracebacks,
+defaults that fit the machine, warnings where the data does not fit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import urllib.error
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from compressai_psic.datasets.base import EnsureMinSize
+from compressai_psic.train import build_parser, parse_args
+from compressai_psic.train.command import cli
+from compressai_psic.train.criterion import build_criterion
+from compressai_psic.train.model import _zoo_init
+
+
+def test_flat_image_folder_is_one_line(tmp_path, capsys):
+    for i in range(2):
+        Image.new("RGB", (64, 64), (i * 90, 30, 60)).save(tmp_path / f"{i}.png")
+    argv = ["-d", str(tmp_path), "--dataset-format", "imagefolder"]
+    status = cli(argv + ["--lambda-vlp", "0", "--epochs", "1", "--no-cuda"])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("compressai_psic.train: error:")
+    assert "has no 'train' folder" in err and "CompressAI's layout" in err
+
+
+def test_offline_zoo_init_names_the_way_out(monkeypatch):
+    import compressai.zoo.image as cai_image
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(cai_image, "load_state_dict_from_url", offline)
+    with pytest.raises(ValueError) as info:
+        _zoo_init("zoo:bmshj2018-hyperprior:1", "mse")
+    message = str(info.value)
+    assert "cannot download CompressAI's bmshj2018-hyperprior weights" in message
+    assert "name resolution" in message and "--init /path/to/" in message
+
+
+def test_vlp_that_cannot_load_names_the_shipped_ones(monkeypatch):
+    import compressai_psic.vlp as vlp
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Failed to download file (open_clip_pytorch_model.bin)")
+
+    monkeypatch.setattr(vlp, "build_vlp", offline)
+    args = argparse.Namespace(
+        lambda_vlp=0.0009,
+        vlp=["open_clip:ViT-B-32:openai"],
+        vlp_cache_dir=None,
+        vlp_precision="fp32",
+    )
+    with pytest.raises(ValueError) as info:
+        build_criterion(args, torch.device("cpu"))
+    message = str(info.value)
+    assert "cannot load --vlp open_clip:ViT-B-32:openai" in message
+    assert "--vlp demo or train-ensemble" in message
+    assert "eval-rn" not in message  # evaluation VLPs are never trained against
+    assert "--lambda-vlp 0" in message and "\n" not in message
+
+
+def test_defaults_fit_the_machine_and_help_lists_shipped_vlps():
+    args = parse_args(["--dataset-format", "scenes", "--lambda-vlp", "0"])
+    assert args.num_workers == min(4, os.cpu_count() or 1)
+    text = " ".join(build_parser().format_help().split())
+    assert "'demo' or 'train-ensemble'" in text
+    assert "eval-rn/eval-vit are refused" in text
+
+
+def test_small_images_warn_once_that_they_are_upscaled():
+    ensure = EnsureMinSize((256, 256))
+    small = Image.new("RGB", (128, 96))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ensure(small).size == (342, 256)
+        ensure(small)
+        ensure(Image.new("RGB", (300, 300)))
+    assert len(caught) == 1
+    assert "smaller than the 256x256 patch" in str(caught[0].message)
+    assert "128x96" in str(caught[0].message)
