@@ -19,7 +19,7 @@ def test_build_vlp_specs_and_ensembles(tmp_path):
         None,
     )
     assert split_spec("clip:ViT-B/32") == ("clip", "ViT-B/32", None)
-    with pytest.raises(ValueError, match="'demo', 'eval_rn', 'eval_vit', 'tiny'"):
+    with pytest.raises(ValueError, match="'eval_vit', 'train_ensemble', 'zoo', 'tiny'"):
         build_vlp("blip:base")
     with pytest.raises(ValueError, match="model name"):
         build_vlp("open_clip:")
