@@ -15,7 +15,13 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["PERIODS", "DifferenceStats", "common_share", "periodic_peaks"]
+__all__ = [
+    "PERIODS",
+    "DifferenceStats",
+    "common_share",
+    "periodic_amplitude",
+    "periodic_peaks",
+]
 
 #: Periods (pixels) of the patterns a ×2-upsampling synthesis can leave: its
 #: strides from the last stage to the latent (16 for four ×2 stages).
@@ -58,6 +64,36 @@ def periodic_peaks(
     return out
 
 
+def periodic_amplitude(
+    mean_abs: Tensor, periods: Sequence[int] = PERIODS
+) -> Dict[int, Optional[float]]:
+    r"""How strong a map's repeating part is, in 8-bit levels: the root mean
+    square of the map keeping only the frequencies of each period's lattice
+    (multiples of ``H/P`` and ``W/P``, DC excluded), times 255.
+
+    :func:`periodic_peaks` says how much of a change repeats; this says how
+    large the repeating part is, which is what a person sees: a faint grid
+    and a bold one can have the same peak ratio. ``None`` for a period that
+    does not divide the map's size.
+    """
+    if mean_abs.dim() != 2:
+        raise ValueError(f"Expected an (H, W) map, got {tuple(mean_abs.shape)}")
+    height, width = mean_abs.shape
+    spectrum = torch.fft.fft2(mean_abs.double(), norm="ortho")
+    out: Dict[int, Optional[float]] = {}
+    for period in periods:
+        if period < 2 or height % period or width % period:
+            out[int(period)] = None
+            continue
+        rows = torch.arange(0, height, height // period)
+        cols = torch.arange(0, width, width // period)
+        energy = spectrum[rows[:, None], cols[None, :]].abs().pow(2).sum()
+        energy = energy - spectrum[0, 0].abs().pow(2)
+        # Parseval: the orthonormal spectrum's energy over the map's values.
+        out[int(period)] = 255.0 * math.sqrt(float(energy) / (height * width))
+    return out
+
+
 def common_share(differences: Tensor) -> Optional[float]:
     r"""Share of the energy of per-image differences that all images share.
 
@@ -89,7 +125,9 @@ class DifferenceStats:
       that a 3-number correction undoes has this near 1;
     - ``mean_offset_rgb``: that shift; ``rms``: the root mean square of ``D``;
     - ``periodic_peaks``: :func:`periodic_peaks` of the mean ``|D|`` (over
-      images and channels) at :data:`PERIODS` (``None`` when sizes differ).
+      images and channels) at :data:`PERIODS` (``None`` when sizes differ);
+    - ``periodic_amplitude``: :func:`periodic_amplitude` of the same map, in
+      8-bit levels.
     """
 
     def __init__(self) -> None:
@@ -152,5 +190,11 @@ class DifferenceStats:
             if self.abs_sum is None
             else {
                 str(k): v for k, v in periodic_peaks(self.abs_sum / self.count).items()
+            },
+            "periodic_amplitude": None
+            if self.abs_sum is None
+            else {
+                str(k): v
+                for k, v in periodic_amplitude(self.abs_sum / self.count).items()
             },
         }

@@ -60,11 +60,11 @@ def test_stage_commands_parse_with_the_training_tool(stage, tmp_path):
 
 def test_stage3_overrides_are_typed_and_checked():
     recipe = train_demo_psic._with_overrides(
-        train_demo_psic.RECIPE, ["lambda_vlp=35", "ensemble=mean"]
+        train_demo_psic.RECIPE, ["lambda_vlp=50", "ensemble=mean"]
     )
-    assert recipe["stage3"]["lambda_vlp"] == 35.0
+    assert recipe["stage3"]["lambda_vlp"] == 50.0
     assert recipe["stage3"]["ensemble"] == "mean"
-    assert train_demo_psic.RECIPE["stage3"]["lambda_vlp"] != 35.0  # a copy
+    assert train_demo_psic.RECIPE["stage3"]["lambda_vlp"] != 50.0  # a copy
     with pytest.raises(ValueError, match="KEY=VALUE"):
         train_demo_psic._with_overrides(train_demo_psic.RECIPE, ["no_such=1"])
     with pytest.raises(ValueError, match="lambda_vlp"):
@@ -90,6 +90,7 @@ def _metrics(**changes):
         "stage1_psnr": 29.8,
         "common_share": 0.4,
         "periodic_peaks": {"2": 1.1, "4": 1.2, "8": 2.9, "16": 1.0},
+        "periodic_amplitude": {"2": 0.1, "4": 0.2, "8": 0.9, "16": 0.3},
         "vlps": [
             {
                 "name": "demo-vlp",
@@ -122,7 +123,8 @@ def test_check_targets_has_every_target_of_the_issue():
     assert targets["protected_psnr"]["limit"] == pytest.approx(26.6)
     assert targets["protected_ms_ssim"]["limit"] == pytest.approx(0.91)
     assert targets["common_share"]["limit"] == 0.5
-    assert targets["periodic_peak/8px"]["limit"] == 3.0
+    assert targets["periodic_amplitude/8px"]["limit"] == 1.0
+    assert not any(key.startswith("periodic_peak") for key in targets)
     assert targets["demo-vlp/protected/i2t"]["limit"] == pytest.approx(0.102)
     assert targets["demo-vlp/worst_blind/t2i"]["limit"] == pytest.approx(0.102)
     assert targets["demo-vlp/full/t2i"]["limit"] == pytest.approx(0.90)
@@ -141,7 +143,7 @@ def test_check_targets_has_every_target_of_the_issue():
         ({"psnr/protected": 26.5}, "protected_psnr"),
         ({"ms_ssim/protected": 0.90}, "protected_ms_ssim"),
         ({"common_share": 0.6}, "common_share"),
-        ({"periodic_peaks/8": 3.5}, "periodic_peak/8px"),
+        ({"periodic_amplitude/8": 1.5}, "periodic_amplitude/8px"),
         ({"vlps/0/worst_blind": {"i2t": 0.2, "t2i": 0}}, "demo-vlp/worst_blind/i2t"),
         ({"vlps/1/recall/protected": {"i2t": 0.5, "t2i": 0.1}}, None),
         ({"vlps/1/inversion": {"i2t": 0.1, "t2i": 0.8}}, None),
@@ -201,3 +203,13 @@ def test_update_manifest_replaces_only_its_entry(tmp_path):
     fresh.mkdir()
     assert train_demo_psic.update_manifest(fresh, new) is None
     assert json.loads((fresh / "manifest.json").read_text())["models"] == [new]
+
+
+def test_the_recorded_command_retrains_instead_of_reusing_files():
+    argv = [
+        "--stage1-from", "a.pth.tar", "--stage3-from", "x.pth.tar",
+        "--bound-from=b.json", "--threads", "2",
+    ]  # fmt: skip
+    assert train_demo_psic._retrain(argv) == [
+        "--stage1-from", "a.pth.tar", "--threads", "2",
+    ]  # fmt: skip

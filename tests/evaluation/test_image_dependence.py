@@ -104,3 +104,26 @@ def test_difference_stats_periodic_peaks():
     mixed.update(torch.ones(2, 3, 8, 8))
     mixed.update(torch.ones(1, 3, 16, 8))
     assert mixed.result()["periodic_peaks"] is None
+
+
+def test_periodic_amplitude_measures_the_repeating_part_in_8bit_levels():
+    from compressai_psic.evaluation.image_dependence import periodic_amplitude
+
+    rows = torch.arange(64).view(-1, 1).expand(64, 64)
+    grid = ((rows % 8) < 4).double()  # stripes 8 px apart, 0/1
+    faint = periodic_amplitude(grid * 2 / 255)
+    bold = periodic_amplitude(grid * 8 / 255)
+    # Four times the contrast, four times the amplitude; a square wave of
+    # levels 0 and a has an AC root mean square of a/2.
+    assert bold[8] == pytest.approx(4 * faint[8])
+    assert faint[8] == pytest.approx(1.0, rel=1e-6)
+    # The 8-px stripes live on the 8- and 16-px lattices, not on the 4-px one
+    # (only the odd harmonics of a square wave are non-zero).
+    assert faint[4] == pytest.approx(0.0, abs=1e-9) and faint[16] == faint[8]
+    noise = torch.rand(64, 64, generator=torch.Generator().manual_seed(0))
+    assert periodic_amplitude(torch.full((64, 64), 0.3))[8] == pytest.approx(0.0)
+    assert periodic_amplitude(noise)[8] < periodic_amplitude(noise)[2] + 1e3
+    assert periodic_amplitude(torch.zeros(60, 60))[8] is None
+    stats = DifferenceStats()
+    stats.update(grid.float().view(1, 1, 64, 64).expand(2, 3, 64, 64) * 2 / 255)
+    assert stats.result()["periodic_amplitude"]["8"] == pytest.approx(1.0, rel=1e-4)
