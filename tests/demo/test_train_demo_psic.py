@@ -213,3 +213,68 @@ def test_the_recorded_command_retrains_instead_of_reusing_files():
     assert train_demo_psic._retrain(argv) == [
         "--stage1-from", "a.pth.tar", "--threads", "2",
     ]  # fmt: skip
+
+
+def _protection_report(path, psnr, recall):
+    report = {
+        "num_images": 200,
+        "psnr": {"full": 29.5, "protected": psnr},
+        "image_dependence": {"periodic_amplitude": {"8": 0.61, "16": 1.04}},
+        "summary": {
+            "vlps": [
+                {"name": name, "role": role, "i2t": values}
+                for name, role, values in recall
+            ]
+        },
+    }
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_sweep_points_keep_training_vlps_only(tmp_path):
+    report = _protection_report(
+        tmp_path / "p.json",
+        27.351,
+        [
+            ("demo-vlp", "train", {"protected": 0.24, "worst_blind": 0.27}),
+            ("eval-vlp-rn", "eval", {"protected": 0.6, "worst_blind": 0.7}),
+        ],
+    )
+    (point,) = train_demo_psic.sweep_points([f"p5={report}"])
+    assert point["label"] == "p5" and point["num_images"] == 200
+    assert point["psnr"] == {"full": 29.5, "protected": 27.35}
+    assert point["periodic_amplitude"] == {"8": 0.61, "16": 1.04}
+    # The evaluation VLPs choose nothing: they never enter the sweep.
+    assert point["vlps"] == {"demo-vlp": {"protected": 0.24, "worst_blind": 0.27}}
+    text = train_demo_psic._sweep_text([point])
+    assert "| p5 | 29.50 / 27.35 | 0.61 / 1.04 | 0.240 (0.270) |" in text
+
+
+def test_sweep_from_pareto_takes_the_worst_plotted_attack(tmp_path):
+    summary = {
+        "points": [
+            {
+                "label": "a",
+                "num_images": 200,
+                "psnr_full": 29.6,
+                "psnr": 24.87,
+                "recall": {
+                    "train:demo-vlp": {
+                        "original": {"i2t": 0.97},
+                        "protected": {"i2t": 0.095},
+                        "protected_blur1": {"i2t": 0.2},
+                        "protected_downup4": {"i2t": 0.29},
+                    },
+                    "eval:eval-vlp-vit": {"protected": {"i2t": 0.3}},
+                },
+            }
+        ]
+    }
+    path = tmp_path / "pareto.json"
+    path.write_text(json.dumps(summary))
+    (point,) = train_demo_psic.sweep_from_pareto(path)
+    assert point["vlps"] == {"demo-vlp": {"protected": 0.095, "worst_blind": 0.29}}
+    assert point["psnr"] == {"full": 29.6, "protected": 24.87}
+    assert "| a | 29.60 / 24.87 | – / – | 0.095 (0.290) |" in (
+        train_demo_psic._sweep_text([point])
+    )
