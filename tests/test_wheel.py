@@ -98,11 +98,11 @@ def test_wheel_runs_the_tools(installed, tmp_path):
     assert run("-m", "compressai_psic", "--version").stdout.startswith(
         f"psic {__version__} ("
     )
-    weights = next(
-        p
-        for p in (installed / "compressai_psic" / "zoo_files").glob("demo-psic-*")
-        if "stage1" not in p.name
-    )
+    # The shipped demo codec, as the installed manifest names it.
+    zoo_files = installed / "compressai_psic" / "zoo_files"
+    manifest = json.loads((zoo_files / "manifest.json").read_text())
+    (entry,) = [e for e in manifest["models"] if e["name"] == "demo-psic"]
+    weights = zoo_files / entry["file"]
     argv = ["-m", "compressai_psic.utils.eval_model", "checkpoint", "photos"]
     done = run(*argv, "-p", weights, "-d", "out", "--no-progress")
     results = json.loads(done.stdout)

@@ -75,6 +75,8 @@ __all__ = [
 ]
 
 DEFAULT_SCENE_SIZE = 64
+#: Caption dataset layouts of ``--dataset`` (the training tool's names).
+DATASET_LAYOUTS = ("flickr8k", "list")
 DEFAULT_FIT_LIMIT = 100
 
 
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--dataset",
         type=Path,
-        help="Flickr8k-style folder: captions.txt (image,caption) and Images/",
+        help="a caption dataset folder, laid out as --dataset-format says",
     )
     data.add_argument(
         "--scenes",
@@ -97,9 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the first N scenes of the generated test split (distinct captions)",
     )
     parser.add_argument(
+        "--dataset-format",
+        choices=DATASET_LAYOUTS,
+        default="flickr8k",
+        help="with --dataset: flickr8k (captions.txt of image,caption and Images/) "
+        "or list (the training tool's layout: --split names a list of path stems, "
+        "each with stem.jpg and stem.txt) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--split",
         default=None,
-        help="with --dataset: a split list (name of root/<split>.txt or a path)",
+        help="with --dataset: a split list (name of root/<split>.txt or a path); "
+        "required with --dataset-format list",
     )
     parser.add_argument(
         "--captions-per-image",
@@ -117,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--checkpoint", type=Path, help="a shielded checkpoint file")
     model.add_argument(
-        "--named", metavar="NAME", help="a named model of the manifest (e.g. demo)"
+        "--named",
+        metavar="NAME",
+        help="a shielded codec of the manifest (e.g. demo-psic)",
     )
     parser.add_argument("--quality", type=int, help="with --model: zoo quality")
     parser.add_argument(
@@ -271,7 +284,22 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             f"attacks {fitted} are fitted on separate images: give --fit-split, "
             "or --limit (the fit set is then the images after the evaluated ones)"
         )
-    if args.dataset is not None and not (args.dataset / "captions.txt").is_file():
+    if args.named and args.named not in zoo.codec_names():
+        parser.error(
+            f"--named {args.named}: not a shielded codec of the manifest; "
+            f"choose from {zoo.codec_names()}"
+        )
+    if args.dataset is not None and not args.dataset.is_dir():
+        parser.error(f"--dataset: not a folder: {args.dataset}")
+    if args.dataset is not None and args.dataset_format == "list":
+        if args.split is None:
+            parser.error("--dataset-format list needs --split (its list file)")
+        for option, split in (("--split", args.split), ("--fit-split", args.fit_split)):
+            if split is not None and _list_file(args.dataset, split) is None:
+                parser.error(
+                    f"{option} {split}: no list file {args.dataset / (split + '.txt')}"
+                )
+    elif args.dataset is not None and not (args.dataset / "captions.txt").is_file():
         parser.error(f"no captions.txt in {args.dataset}")
     if args.scenes is not None and args.scenes < 1:
         parser.error("--scenes must be positive")
@@ -281,6 +309,35 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--ks must be positive")
     if args.image_size is not None and args.image_size < 8:
         parser.error("--image-size must be at least 8")
+
+
+def _list_file(root: Path, split: str) -> Optional[Path]:
+    """The list file of a ``list``-layout split: ``root/<split>.txt`` or a path."""
+    for candidate in (root / f"{split}.txt", Path(split)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _folder_dataset(args: argparse.Namespace, split: Optional[str]) -> Any:
+    from compressai_psic.datasets import CaptionListDataset, Flickr8kCaptions
+
+    if args.dataset_format == "list":
+        return CaptionListDataset(_list_file(args.dataset, split), args.dataset)
+    return Flickr8kCaptions(args.dataset, split=split)
+
+
+def warn_trivial_ks(ks: List[int], num_images: int) -> List[int]:
+    """The ``ks`` at which Recall@K is 1 by construction (K ≥ the number of
+    images), after a warning on stderr for each."""
+    trivial = [k for k in ks if k >= num_images]
+    for k in trivial:
+        print(
+            f"warning: R@{k} with {num_images} images is 1 by construction; "
+            f"evaluate more than {k} images or pass smaller --ks",
+            file=sys.stderr,
+        )
+    return trivial
 
 
 def load_model(args: argparse.Namespace) -> nn.Module:
@@ -312,14 +369,14 @@ def _build_vlps(specs: List[str], args: argparse.Namespace, device: str) -> List
 def load_datasets(args: argparse.Namespace, fitted: bool) -> Tuple[Any, Any, str]:
     r"""The evaluated caption dataset, the attacker's fit set (``None`` when no
     attack is fitted) and a label of the fit set. Images are read lazily."""
-    from compressai_psic.datasets import Flickr8kCaptions, SceneCaptions
+    from compressai_psic.datasets import SceneCaptions
 
     if args.dataset is not None:
-        dataset = Flickr8kCaptions(args.dataset, split=args.split)
+        dataset = _folder_dataset(args, args.split)
         if not fitted:
             return dataset, None, ""
         if args.fit_split:
-            fit = Flickr8kCaptions(args.dataset, split=args.fit_split)
+            fit = _folder_dataset(args, args.fit_split)
             return fit_check(dataset, fit), fit, f"{args.dataset}:{args.fit_split}"
         stop = args.limit + args.fit_limit
         fit = DatasetSlice(dataset, args.limit, stop)
@@ -346,8 +403,9 @@ def load_datasets(args: argparse.Namespace, fitted: bool) -> Tuple[Any, Any, str
 
 def fit_check(dataset: Any, fit: Any) -> Any:
     """Refuses a fit split that names any of the evaluated image files."""
-    names = getattr(dataset, "image_names", None)
-    fit_names = getattr(fit, "image_names", None)
+    # Flickr8k names its image files; the list layout its path stems.
+    names = getattr(dataset, "image_names", None) or getattr(dataset, "stems", None)
+    fit_names = getattr(fit, "image_names", None) or getattr(fit, "stems", None)
     if names is not None and fit_names is not None:
         shared = sorted(set(names) & set(fit_names))
         if shared:
@@ -536,6 +594,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         attacker_images = _attacker_images(args)
     except ValueError as err:
         parser.error(str(err))
+    num_images = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    warn_trivial_ks(list(args.ks), num_images)
     model = load_model(args).to(device)
     inversion_info = None
     if attacker_images is not None:

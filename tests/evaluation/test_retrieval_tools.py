@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from compressai_psic.datasets.scenes import write_split
 
@@ -183,3 +184,64 @@ def test_plot_pareto_refuses_to_replace_a_file(tmp_path, capsys):
         tool.main([str(path), "-o", str(png)])
     assert "--force" in capsys.readouterr().err
     assert png.read_bytes() == b"keep"
+
+
+def _write_list_split(root, split, count, offset=0):
+    rng = np.random.default_rng(offset)
+    root.mkdir(parents=True, exist_ok=True)
+    stems = []
+    for i in range(offset, offset + count):
+        pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"img{i}.png")
+        (root / f"img{i}.txt").write_text(f"a picture number {i}\n")
+        stems.append(f"img{i}")
+    (root / f"{split}.txt").write_text("\n".join(stems) + "\n")
+
+
+def test_eval_retrieval_reads_the_training_list_layout(tmp_path, capsys):
+    tool = load_tool("eval_retrieval")
+    data = tmp_path / "data"
+    _write_list_split(data, "test", 3)
+    _write_list_split(data, "val", 2, offset=3)
+    args = [
+        "--dataset", str(data), "--dataset-format", "list", "--split", "test",
+        "--fit-split", "val", "--image-size", "32", "--model",
+        "bmshj2018-factorized", "--quality", "1", "--random-init",
+        "--train-vlp", "tiny", "--ks", "1", "5", "--attacks", "offset_fit",
+        "--no-progress",
+    ]  # fmt: skip
+    result = tool.main(args)
+    assert result["num_images"] == 3 and result["num_captions"] == 3
+    assert result["fit"]["num_images"] == 2
+    assert result["fit"]["dataset"] == f"{data}:val"
+    # R@5 of 3 images is 1 by construction: said, not silently reported.
+    err = capsys.readouterr().err
+    assert "R@5 with 3 images is 1 by construction" in err
+    assert "R@1 with" not in err
+    # A list split missing, or no --split at all, fails before any model loads.
+    for bad in (["--split", "train"], ["--fit-split", "nope"]):
+        with pytest.raises(SystemExit):
+            tool.main(args + bad)
+        assert "no list file" in capsys.readouterr().err
+    no_split = [a for a in args if a not in ("--split", "test")]
+    with pytest.raises(SystemExit):
+        tool.main(no_split)
+    assert "needs --split" in capsys.readouterr().err
+
+
+def test_eval_retrieval_names_the_codecs_for_an_unknown_named_model(capsys):
+    tool = load_tool("eval_retrieval")
+    with pytest.raises(SystemExit) as err:
+        tool.main(["--scenes", "2", "--named", "demo", "--train-vlp", "tiny"])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "--named demo" in message and "demo-psic" in message
+    assert "Traceback" not in message
+
+
+def test_warn_trivial_ks(capsys):
+    tool = load_tool("eval_retrieval")
+    assert tool.warn_trivial_ks([1, 5, 10], 10) == [10]
+    assert "R@10 with 10 images" in capsys.readouterr().err
+    assert tool.warn_trivial_ks([1, 5], 100) == []
+    assert capsys.readouterr().err == ""
