@@ -32,6 +32,13 @@ def commands(psic_file: Path) -> Dict[str, List[str]]:
     return {
         "psic --help": PSIC + ["--help"],
         "psic info FILE": PSIC + ["info", str(psic_file)],
+        "train --help": [sys.executable, "-m", "compressai_psic.train", "--help"],
+        "eval_model --help": [
+            sys.executable,
+            "-m",
+            "compressai_psic.utils.eval_model",
+            "--help",
+        ],
         "import compressai_psic": [sys.executable, "-c", "import compressai_psic"],
         "import torch (reference)": [sys.executable, "-c", "import torch"],
     }

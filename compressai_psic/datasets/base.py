@@ -31,6 +31,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms
 
+from ..options import CROP_MODES, ON_ERROR  # noqa: F401  (re-exported)
+
 __all__ = [
     "CAPTION_MODES",
     "CROP_MODES",
@@ -46,8 +48,6 @@ __all__ = [
 ]
 
 CAPTION_MODES = ("random", "first", "all")
-CROP_MODES = ("random_crop", "center_crop", "resize")
-ON_ERROR = ("raise", "skip")
 
 PathLike = Union[str, "os.PathLike[str]"]
 

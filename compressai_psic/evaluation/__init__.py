@@ -3,7 +3,7 @@ against VLPs.
 
 - :mod:`~compressai_psic.evaluation.rd`: rate (real bytes), PSNR, MS-SSIM and
   times of every decode path, and CompressAI's ``eval_model`` JSON
-  (``tools/eval_rd.py``);
+  (``python -m compressai_psic.utils.eval_model``);
 - :mod:`~compressai_psic.evaluation.retrieval`: Recall@K, the attack success
   rate and the embedding of images and captions;
 - :mod:`~compressai_psic.evaluation.attacks`: what a scraper does to a

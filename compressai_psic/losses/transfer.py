@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..options import FEATURE_STAGES
 from ..vlp import vlp_members
 
 __all__ = [
@@ -47,9 +48,6 @@ __all__ = [
     "periodic_energy",
     "resnet_features",
 ]
-
-#: Stages of a ResNet image tower whose output :func:`resnet_features` returns.
-FEATURE_STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
 def has_resnet_tower(member: Any) -> bool:

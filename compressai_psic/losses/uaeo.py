@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from compressai.registry import register_criterion
 from torch import Tensor
 
+from ..options import DEFAULT_TAU, ENSEMBLE_MODES  # noqa: F401  (re-exported)
 from ..vlp import VLPAdapter, VLPEnsemble, vlp_members
 from .rate_distortion import decoded_paths
 from .transfer import balanced_sum
@@ -39,11 +40,8 @@ __all__ = [
 
 #: Logit scale s = 1/0.07 of the paper (fixed, not the VLP's learned one).
 DEFAULT_LOGIT_SCALE = 1.0 / 0.07
-#: Evidence temperature τ of the paper.
-DEFAULT_TAU = 0.1  #: Weightings of the UAEO terms.
+#: Weightings of the UAEO terms.
 WEIGHTINGS = ("fixed", "adaptive")
-#: How the members of an ensemble are combined (see :func:`balanced_sum`).
-ENSEMBLE_MODES = ("mean", "balanced")
 
 
 @torch.no_grad()

@@ -50,8 +50,10 @@ from Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_,
 ICML 2025.
 """
 
+import importlib
+from typing import Any, List
+
 from .arguments import build_parser, parse_args
-from .checkpoints import export_state_dict, save_checkpoint
 from .constants import (
     BEST_CHECKPOINT_NAME,
     CHECKPOINT_NAME,
@@ -66,15 +68,45 @@ from .constants import (
     STAGE_DEFAULTS,
     VLP_PRECISIONS,
 )
-from .criterion import build_criterion, build_eot, compute_loss
-from .data import build_datasets
-from .distributed import DistributedContext, setup_distributed, unwrap
 from .logs import LOGGER_NAME
-from .loop import main, run
-from .metrics import MetricTotals
-from .model import build_model
-from .optimizers import configure_optimizers, set_trainable, split_parameters
-from .steps import draw_paths, train_step, validate
+
+# The training machinery (torch, CompressAI, the VLPs) loads on first use, so that
+# ``python -m compressai_psic.train --help`` answers at once.
+_LAZY = {
+    "export_state_dict": "checkpoints",
+    "save_checkpoint": "checkpoints",
+    "build_criterion": "criterion",
+    "build_eot": "criterion",
+    "compute_loss": "criterion",
+    "build_datasets": "data",
+    "DistributedContext": "distributed",
+    "setup_distributed": "distributed",
+    "unwrap": "distributed",
+    "main": "loop",
+    "run": "loop",
+    "MetricTotals": "metrics",
+    "build_model": "model",
+    "configure_optimizers": "optimizers",
+    "set_trainable": "optimizers",
+    "split_parameters": "optimizers",
+    "draw_paths": "steps",
+    "train_step": "steps",
+    "validate": "steps",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "BEST_CHECKPOINT_NAME",

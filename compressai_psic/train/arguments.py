@@ -7,10 +7,7 @@ import argparse
 import os
 from typing import List, Optional, Sequence
 
-import torch
-
-from ..datasets import CROP_MODES, ON_ERROR
-from ..losses import DEFAULT_TAU, ENSEMBLE_MODES, FEATURE_STAGES
+from ..options import CROP_MODES, DEFAULT_TAU, ENSEMBLE_MODES, FEATURE_STAGES, ON_ERROR
 from .constants import (
     _PSIC_HY2018,
     DATASET_FORMATS,
@@ -23,7 +20,6 @@ from .constants import (
     STAGE_DEFAULTS,
     VLP_PRECISIONS,
 )
-from .criterion import build_eot
 
 __all__ = ["build_parser", "parse_args"]
 
@@ -337,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--cuda",
         action=argparse.BooleanOptionalAction,
-        default=torch.cuda.is_available(),
+        default=None,
         help="train on CUDA (default: on when available)",
     )
     run.add_argument(
@@ -413,6 +409,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             f"--vlp {refused[0]}: evaluation VLPs measure protection and are never "
             "trained against; use 'demo', 'train-ensemble' or 'zoo:train-vlp-*'"
         )
+    import torch
+
+    from .criterion import build_eot
+
     try:
         build_eot(args.eot)
     except ValueError as err:
@@ -421,6 +421,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--checkpoint resumes a run; it cannot be combined with --init")
     if args.init and (args.N is not None or args.M is not None):
         parser.error("--N/--M apply to models built from scratch, not to --init")
+    if args.cuda is None:
+        args.cuda = torch.cuda.is_available()
     if args.cuda and not torch.cuda.is_available():
         parser.error("--cuda was given but CUDA is not available (use --no-cuda)")
     return args

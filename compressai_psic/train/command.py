@@ -7,8 +7,6 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .loop import main
-
 __all__ = ["cli"]
 
 
@@ -16,8 +14,14 @@ def cli(
     argv: Optional[Sequence[str]] = None, prog: str = "compressai_psic.train"
 ) -> int:
     """Runs :func:`~compressai_psic.train.main`; returns the exit status."""
+    from .arguments import parse_args
+
     try:
-        main(sys.argv[1:] if argv is None else argv)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        # Loaded once the arguments hold: --help and usage errors stay instant.
+        from .loop import run
+
+        run(args)
     except (ValueError, OSError, ImportError) as err:
         message = " ".join(str(err).split())
         print(f"{prog}: error: {message}", file=sys.stderr)

@@ -7,9 +7,10 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from .constants import LOG_FILE_NAME
 

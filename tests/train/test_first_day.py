@@ -18,6 +18,8 @@ from compressai_psic.train.command import cli
 from compressai_psic.train.criterion import build_criterion
 from compressai_psic.train.model import _zoo_init
 
+from ..helpers import modules_loaded_by
+
 
 def test_flat_image_folder_is_one_line(tmp_path, capsys):
     for i in range(2):
@@ -85,3 +87,27 @@ def test_small_images_warn_once_that_they_are_upscaled():
     assert len(caught) == 1
     assert "smaller than the 256x256 patch" in str(caught[0].message)
     assert "128x96" in str(caught[0].message)
+
+
+def test_training_help_loads_no_torch():
+    # The parser and its choices come from modules free of torch: --help and
+    # usage errors answer at once; the training machinery loads after parsing.
+    code = (
+        "from compressai_psic.train.command import cli\n"
+        "try:\n    cli(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0"
+    )
+    assert modules_loaded_by(code) == []
+
+
+def test_shared_option_values_have_one_home():
+    from compressai_psic import datasets, losses, options
+
+    assert datasets.CROP_MODES is options.CROP_MODES
+    assert datasets.ON_ERROR is options.ON_ERROR
+    assert losses.DEFAULT_TAU is options.DEFAULT_TAU
+    assert losses.ENSEMBLE_MODES is options.ENSEMBLE_MODES
+    assert losses.FEATURE_STAGES is options.FEATURE_STAGES
+    parser = build_parser()
+    choices = {a.dest: a.choices for a in parser._actions if a.choices}
+    assert choices["ensemble"] == options.ENSEMBLE_MODES
+    assert choices["feature_stage"] == options.FEATURE_STAGES
