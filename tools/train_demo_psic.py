@@ -534,9 +534,9 @@ measured, in addition, with two VLPs it never saw (`eval-vlp-rn`,
 ```python
 from compressai_psic.zoo import load_named
 
-net = load_named("demo-psic")       # sha256-checked against the manifest
+net = load_named("demo-psic")  # sha256-checked against the manifest
 net.update(force=True)
-out = net.compress(x)               # x: (B, 3, 64, 64) in [0, 1]
+out = net.compress(x)  # x: (B, 3, 64, 64) in [0, 1]
 protected = net.decompress(out["strings"], out["shape"])["x_hat"]
 full = net.decompress(out["strings"], out["shape"], condition="full")["x_hat"]
 ```

@@ -242,7 +242,7 @@ captions). It knows nothing about natural images: use it only with scene images.
 ```python
 from compressai_psic.vlp import load_demo_vlp
 
-vlp = load_demo_vlp()     # frozen VLPAdapter, sha256-checked against the manifest
+vlp = load_demo_vlp()  # frozen VLPAdapter, sha256-checked against the manifest
 vlp.encode_image(images)  # (B, 3, H, W) in [0, 1] -> (B, {embed_dim}), L2-normalised
 vlp.encode_text(["a large red circle at the top left on a plain grey background"])
 ```
@@ -489,8 +489,8 @@ members: the training tool refuses them.
 ```python
 from compressai_psic.vlp import build_vlp
 
-ensemble = build_vlp("train-ensemble")       # VLPEnsemble of 4, sha256-checked
-one = build_vlp("zoo:train-vlp-rn-wide")     # any shipped VLP by manifest name
+ensemble = build_vlp("train-ensemble")  # VLPEnsemble of 4, sha256-checked
+one = build_vlp("zoo:train-vlp-rn-wide")  # any shipped VLP by manifest name
 ```
 
 They know only synthetic scenes, like every VLP of the zoo.
