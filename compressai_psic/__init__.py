@@ -9,19 +9,17 @@ ICML 2025.
 
 The package imports lazily, so that ``psic --help`` and ``psic info`` start
 without torch: the names below load the core (``compressai_psic.models``) and the
-losses on first use. The shielded models (``psic-<name>``) and the criteria
-(``psic``, ``psic-rd``, ``psic-uaeo``) are in ``compressai.registry`` whenever a
-program can see it: at ``import compressai_psic`` when CompressAI is already
-imported, else right after CompressAI's own import finishes (an import hook),
-else at the first use of a name below; :func:`register` does it explicitly.
+losses on first use. Registration in ``compressai.registry`` has one route:
+importing ``compressai_psic.models`` registers the shielded models
+(``psic-<name>``), importing ``compressai_psic.losses`` the criteria (``psic``,
+``psic-rd``, ``psic-uaeo``); :func:`register` imports both, and so does the
+first use of a name below. ``import compressai_psic`` alone registers nothing
+and imports neither torch nor CompressAI, whatever was imported before.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
-import sys
 import warnings
 from typing import Any, List
 
@@ -94,45 +92,4 @@ def __dir__() -> List[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def _importing_this_package() -> bool:
-    """Whether a module of this package is being imported right now."""
-    for name, module in list(sys.modules.items()):
-        if name.startswith(__name__ + ".") and module is not None:
-            if getattr(getattr(module, "__spec__", None), "_initializing", False):
-                return True
-    return False
-
-
-class _RegisterAfterCompressAI(importlib.abc.MetaPathFinder):
-    """Registers this package in ``compressai.registry`` once ``compressai`` has
-    finished importing, so a program that imports this package first and
-    CompressAI later finds ``MODELS["psic-…"]`` and ``CRITERIONS["psic…"]``
-    without paying for torch in ``psic --help``."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None):
-        if fullname != "compressai":
-            return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        run_module = loader.exec_module
-
-        def exec_module(module: Any) -> None:
-            run_module(module)
-            # Inside an import of this package's own modules the core is not
-            # complete yet: it registers its models itself when it finishes.
-            if not _importing_this_package():
-                register()
-
-        loader.exec_module = exec_module
-        return spec
-
-
 _silence_third_party_warnings()
-if "compressai" in sys.modules:
-    register()
-elif not any(isinstance(f, _RegisterAfterCompressAI) for f in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterAfterCompressAI())

@@ -45,7 +45,7 @@ class BitstreamError(PSICFormatError):
 
 class PixelLimitError(PSICFormatError):
     """Decoding would produce more pixels than the configured limit allows
-    (``compressai_psic.models.guard.MAX_DECODE_PIXELS``)."""
+    (``max_pixels``, default ``compressai_psic.options.MAX_DECODE_PIXELS``)."""
 
 
 def one_line(exc: BaseException) -> str:

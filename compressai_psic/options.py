@@ -12,6 +12,7 @@ __all__ = [
     "DEFAULT_TAU",
     "ENSEMBLE_MODES",
     "FEATURE_STAGES",
+    "MAX_DECODE_PIXELS",
     "ON_ERROR",
 ]
 
@@ -25,3 +26,13 @@ DEFAULT_TAU = 0.1
 ENSEMBLE_MODES = ("mean", "balanced")
 #: Stages of a ResNet image tower whose features the feature-disruption loss reads.
 FEATURE_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+#: Most pixels one decode may produce (padded height × width × batch size), as
+#: Pillow's ``Image.MAX_IMAGE_PIXELS`` does for images: 4096 × 4096 (4K and
+#: 12-megapixel photos pass). A learned decoder needs far more memory per pixel
+#: than Pillow (measured on CPU: about 250 bytes per pixel for the demo codec,
+#: N=64; 500 for bmshj2018-hyperprior quality 3, N=128), so the limit bounds a
+#: decode to a few GB. It is the default of every decoding function's
+#: ``max_pixels`` argument, which changes it for one call (``None``: no limit);
+#: nothing changes it for the whole process.
+MAX_DECODE_PIXELS = 4096 * 4096

@@ -6,12 +6,12 @@ that apply them."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
-from typing import Iterator, Optional
+from typing import Optional
 
 from ..errors import CLIError
 from ..io import container
+from ..options import MAX_DECODE_PIXELS
 
 __all__ = [
     "DEFAULT_ARCH",
@@ -20,7 +20,7 @@ __all__ = [
     "add_common_arguments",
     "add_model_arguments",
     "check_device_name",
-    "pixel_limit",
+    "max_pixels_of",
     "resolve_device",
 ]
 
@@ -96,7 +96,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="refuse images and files of more than N (padded) pixels; default "
-        "4096x4096 (compressai_psic.models.guard.MAX_DECODE_PIXELS), 0 for no limit",
+        "4096x4096 (compressai_psic.options.MAX_DECODE_PIXELS), 0 for no limit",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bar, no summary"
@@ -135,19 +135,11 @@ def resolve_device(name: str) -> str:
     return name
 
 
-@contextlib.contextmanager
-def pixel_limit(value: Optional[int]) -> Iterator[None]:
-    """Applies ``--max-pixels`` for the duration of one command."""
-    from ..models import guard as decode_guard
-
+def max_pixels_of(value: Optional[int]) -> Optional[int]:
+    """The decode limit ``--max-pixels`` asks for (``None``: no limit), passed to
+    each decode as an argument; the default is the guard's."""
     if value is None:
-        yield
-        return
+        return MAX_DECODE_PIXELS
     if value < 0:
         raise CLIError(f"--max-pixels must be >= 0 (0: no limit), got {value}")
-    previous = decode_guard.MAX_DECODE_PIXELS
-    decode_guard.MAX_DECODE_PIXELS = value or None
-    try:
-        yield
-    finally:
-        decode_guard.MAX_DECODE_PIXELS = previous
+    return value or None

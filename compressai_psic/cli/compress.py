@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import CLIError, PSICFormatError, one_line
 from ..io import container
@@ -15,7 +15,7 @@ from .arguments import (
     add_common_arguments,
     add_model_arguments,
     check_device_name,
-    pixel_limit,
+    max_pixels_of,
     resolve_device,
 )
 from .commands import Command
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed != 0 and not args.random_init:
         raise CLIError("--seed applies to --random-init weights only")
     check_device_name(args.device)
+    limit = max_pixels_of(args.max_pixels)
     jobs, folder = pair_files(
         args.input,
         args.output,
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             )
         check_targets([target], args.force)
         model, sha256 = models.get(spec)
-        _check_decodable(model, source, height, width)
+        _check_decodable(model, source, height, width, limit)
         try:
             header = compress_tensor(model, x.to(device), spec, sha256)
         except ValueError as exc:
@@ -88,17 +89,15 @@ def run(args: argparse.Namespace) -> int:
             f"{source} -> {target}: {size} bytes, {size * 8 / (height * width):.4f} bpp"
         )
 
-    with pixel_limit(args.max_pixels):
-        return run_jobs(jobs, work, folder, args.quiet, "compress")
+    return run_jobs(jobs, work, folder, args.quiet, "compress")
 
 
 def _check_decodable(
-    model: torch.nn.Module, source: Path, height: int, width: int
+    model: torch.nn.Module, source: Path, height: int, width: int, limit: Optional[int]
 ) -> None:
     """Refuses images whose file the decoder would refuse (pixel limit)."""
     from ..models import guard as decode_guard
 
-    limit = decode_guard.MAX_DECODE_PIXELS
     padded = decode_guard.latent_layout(model).image_size(
         decode_guard.expected_shape(model, height, width)
     )

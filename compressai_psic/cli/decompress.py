@@ -14,7 +14,7 @@ from ..io.images import IMAGE_EXTENSIONS
 from .arguments import (
     add_common_arguments,
     check_device_name,
-    pixel_limit,
+    max_pixels_of,
     resolve_device,
 )
 from .commands import Command
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.images import save_image
 
     check_device_name(args.device)
+    limit = max_pixels_of(args.max_pixels)
     jobs, folder = pair_files(
         args.input,
         args.output,
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         check_targets(targets, args.force)
         header = container.read(source)
         model, _ = models.get(spec_from_header(header, args.checkpoint))
-        images = decompress_header(model, header, conditions)
+        images = decompress_header(model, header, conditions, max_pixels=limit)
         for image, path in zip(images, targets):
             save_image(image.cpu(), path)
         names = ", ".join(
@@ -114,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return f"{source} -> {names}: {header.width}x{header.height}"
 
-    with pixel_limit(args.max_pixels):
-        return run_jobs(jobs, work, folder, args.quiet, "decompress")
+    return run_jobs(jobs, work, folder, args.quiet, "decompress")
 
 
 COMMAND = Command(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
 
 from ..errors import CLIError, PSICFormatError, one_line
+from ..options import MAX_DECODE_PIXELS
 from .container import PSICFile
 
 if TYPE_CHECKING:
@@ -114,7 +115,10 @@ def compress_tensor(
 
 
 def decompress_header(
-    model: torch.nn.Module, header: PSICFile, conditions: Sequence[str]
+    model: torch.nn.Module,
+    header: PSICFile,
+    conditions: Sequence[str],
+    max_pixels: Optional[int] = MAX_DECODE_PIXELS,
 ) -> List[Tensor]:
     """Decodes a :class:`PSICFile` to one image per condition, cropped to size.
 
@@ -122,7 +126,9 @@ def decompress_header(
     (:func:`compressai_psic.models.guard.validate_decode_inputs`); the shielded
     model's ``decompress`` then pads the strings and refuses a non-finite decode
     itself, so any file decodes within time and memory proportional to its
-    declared size, or is refused.
+    declared size, or is refused. ``max_pixels`` bounds that size (the default
+    is :data:`compressai_psic.options.MAX_DECODE_PIXELS`; ``None``: no
+    limit).
 
     Raises:
         PSICFormatError: (:class:`~compressai_psic.errors.BitstreamError`,
@@ -139,25 +145,35 @@ def decompress_header(
     # The stricter check a file allows (its latents must be exactly those of the
     # declared size); padding and the finite check happen once, in the model.
     guard.validate_decode_inputs(
-        model, header.strings, header.shape, image_size=(header.height, header.width)
+        model,
+        header.strings,
+        header.shape,
+        max_pixels,
+        image_size=(header.height, header.width),
     )
     strings = header.strings
     try:
         with torch.no_grad():
             if len(conditions) == 1:
                 images = [
-                    model.decompress(strings, header.shape, condition=conditions[0])[
-                        "x_hat"
-                    ]
+                    model.decompress(
+                        strings,
+                        header.shape,
+                        condition=conditions[0],
+                        max_pixels=max_pixels,
+                    )["x_hat"]
                 ]
             else:
                 images = model.decompress_multi(
-                    strings, header.shape, conditions=tuple(conditions)
+                    strings,
+                    header.shape,
+                    conditions=tuple(conditions),
+                    max_pixels=max_pixels,
                 )["x_hat"]
     except MemoryError:
         raise CLIError(
             f"out of memory decoding a {header.width}x{header.height} image; lower "
-            "compressai_psic.models.guard.MAX_DECODE_PIXELS to refuse such files"
+            "the pixel limit (max_pixels, --max-pixels) to refuse such files"
         ) from None
     except (RuntimeError, ValueError, IndexError) as exc:
         if isinstance(exc, PSICFormatError):

@@ -29,17 +29,26 @@ import torch.nn as nn
 from torch import Tensor
 
 __all__ = [
+    "BOTH_CONDITIONS",
     "CONDITION_NAMES",
+    "DEFAULT_CONDITION",
     "Condition",
     "ConditionEncoder",
     "FourierConditionEncoder",
     "FourierFeatures",
     "as_condition_list",
     "condition_label",
+    "trigger_of",
 ]
 
 #: Named conditions and their β value (β = 1 protected, β = 0 full, as in the paper).
 CONDITION_NAMES = {"protected": 1.0, "full": 0.0}
+
+#: What a decode gives when nobody asks for more: the protected image.
+DEFAULT_CONDITION = "protected"
+
+#: The two paths, in the order every multi-condition call uses by default.
+BOTH_CONDITIONS = ("protected", "full")
 
 Condition = Union[str, float, int, Tensor, None]
 
@@ -47,7 +56,7 @@ Condition = Union[str, float, int, Tensor, None]
 def condition_label(condition: Condition) -> str:
     """Short human-readable label of a condition, for logs and file names."""
     if condition is None:
-        return "protected"
+        return DEFAULT_CONDITION
     if isinstance(condition, str):
         return condition
     if isinstance(condition, Tensor):
@@ -153,7 +162,7 @@ class FourierConditionEncoder(ConditionEncoder):
         dtype: torch.dtype = torch.float32,
     ) -> Tensor:
         if condition is None:
-            condition = "protected"
+            condition = DEFAULT_CONDITION
         if isinstance(condition, str):
             if condition not in CONDITION_NAMES:
                 raise ValueError(
@@ -192,6 +201,37 @@ class FourierConditionEncoder(ConditionEncoder):
 
     def forward(self, values: Tensor) -> Tensor:
         return self.beta_mlp(self.fourier(values))
+
+
+def trigger_of(
+    encoder: ConditionEncoder,
+    condition: Condition,
+    batch_size: int = 1,
+    anchored: bool = True,
+) -> Tensor:
+    r"""The trigger of ``condition``: one row, or one per sample for a tensor of βs.
+
+    Anchored triggers are ``t(β) − t(β_full)``, exactly zero on the full path
+    (so its decode is the base synthesis whatever the encoder's weights); the
+    official layout uses ``t(β)`` as published. A named condition or a single β
+    is encoded once and its row applies to the whole batch, so a decode does not
+    depend on the batch it is part of. Computed on the encoder's device and dtype.
+    """
+    param = next(encoder.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    per_sample = isinstance(condition, Tensor) and condition.numel() > 1
+    values = encoder.condition_values(
+        condition, batch_size if per_sample else 1, device, dtype
+    )
+    trigger = encoder(values)
+    if not anchored:
+        return trigger
+    full = encoder.condition_values(encoder.full_condition, 1, device, dtype)
+    is_full = (values.reshape(values.size(0), -1) == full.reshape(1, -1)).all(
+        dim=1, keepdim=True
+    )
+    return torch.where(is_full, torch.zeros_like(trigger), trigger - encoder(full))
 
 
 def as_condition_list(conditions: Sequence[Condition]) -> list:

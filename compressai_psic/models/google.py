@@ -17,7 +17,7 @@ Plans:
   latent itself would pass through the linear ``g_s.0`` and equal a bias on its
   output (up to the border), so ``g_s.0`` stands for the latent-resolution stage.
 - ``late``: ``g_s.4`` and ``g_s.5`` only (½ resolution). Both-path decoding
-  shares everything before them and costs little more than one decode, but a
+  runs everything before them once and costs little more than one decode, but a
   bias that late can only add a nearly fixed pattern to every image.
 """
 
@@ -48,22 +48,22 @@ GDN_PLANS = {
 }
 
 
-@register_architecture("bmshj2018-factorized", plans=GDN_PLANS, override=True)
+@register_architecture("bmshj2018-factorized", plans=GDN_PLANS)
 class ShieldedFactorizedPrior(ShieldedMixin, FactorizedPrior):
     """:class:`~compressai.models.FactorizedPrior` with shielded decoding."""
 
 
-@register_architecture("bmshj2018-hyperprior", plans=GDN_PLANS, override=True)
+@register_architecture("bmshj2018-hyperprior", plans=GDN_PLANS)
 class ShieldedScaleHyperprior(ShieldedMixin, ScaleHyperprior):
     """:class:`~compressai.models.ScaleHyperprior` with shielded decoding."""
 
 
-@register_architecture("mbt2018-mean", plans=GDN_PLANS, override=True)
+@register_architecture("mbt2018-mean", plans=GDN_PLANS)
 class ShieldedMeanScaleHyperprior(ShieldedMixin, MeanScaleHyperprior):
     """:class:`~compressai.models.MeanScaleHyperprior` with shielded decoding."""
 
 
-@register_architecture("mbt2018", plans=GDN_PLANS, override=True)
+@register_architecture("mbt2018", plans=GDN_PLANS)
 class ShieldedJointAutoregressiveHierarchicalPriors(
     ShieldedMixin, JointAutoregressiveHierarchicalPriors
 ):

@@ -101,6 +101,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BitstreamError, PixelLimitError
+from ..options import MAX_DECODE_PIXELS
 
 __all__ = [
     "MAX_DECODE_PIXELS",
@@ -118,14 +119,6 @@ __all__ = [
     "validate_decode_inputs",
 ]
 
-#: Most pixels one decode may produce (padded height × width × batch size), as
-#: Pillow's ``Image.MAX_IMAGE_PIXELS`` does for images: 4096 × 4096 by default
-#: (4K and 12-megapixel photos pass). A learned decoder needs far more memory per
-#: pixel than Pillow (measured on CPU: about 250 bytes per pixel for the demo
-#: codec, N=64; 500 for bmshj2018-hyperprior quality 3, N=128), so the limit
-#: bounds a decode to a few GB. ``None`` turns it off. Read at every call:
-#: ``compressai_psic.models.guard.MAX_DECODE_PIXELS = 50_000_000``.
-MAX_DECODE_PIXELS: Optional[int] = 4096 * 4096
 
 #: Bytes of the rANS state the encoder always flushes: the shortest valid string.
 MIN_STRING_LENGTH = 8
@@ -367,7 +360,7 @@ def validate_decode_inputs(
     model: nn.Module,
     strings: Strings,
     shape: Sequence[int],
-    max_pixels: Optional[int] = _DEFAULT,
+    max_pixels: Optional[int] = MAX_DECODE_PIXELS,
     image_size: Optional[Sequence[int]] = None,
 ) -> None:
     r"""Refuses ``decompress(strings, shape)`` inputs that do not fit ``model``.
@@ -399,7 +392,7 @@ def validate_decode_inputs(
         expected = layout.shape_for_image(tuple(int(s) for s in image_size))
     # The pixel limit first: of the declared image when its size is known (the
     # decode must then have its shape), else of what ``shape`` decodes to.
-    limit = MAX_DECODE_PIXELS if max_pixels is _DEFAULT else max_pixels
+    limit = max_pixels
     decoded = layout.image_size(expected if expected is not None else dims)
     pixels = batch * math.prod(decoded)
     if limit is not None and pixels > limit:
@@ -411,8 +404,7 @@ def validate_decode_inputs(
             declared = f" (a {declared} image, padded)"
         raise PixelLimitError(
             f"refused: decoding would produce {count} = {pixels} pixels{declared}, "
-            f"over the limit of {limit} "
-            "(compressai_psic.models.guard.MAX_DECODE_PIXELS)"
+            f"over the limit of {limit} (max_pixels; None for no limit)"
         )
     if expected is not None and dims != expected:
         size = "x".join(str(int(s)) for s in reversed(tuple(image_size)))
@@ -450,7 +442,7 @@ def guard_decode_inputs(
     model: nn.Module,
     strings: Strings,
     shape: Sequence[int],
-    max_pixels: Optional[int] = _DEFAULT,
+    max_pixels: Optional[int] = MAX_DECODE_PIXELS,
     image_size: Optional[Sequence[int]] = None,
 ) -> List[List[bytes]]:
     """:func:`validate_decode_inputs`, then :func:`pad_strings`: strings that

@@ -25,6 +25,7 @@ from torch import Tensor
 from .registration import register_architecture
 from .registry import InjectionPoint, default_config_from_state_dict
 from .shielded import ShieldedMixin
+from .synthesis import TriggeredSynthesis
 
 __all__ = [
     "ConditionalResidualBlock",
@@ -88,14 +89,18 @@ class UpsamplingResidualBlock(nn.Module):
         return self.igdn(self.conv(self.act(self.subpel_conv(x)))) + self.upsample(x)
 
 
-class PSICSynthesis(nn.Sequential):
-    """A sequential synthesis that hands the trigger to its conditional blocks."""
+class PSICSynthesis(TriggeredSynthesis):
+    """A sequential synthesis that hands the trigger to its conditional blocks.
 
-    def forward(self, x: Tensor, trigger: Optional[Tensor] = None) -> Tensor:
-        if trigger is not None and trigger.size(0) != x.size(0):
-            raise ValueError(
-                f"trigger has {trigger.size(0)} rows for a batch of {x.size(0)}"
-            )
+    ``g_s(y_hat, trigger)``; without a trigger, the shielded model's default
+    condition (see :class:`~compressai_psic.models.synthesis.TriggeredSynthesis`),
+    or no bias at all in the unconditioned :class:`PSICHyperpriorBase`.
+    """
+
+    def synthesize(self, x: Tensor, trigger: Optional[Tensor]) -> Tensor:
+        if trigger is not None:
+            self._check_rows(x, trigger)
+            trigger = trigger.to(x.dtype)
         for layer in self:
             if isinstance(layer, ConditionalResidualBlock):
                 x = layer(x, trigger)

@@ -51,7 +51,8 @@ def register_architecture(
     and returns it unchanged. With ``model_class`` (a CompressAI class) it builds
     the shielded class and returns it. ``injection_points`` is a shorthand for a
     single plan called ``"default"``. The shielded class is also registered in
-    ``compressai.registry.MODELS`` as ``psic-<name>``.
+    ``compressai.registry.MODELS`` as ``psic-<name>`` (the one place that writes
+    there); a name taken in either registry is refused unless ``override``.
     """
     if plans is None:
         plans = {"default": injection_points or auto_injection_points}
@@ -66,7 +67,8 @@ def register_architecture(
         raise ValueError(
             f'default_plan "{default_plan}" is not one of the plans {sorted(plans)}'
         )
-    if name in ARCHITECTURES and not override:
+    model_name = name if name.startswith("psic-") else f"psic-{name}"
+    if not override and (name in ARCHITECTURES or model_name in MODELS):
         raise ValueError(
             f'Architecture "{name}" is already registered (pass override=True to '
             "replace it)"
@@ -95,7 +97,8 @@ def register_architecture(
         shielded._psic_base_class = base
         arch.shielded_class = shielded
         ARCHITECTURES[name] = arch
-        MODELS[name if name.startswith("psic-") else f"psic-{name}"] = shielded
+        # CompressAI's registry is a view of this one: written here, only here.
+        MODELS[model_name] = shielded
         return shielded
 
     if model_class is not None:

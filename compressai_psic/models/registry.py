@@ -252,7 +252,7 @@ def find_architecture(model_class: type) -> Optional[Architecture]:
     return None
 
 
-def _build_probe(model_class: type, config: Mapping) -> Optional[nn.Module]:
+def build_probe(model_class: type, config: Mapping) -> Optional[nn.Module]:
     """A throw-away model for its parameter names and shapes (None if it cannot
     be built from ``config``). The meta device skips allocating weights where
     the model's constructor allows it."""
@@ -282,7 +282,7 @@ def architectures_matching(state_dict: Mapping) -> List[Tuple[str, Dict[str, int
             config = arch.config(internal)
         except (ValueError, KeyError, AttributeError, IndexError):
             continue
-        probe = _build_probe(arch.model_class, config)
+        probe = build_probe(arch.model_class, config)
         if probe is None:
             continue
         expected = {

@@ -7,49 +7,57 @@ bitstream is the same for every decode. Only ``g_s`` is steered:
 
 .. code-block:: none
 
-              ┌───┐ y ┌───────────────┐ y_hat ┌───────────────────────────────┐
-        x ──►─┤g_a├─►─┤ entropy model ├──►────┤ g_s: layer ⊕ layer ⊕ … layer ├─► x_hat
-              └───┘   └───────────────┘       └──────────▲───────▲───────────┘
-                                                bias_k = P_k(t(β)) − P_k(t(0))
-        condition ──► β ──► Fourier features ──► MLP ──► trigger t ──┘
+        ┌───┐ y ┌───────────────┐ y_hat ┌────────────────────────────────┐
+    x ─►┤g_a├─►─┤ entropy model ├──►────┤ g_s(y_hat, t): layer ⊕ … layer ⊕ ├─► x_hat
+        └───┘   └───────────────┘       └────────────────▲───────────────┘
+                                          ⊕ = + P_k(t) at point k
+    condition ──► β ──► Fourier features ──► MLP ──► t(β) − t(0) = trigger t
 
-The condition of a call travels with the call: the public methods take it as an
-argument and hand it to the synthesis through a :class:`contextvars.ContextVar`,
-which is private to the calling thread (and asyncio task). Nothing about a call
-is stored on the model, so one model can serve many threads at once, each
-getting exactly the decode it asked for.
-
-Decoding several conditions from one bitstream runs the entropy decoding once;
-``g_s`` runs once on a batch that is repeated per condition only where the first
-trigger bias enters, so the layers before it are shared.
+β's path, file by file: ``decompress(strings, shape, condition)`` (this module)
+turns the condition into the trigger (:func:`~compressai_psic.models.conditions.
+trigger_of`), then runs the base model's ``decompress`` with that trigger set for
+``g_s`` (:func:`~compressai_psic.models.synthesis.call_triggers`: CompressAI calls
+``g_s(y_hat)`` itself); :class:`~compressai_psic.models.synthesis.
+ShieldedSynthesis` applies the projections at its points. ``g_s(y_hat, trigger)``
+can be called directly, and ``g_s(y_hat)`` alone decodes the default condition.
+Nothing about a call is stored on the model, so one model serves many threads.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from . import guard
-from .calls import CALLS, SynthesisCall, set_call
 from .conditions import (
+    BOTH_CONDITIONS,
+    DEFAULT_CONDITION,
     Condition,
     ConditionEncoder,
     FourierConditionEncoder,
     as_condition_list,
+    trigger_of,
 )
-from .registry import (
-    Architecture,
-    InjectionPoint,
-    infer_channels,
+from .registry import Architecture, InjectionPoint, infer_channels
+from .synthesis import (
+    ShieldedSynthesis,
+    TriggeredSynthesis,
+    TriggerSource,
+    call_triggers,
 )
 from .weights import ShieldedWeightsMixin
 
-__all__ = ["MODULATIONS", "ShieldedMixin", "TriggerProjection"]
+__all__ = [
+    "AffineTriggerProjection",
+    "FixedConditionSynthesis",
+    "MODULATIONS",
+    "ShieldedMixin",
+    "TriggerProjection",
+]
 
 #: How a trigger acts at an injection point: ``bias`` (the paper) adds
 #: ``P(t)``; ``affine`` also scales each channel by ``1 + S(t)``.
@@ -67,6 +75,22 @@ class TriggerProjection(nn.Linear):
         nn.init.zeros_(self.weight)
 
 
+class AffineTriggerProjection(TriggerProjection):
+    """The projection of an affine point: ``2·channels`` rows, the scales ``S``
+    then the biases ``B``. Its state-dict entry ``_extra_state`` records the
+    modulation, so a checkpoint says how its projections act."""
+
+    def __init__(self, trigger_dim: int, channels: int):
+        super().__init__(trigger_dim, 2 * channels)
+
+    def get_extra_state(self) -> Dict[str, str]:
+        return {"modulation": "affine"}
+
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or state.get("modulation") != "affine":
+            raise ValueError(f"Not the state of an affine projection: {state!r}")
+
+
 def _get_submodule(root: nn.Module, path: str) -> nn.Module:
     try:
         return root.get_submodule(path)
@@ -74,6 +98,23 @@ def _get_submodule(root: nn.Module, path: str) -> nn.Module:
         raise ValueError(
             f'Injection point "{path}" does not exist in {type(root).__name__}'
         ) from None
+
+
+class FixedConditionSynthesis(nn.Module):
+    """``g_s`` of one condition, its trigger held as a buffer: a deployable decoder.
+
+    ``torch.export.export(net.synthesis_for("protected"), (y_hat,))`` gives a
+    program that decodes the protected path and carries no condition encoder
+    (see :meth:`ShieldedMixin.synthesis_for`).
+    """
+
+    def __init__(self, synthesis: TriggeredSynthesis, trigger: Tensor):
+        super().__init__()
+        self.synthesis = synthesis
+        self.register_buffer("trigger", trigger.detach().clone())
+
+    def forward(self, y_hat: Tensor) -> Tensor:
+        return self.synthesis(y_hat, self.trigger)
 
 
 class ShieldedMixin(ShieldedWeightsMixin):
@@ -108,7 +149,7 @@ class ShieldedMixin(ShieldedWeightsMixin):
 
     _psic_architecture: Architecture
     _psic_base_class: type
-    default_condition: Condition = "protected"
+    default_condition: Condition = DEFAULT_CONDITION
 
     def __init__(
         self,
@@ -143,6 +184,16 @@ class ShieldedMixin(ShieldedWeightsMixin):
             )
         if modulation != "bias" and arch.trigger_argument:
             raise ValueError(f"{arch.name} adds biases only (its blocks' own)")
+        g_s = self.g_s
+        if isinstance(g_s, ShieldedSynthesis):  # re-shielding a shielded copy
+            g_s = g_s.plain()
+            self.g_s = g_s
+        if not isinstance(g_s, (nn.Sequential, TriggeredSynthesis)):
+            raise ValueError(
+                f"{type(self).__name__}.g_s is a {type(g_s).__name__}: a shielded "
+                "synthesis is an nn.Sequential (or takes trigger= itself, "
+                "trigger_argument=True)"
+            )
         self._psic_modulation = modulation
         self.global_cond = condition_encoder
         if injection_points is not None:
@@ -161,12 +212,27 @@ class ShieldedMixin(ShieldedWeightsMixin):
         resolved = self._resolve_points(points, condition_encoder.trigger_dim)
         self._psic_plan = plan
         self._psic_points = resolved
+        source = TriggerSource(
+            condition_encoder, arch.anchor_full, self.default_condition
+        )
         if arch.trigger_argument:
+            if not isinstance(g_s, TriggeredSynthesis):
+                raise ValueError(
+                    f"{arch.name} is registered with trigger_argument=True, but its "
+                    f"g_s ({type(g_s).__name__}) is not a TriggeredSynthesis"
+                )
             self.trigger_proj = nn.ModuleDict()
-        else:
-            self._check_single_run(resolved)
-        self._psic_fork = self._fork_site(resolved)
-        self._install_hooks()
+            g_s.trigger_source = source
+            return
+        shielded = ShieldedSynthesis(
+            g_s,
+            [p.target for p in resolved],
+            self.trigger_proj,
+            affine=modulation == "affine",
+        )
+        shielded.trigger_source = source
+        shielded.train(g_s.training)
+        self.g_s = shielded
 
     def _resolve_points(
         self, points: Sequence[InjectionPoint], trigger_dim: int
@@ -175,6 +241,11 @@ class ShieldedMixin(ShieldedWeightsMixin):
         projections = nn.ModuleDict()
         resolved: List[InjectionPoint] = []
         targets = set()
+        projection = (
+            AffineTriggerProjection
+            if self._psic_modulation == "affine"
+            else TriggerProjection
+        )
         for point in points:
             target = point.target
             if not target.startswith("g_s.") or "-" in target:
@@ -193,92 +264,11 @@ class ShieldedMixin(ShieldedWeightsMixin):
                     f"({type(module).__name__}); give InjectionPoint(target, channels)"
                 )
             if not arch.trigger_argument:
-                width = channels * (2 if self._psic_modulation == "affine" else 1)
-                projections[point.key] = TriggerProjection(trigger_dim, width)
+                projections[point.key] = projection(trigger_dim, channels)
             resolved.append(InjectionPoint(target, channels))
         if not arch.trigger_argument:
             self.trigger_proj = projections
         return resolved
-
-    def _check_single_run(self, points: Sequence[InjectionPoint]) -> None:
-        """Refuses points whose module runs more than once per synthesis.
-
-        A module called twice (CompressAI's ``ResidualBlock`` applies one
-        ``leaky_relu`` after both of its convolutions) would get its bias twice.
-        One ``g_s`` pass on a tiny latent counts the calls.
-        """
-        first_conv = next(
-            (m for m in self.g_s.modules() if hasattr(m, "in_channels")), None
-        )
-        param = next(self.g_s.parameters(), None)
-        if first_conv is None or param is None:
-            return
-        counts = {p.target: 0 for p in points}
-        handles = []
-        for point in points:
-
-            def count(module, args, out, target=point.target):
-                counts[target] += 1
-
-            module = _get_submodule(self, point.target)
-            handles.append(module.register_forward_hook(count))
-        probe = torch.zeros(
-            1, first_conv.in_channels, 4, 4, device=param.device, dtype=param.dtype
-        )
-        try:
-            with torch.no_grad():
-                self.g_s(probe)
-        except Exception:  # the runtime check in _add_bias still guards these
-            return
-        finally:
-            for handle in handles:
-                handle.remove()
-        repeated = sorted(t for t, n in counts.items() if n > 1)
-        if repeated:
-            raise ValueError(
-                f"Injection points {repeated} run more than once per synthesis "
-                "(a shared module such as ResidualBlock.leaky_relu); use a module "
-                "that runs once, e.g. the convolution before it"
-            )
-
-    def _fork_site(self, points: Sequence[InjectionPoint]) -> Tuple[str, str]:
-        """Where a multi-condition batch is repeated: ``("post", path)`` at the
-        output of the first point, or ``("pre", path)`` at a module's input.
-
-        A top-level child of a sequential ``g_s`` can fork at its output: nothing
-        bypasses a Sequential boundary. A point nested in a block forks at the
-        block's input so its skip connection sees the repeated batch too.
-        """
-        g_s = self.g_s
-        if self._psic_architecture.trigger_argument or not isinstance(
-            g_s, nn.Sequential
-        ):
-            return ("pre", "g_s")
-        order = {f"g_s.{name}": i for i, name in enumerate(g_s._modules)}
-
-        def top_level(path: str) -> str:
-            return ".".join(path.split(".")[:2])
-
-        first = min(points, key=lambda p: order.get(top_level(p.target), 1 << 30))
-        top = top_level(first.target)
-        if first.target == top:
-            return ("post", top)
-        return ("pre", top)
-
-    def _install_hooks(self) -> None:
-        self.g_s.register_forward_pre_hook(self._psic_enter_synthesis, with_kwargs=True)
-        self.g_s.register_forward_hook(self._psic_leave_synthesis, always_call=True)
-        kind, site = self._psic_fork
-        if kind == "pre" and site != "g_s":
-            fork = _get_submodule(self, site)
-            fork.register_forward_pre_hook(self._psic_fork_input)
-        if self._psic_architecture.trigger_argument:
-            return
-        for point in self._psic_points:
-            module = _get_submodule(self, point.target)
-            # The hook finds its point through the module (survives deepcopy).
-            module._psic_target = point.target
-            module.register_forward_hook(self._psic_add_bias)
 
     # ------------------------------------------------------------- properties
     @property
@@ -340,10 +330,6 @@ class ShieldedMixin(ShieldedWeightsMixin):
         return groups
 
     # --------------------------------------------------------------- triggers
-    def _encoder_dtype(self, like: Tensor) -> torch.dtype:
-        param = next(self.global_cond.parameters(), None)
-        return param.dtype if param is not None else like.dtype
-
     def condition_betas(self, conditions: Sequence[Condition], batch: int) -> Tensor:
         """The per-sample βs of ``conditions`` (K·B values, condition-major)."""
         encoder = self.global_cond
@@ -353,152 +339,34 @@ class ShieldedMixin(ShieldedWeightsMixin):
             [encoder.condition_values(c, batch, device) for c in conditions]
         )
 
-    def _triggers(self, values: Tensor) -> Tensor:
-        """Trigger of each value, one encoder call per distinct value.
+    def trigger(self, condition: Condition = None, batch_size: int = 1) -> Tensor:
+        """The trigger ``g_s`` gets for ``condition`` (``None``: the default).
 
-        GEMM results depend on the batch layout: computing each distinct β alone
-        keeps a decode independent of what else is decoded with it. Anchored
-        architectures return ``t(β) − t(0)`` (exactly zero for the full path).
+        One row for a named condition or a single β (it applies to every
+        sample), one per sample for a tensor of βs. Anchored architectures give
+        ``t(β) − t(0)``, exactly zero on the full path.
         """
-        encoder = self.global_cond
-        unique, inverse = torch.unique(values, return_inverse=True)
-        anchored = self._psic_architecture.anchor_full
-        rows = []
-        zero = None
-        if anchored:
-            full = encoder.condition_values(
-                encoder.full_condition, 1, values.device, values.dtype
-            )
-            zero = (full, encoder(full))
-        for value in unique:
-            value = value.reshape(1)
-            trigger = encoder(value)
-            if zero is not None:
-                if bool(value == zero[0]):
-                    trigger = torch.zeros_like(trigger)
-                else:
-                    trigger = trigger - zero[1]
-            rows.append(trigger)
-        return torch.cat(rows)[inverse]
-
-    def _start(self, call: SynthesisCall, like: Tensor) -> None:
-        batch = like.size(0)
-        device = like.device
-        dtype = self._encoder_dtype(like)
-        encoder = self.global_cond
-        values = torch.cat(
-            [encoder.condition_values(c, batch, device, dtype) for c in call.conditions]
+        if condition is None:
+            condition = self.default_condition
+        return trigger_of(
+            self.global_cond,
+            condition,
+            batch_size,
+            self._psic_architecture.anchor_full,
         )
-        trigger = self._triggers(values)
-        call.batch_size = batch
-        call.forked = len(call.conditions) == 1
-        call.seen = set()
-        call.betas = values
-        call.trigger = trigger.to(like.dtype)
-        if not self._psic_architecture.trigger_argument:
-            call.biases = {
-                p.target: self.trigger_proj[p.key](trigger).to(like.dtype)
-                for p in self._psic_points
-            }
-        call.running = True
 
-    def _modulate(self, out: Tensor, terms: Tensor, in_place: bool) -> Tensor:
-        """``out + b`` (bias) or ``out·(1 + s) + b`` (affine), per channel;
-        ``terms`` holds ``b`` or ``[s, b]`` per sample (rows match ``out``)."""
-        view = (terms.size(0), -1) + (1,) * (out.dim() - 2)
-        if self._psic_modulation == "affine":
-            scale, bias = terms.chunk(2, dim=1)
-            if in_place:
-                return out.mul_(1 + scale.reshape(view)).add_(bias.reshape(view))
-            return out * (1 + scale.reshape(view)) + bias.reshape(view)
-        if in_place:
-            return out.add_(terms.reshape(view))
-        return out + terms.reshape(view)
+    def synthesis_for(self, condition: Condition = None) -> FixedConditionSynthesis:
+        """``g_s`` with the trigger of ``condition`` fixed (``None``: the default).
 
-    # ------------------------------------------------------------------ hooks
-    def _psic_enter_synthesis(self, module: nn.Module, args: Tuple, kwargs: Dict):
-        call = CALLS.get().get(id(self))
-        if call is None or call.running:
-            # g_s called directly (not through forward/decompress): the default.
-            call = SynthesisCall([self.default_condition])
-            call.token = set_call(self, call)
-        x = args[0]
-        self._start(call, x)
-        if self._psic_fork == ("pre", "g_s") and not call.forked:
-            call.forked = True
-            args = (x.repeat(len(call.conditions), *([1] * (x.dim() - 1))),) + args[1:]
-        if self._psic_architecture.trigger_argument and kwargs.get("trigger") is None:
-            kwargs = dict(kwargs, trigger=call.trigger)
-        return args, kwargs
-
-    def _psic_leave_synthesis(self, module: nn.Module, args: Tuple, out: Any):
-        call = CALLS.get().get(id(self))
-        if call is None:
-            return None
-        call.running = False
-        if call.token is not None:
-            token, call.token = call.token, None
-            CALLS.reset(token)
-        return None
-
-    def _psic_fork_input(self, module: nn.Module, args: Tuple):
-        call = CALLS.get().get(id(self))
-        if call is None or not call.running or call.forked:
-            return None
-        call.forked = True
-        x = args[0]
-        return (x.repeat(len(call.conditions), *([1] * (x.dim() - 1))),) + args[1:]
-
-    def _psic_add_bias(self, module: nn.Module, args: Tuple, out: Tensor) -> Tensor:
-        target = module._psic_target
-        call = CALLS.get().get(id(self))
-        if call is None or not call.running:
-            # The module runs outside a synthesis pass (``net.g_s[4](h)``, a slice
-            # of g_s): it decodes the default condition for its own batch.
-            values = self.condition_betas([self.default_condition], out.size(0))
-            point = next(p for p in self._psic_points if p.target == target)
-            terms = self.trigger_proj[point.key](
-                self._triggers(values.to(out.device, self._encoder_dtype(out)))
-            ).to(out.dtype)
-            return self._modulate(out, terms, in_place=False)
-        if target in call.seen:
-            raise RuntimeError(
-                f"Injection point {target} ran twice in one synthesis pass; its "
-                "bias would be added twice. Choose a module that runs once."
-            )
-        call.seen.add(target)
-        terms = call.biases[target]
-        if not call.forked:
-            # First point after a shared prefix: one copy of the features per
-            # condition, each with its own bias.
-            call.forked = True
-            out = out.repeat(len(call.conditions), *([1] * (out.dim() - 1)))
-            return self._modulate(out, terms, in_place=True)
-        if terms.size(0) != out.size(0):
-            raise RuntimeError(
-                f"Batch mismatch at {target}: features {out.size(0)}, "
-                f"biases {terms.size(0)}"
-            )
-        # Decoding skips a full-size allocation (autograd is not involved).
-        return self._modulate(out, terms, in_place=not out.requires_grad)
-
-    # ----------------------------------------------------------- conditions
-    @contextlib.contextmanager
-    def _conditioned(self, conditions: Sequence[Condition]) -> Iterator[SynthesisCall]:
-        """Makes ``g_s`` decode ``conditions`` within this thread's context."""
-        call = SynthesisCall(as_condition_list(conditions))
-        token = set_call(self, call)
-        try:
-            yield call
-        finally:
-            CALLS.reset(token)
-
-    @staticmethod
-    def _split(x: Tensor, count: int) -> List[Tensor]:
-        return list(x.chunk(count, dim=0))
+        A module of the model's own layers (shared, not copied) for deployment:
+        ``torch.export``, ONNX or ``torch.compile`` of one decoding path.
+        """
+        with torch.no_grad():
+            trigger = self.trigger(condition)
+        return FixedConditionSynthesis(self.g_s, trigger)
 
     # ---------------------------------------------------------- public API
-    def forward(self, x: Tensor, condition: Any = "protected") -> Dict[str, Any]:
+    def forward(self, x: Tensor, condition: Any = DEFAULT_CONDITION) -> Dict[str, Any]:
         """Training/analysis forward pass.
 
         Args:
@@ -512,31 +380,28 @@ class ShieldedMixin(ShieldedWeightsMixin):
         """
         if isinstance(condition, (list, tuple)):
             return self.forward_multi(x, condition)
-        with self._conditioned([condition]) as call:
+        with call_triggers(self.g_s, [self.trigger(condition, x.size(0))]):
             out = super().forward(x)
-        out["beta"] = self._betas_of(call, x.size(0))
+        out["beta"] = self.condition_betas([condition], x.size(0))
         return out
 
     def forward_multi(
-        self, x: Tensor, conditions: Sequence[Condition] = ("full", "protected")
+        self, x: Tensor, conditions: Sequence[Condition] = BOTH_CONDITIONS
     ) -> Dict[str, Any]:
-        """Forward with several conditions from one ``y_hat``.
+        """Forward with several conditions from one ``y_hat`` (``g_s`` once each).
 
         Returns:
             ``{"x_hat": [...], "likelihoods", "beta": [...]}``: one reconstruction
             and one (B,) tensor of βs per condition, in the order given
         """
-        with self._conditioned(conditions) as call:
+        conditions = as_condition_list(conditions)
+        triggers = [self.trigger(c, x.size(0)) for c in conditions]
+        with call_triggers(self.g_s, triggers):
             out = super().forward(x)
-        k = len(call.conditions)
-        out["x_hat"] = self._split(out["x_hat"], k)
-        out["beta"] = self._split(self._betas_of(call, x.size(0)), k)
+        k = len(conditions)
+        out["x_hat"] = list(out["x_hat"].chunk(k, dim=0))
+        out["beta"] = list(self.condition_betas(conditions, x.size(0)).chunk(k))
         return out
-
-    def _betas_of(self, call: SynthesisCall, batch: int) -> Tensor:
-        if call.betas is not None:
-            return call.betas
-        return self.condition_betas(call.conditions, batch)
 
     def compress(self, x: Tensor, *args: Any, **kwargs: Any) -> Dict[str, Any]:
         """The base model's ``compress``, after refusing non-finite or
@@ -545,19 +410,26 @@ class ShieldedMixin(ShieldedWeightsMixin):
         return super().compress(x, *args, **kwargs)
 
     def decompress(
-        self, strings: List, shape: Any, condition: Condition = None, **kwargs: Any
+        self,
+        strings: List,
+        shape: Any,
+        condition: Condition = None,
+        *,
+        max_pixels: Optional[int] = guard.MAX_DECODE_PIXELS,
+        **kwargs: Any,
     ) -> Dict[str, Tensor]:
         """Decodes one reconstruction; with no condition, the **protected** one.
 
         The strings and ``shape`` are checked against the model first
         (:mod:`~compressai_psic.models.guard`): anything that does not fit raises
         a :class:`~compressai_psic.errors.PSICFormatError` before the native
-        entropy decoder sees a byte, and a non-finite decode raises too.
+        entropy decoder sees a byte, a decode of more than ``max_pixels`` pixels
+        (``None``: no limit) raises a ``PixelLimitError``, and a non-finite
+        decode raises too.
         """
-        strings = guard.guard_decode_inputs(self, strings, shape)
-        if condition is None:
-            condition = self.default_condition
-        with self._conditioned([condition]):
+        strings = guard.guard_decode_inputs(self, strings, shape, max_pixels)
+        trigger = self.trigger(condition, len(strings[0]))
+        with call_triggers(self.g_s, [trigger]):
             out = super().decompress(strings, shape, **kwargs)
         guard.check_finite(out["x_hat"])
         return out
@@ -566,20 +438,24 @@ class ShieldedMixin(ShieldedWeightsMixin):
         self,
         strings: List,
         shape: Any,
-        conditions: Sequence[Condition] = ("protected", "full"),
+        conditions: Sequence[Condition] = BOTH_CONDITIONS,
+        *,
+        max_pixels: Optional[int] = guard.MAX_DECODE_PIXELS,
         **kwargs: Any,
     ) -> Dict[str, List[Tensor]]:
         """Decodes several conditions from one bitstream.
 
-        Entropy decoding runs once; ``g_s`` runs once on the stacked latents
-        (repeated where the first bias enters). Returns ``{"x_hat": [...]}`` in
-        the order of ``conditions``.
+        Entropy decoding runs once; ``g_s`` runs once per condition on the same
+        latents, so each decode equals the one :meth:`decompress` gives for that
+        condition. Returns ``{"x_hat": [...]}`` in the order of ``conditions``.
         """
-        strings = guard.guard_decode_inputs(self, strings, shape)
-        with self._conditioned(conditions) as call:
+        conditions = as_condition_list(conditions)
+        strings = guard.guard_decode_inputs(self, strings, shape, max_pixels)
+        triggers = [self.trigger(c, len(strings[0])) for c in conditions]
+        with call_triggers(self.g_s, triggers):
             out = super().decompress(strings, shape, **kwargs)
         guard.check_finite(out["x_hat"])
-        return {"x_hat": self._split(out["x_hat"], len(call.conditions))}
+        return {"x_hat": list(out["x_hat"].chunk(len(conditions), dim=0))}
 
     def __reduce_ex__(self, protocol: int):
         if not getattr(type(self), "_psic_dynamic", False):

@@ -62,10 +62,7 @@ def unshield(model: nn.Module) -> CompressionModel:
     base = model._psic_base_class.__new__(model._psic_base_class)
     nn.Module.__init__(base)
     source = copy.deepcopy(model)
-    for module in source.g_s.modules():  # hooks and markers belong to the shield
-        module._forward_hooks.clear()
-        module._forward_pre_hooks.clear()
-        module.__dict__.pop("_psic_target", None)
+    source.g_s = source.g_s.plain()  # the base synthesis: the same layers
     for key, value in source.__dict__.items():
         if key in ("_modules", "_parameters", "_buffers"):
             shield_parts = ("global_cond", "trigger_proj")

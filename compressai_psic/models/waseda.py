@@ -91,7 +91,6 @@ def cheng_config(state_dict: Mapping) -> Dict[str, int]:
     "cheng2020-anchor",
     plans=CHENG_PLANS,
     config_from_state_dict=cheng_config,
-    override=True,
 )
 class ShieldedCheng2020Anchor(ShieldedMixin, Cheng2020Anchor):
     """:class:`~compressai.models.Cheng2020Anchor` with shielded decoding."""
@@ -101,7 +100,6 @@ class ShieldedCheng2020Anchor(ShieldedMixin, Cheng2020Anchor):
     "cheng2020-attn",
     plans=CHENG_PLANS,
     config_from_state_dict=cheng_config,
-    override=True,
 )
 class ShieldedCheng2020Attention(ShieldedMixin, Cheng2020Attention):
     """:class:`~compressai.models.Cheng2020Attention` with shielded decoding."""

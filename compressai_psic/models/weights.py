@@ -2,19 +2,20 @@ r"""How a shielded model reads and writes its weights.
 
 The plan is part of the weights: each projection is stored under the name of
 its injection point (``trigger_proj.g_s-4.weight``), so a state dict says where
-the triggers go, how wide they are, and whether they scale as well as shift
-(twice the channels). External layouts (the official PSIC checkpoints) are
-renamed on the way in and out.
+the triggers go and how wide they are; an affine projection (a scale as well as a
+shift, twice the channels) also stores ``{"modulation": "affine"}`` as its
+``_extra_state``, so the weights say how they act. External layouts (the
+official PSIC checkpoints) are renamed on the way in and out.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 from torch import Tensor
 
 from ..utils import normalize_state_dict
-from .registry import InjectionPoint, infer_channels, rename_prefixes
+from .registry import InjectionPoint, build_probe, infer_channels, rename_prefixes
 
 __all__ = ["ShieldedWeightsMixin"]
 
@@ -26,18 +27,30 @@ class ShieldedWeightsMixin:
     def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True):
         state_dict = normalize_state_dict(state_dict, self)
         state_dict = self._psic_architecture.to_internal(state_dict)
-        given = sorted(
-            InjectionPoint.target_of(k[len("trigger_proj.") : -len(".weight")])
-            for k in state_dict
-            if k.startswith("trigger_proj.") and k.endswith(".weight")
-        )
+        rows = _projection_rows(state_dict)
         ours = sorted(p.target for p in self._psic_points)
+        given = sorted(rows)
         if given and given != ours and not self._psic_architecture.trigger_argument:
             raise ValueError(
                 f"The weights carry triggers at {given}, this model at {ours} (plan "
                 f'"{self.plan}"); build the model from the weights with '
                 "from_state_dict() or load_checkpoint()"
             )
+        written = _written_modulation(state_dict)
+        if rows and written is not None and written != self.modulation:
+            raise ValueError(
+                f"The weights' triggers are {written}, this model's "
+                f"{self.modulation}; build the model from the weights with "
+                "from_state_dict() or load_checkpoint()"
+            )
+        if rows and written is None and self.modulation == "affine":
+            # Written before the modulation was recorded (compressai_psic 0.2):
+            # the shapes say affine (twice the rows), which the load checks.
+            state_dict = dict(state_dict)
+            for point in self._psic_points:
+                state_dict[f"trigger_proj.{point.key}._extra_state"] = {
+                    "modulation": "affine"
+                }
         return super().load_state_dict(state_dict, strict=strict)
 
     def state_dict(self, *args: Any, **kwargs: Any):
@@ -69,27 +82,65 @@ class ShieldedWeightsMixin:
         if fc1 is not None and "condition_encoder" not in kwargs:
             config.setdefault("trigger_dim", int(fc1.size(0)))
             config.setdefault("num_frequencies", (int(fc1.size(1)) - 1) // 2)
-        rows = {
-            InjectionPoint.target_of(k[len("trigger_proj.") : -len(".weight")]): int(
-                v.size(0)
-            )
-            for k, v in internal.items()
-            if k.startswith("trigger_proj.") and k.endswith(".weight")
-        }
+        rows = _projection_rows(internal)
         explicit = "plan" in kwargs or "injection_points" in kwargs
+        if rows and "modulation" not in kwargs:
+            modulation = _written_modulation(internal)
+            if modulation is None:  # files of compressai_psic 0.2
+                modulation = _modulation_from_shapes(cls, config, rows)
+            config["modulation"] = modulation
         if rows and not explicit:
-            config["injection_points"] = [InjectionPoint(t, n) for t, n in rows.items()]
+            halve = config.get("modulation", kwargs.get("modulation")) == "affine"
+            config["injection_points"] = [
+                InjectionPoint(t, n // 2 if halve else n) for t, n in rows.items()
+            ]
         config.update(kwargs)
         net = cls(**config)
-        if rows and not explicit and "modulation" not in kwargs:
-            inferred = {t: infer_channels(net.get_submodule(t)) for t in rows}
-            # Twice the channels per projection: a scale and a bias per channel.
-            if any(inferred.values()) and all(
-                rows[t] % 2 == 0 and inferred[t] in (None, rows[t] // 2) for t in rows
-            ):
-                config["injection_points"] = [
-                    InjectionPoint(t, n // 2) for t, n in rows.items()
-                ]
-                net = cls(**dict(config, modulation="affine"))
         net.load_state_dict(state_dict)
         return net
+
+
+def _projection_rows(state_dict: Mapping[str, Tensor]) -> Dict[str, int]:
+    """Rows of every trigger projection, by injection point."""
+    return {
+        InjectionPoint.target_of(k[len("trigger_proj.") : -len(".weight")]): int(
+            v.size(0)
+        )
+        for k, v in state_dict.items()
+        if k.startswith("trigger_proj.") and k.endswith(".weight")
+    }
+
+
+def _written_modulation(state_dict: Mapping[str, Any]) -> Optional[str]:
+    """The modulation the weights record: ``"affine"`` when their projections
+    carry its extra state, ``"bias"`` when they carry none, ``None`` when that
+    cannot be told (no projections, or an affine file written before 0.3)."""
+    marks = [
+        v
+        for k, v in state_dict.items()
+        if k.startswith("trigger_proj.") and k.endswith("._extra_state")
+    ]
+    if marks:
+        return "affine"
+    return None
+
+
+def _modulation_from_shapes(
+    cls: type, config: Mapping[str, Any], rows: Mapping[str, int]
+) -> str:
+    """``"affine"`` when every projection has twice its point's channels.
+
+    Only for files without the recorded modulation: a bias projection has as
+    many rows as channels. The channels are read off a model built on the meta
+    device where the constructor allows it (no weights allocated).
+    """
+    if any(n % 2 for n in rows.values()):
+        return "bias"
+    points = [InjectionPoint(t, n) for t, n in rows.items()]
+    probe = build_probe(cls, dict(config, injection_points=points))
+    if probe is None:
+        return "bias"
+    channels = {t: infer_channels(probe.get_submodule(t)) for t in rows}
+    if all(channels[t] is not None and channels[t] * 2 == rows[t] for t in rows):
+        return "affine"
+    return "bias"

@@ -211,19 +211,41 @@ def test_psic_loss_adds_each_optional_term_with_its_weight():
 
 
 @pytest.mark.slow
-def test_criteria_are_registered_when_compressai_is_imported_after_the_package():
+def test_registration_has_one_route_whatever_the_import_order():
+    import json
     import subprocess
     import sys
 
-    code = (
-        "import compressai_psic, sys\n"
-        "assert 'compressai' not in sys.modules\n"
-        "from compressai.registry import CRITERIONS, MODELS\n"
-        "print(sorted(k for k in CRITERIONS if k.startswith('psic')),"
-        " 'psic-mbt2018' in MODELS)\n"
+    probe = (
+        "import json, sys\n"
+        "{before}"
+        "import compressai_psic\n"
+        "assert 'torch' not in sys.modules or {torch_first}\n"
+        "import compressai.registry as r\n"
+        "names = list(r.MODELS) + list(r.CRITERIONS)\n"
+        "plain = sorted(k for k in names if 'psic' in k)\n"
+        "import compressai_psic.models\n"
+        "models = sorted(k for k in r.MODELS if k.startswith('psic'))\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('compressai_psic'))\n"
+        "compressai_psic.register()\n"
+        "criteria = sorted(k for k in r.CRITERIONS if k.startswith('psic'))\n"
+        "print(json.dumps([plain, models, loaded, criteria]))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    results = []
+    for before, torch_first in (("", "False"), ("import compressai\n", "True")):
+        code = probe.format(before=before, torch_first=torch_first)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        results.append(json.loads(out.stdout))
+    (plain, models, loaded, criteria), other = results
+    assert plain == []  # importing the package registers nothing by itself
+    assert "psic-mbt2018" in models and "psic-hy2018" in models
+    assert criteria == ["psic", "psic-rd", "psic-uaeo"]
+    # What `import compressai_psic.models` loads does not depend on the order.
+    assert other == results[0]
+    assert not any(
+        m.startswith(("compressai_psic.losses", "compressai_psic.train"))
+        for m in loaded
     )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['psic', 'psic-rd', 'psic-uaeo'] True"

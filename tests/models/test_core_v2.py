@@ -11,7 +11,12 @@ import pytest
 import torch
 import torch.nn as nn
 from compressai.layers import GDN
-from compressai.models import Cheng2020Anchor, CompressionModel, ScaleHyperprior
+from compressai.models import (
+    Cheng2020Anchor,
+    Cheng2020Attention,
+    CompressionModel,
+    ScaleHyperprior,
+)
 
 import compressai_psic as psic
 from compressai_psic.models import (
@@ -134,16 +139,24 @@ def test_a_failed_synthesis_leaves_no_state_behind(hyperprior, image):
     assert torch.equal(a, b)
 
 
-def test_injection_module_called_outside_g_s_decodes_the_default(hyperprior):
+def test_layers_are_the_base_ones_and_slices_keep_their_triggers(hyperprior):
     base = unshield(hyperprior)
     h = torch.rand(2, 16, 8, 8)
     with torch.no_grad():
-        direct = hyperprior.g_s[4](h)
-        sliced = hyperprior.g_s[4:](h)
-        bias = hyperprior.trigger_proj["g_s-4"](hyperprior._triggers(torch.ones(2)))
-        plain = base.g_s[4](h)
-    torch.testing.assert_close(direct, plain + bias[:, :, None, None])
-    assert sliced.shape == (2, 3, 32, 32)
+        layer, plain = hyperprior.g_s[4](h), base.g_s[4](h)
+        sliced = hyperprior.g_s[4:]
+        protected = sliced(h)
+        full = sliced(h, hyperprior.trigger("full"))
+        bias = hyperprior.trigger_proj["g_s-4"](hyperprior.trigger("protected"))
+        by_hand = base.g_s[6](
+            base.g_s[5](plain + bias[:, :, None, None])
+            + hyperprior.trigger_proj["g_s-5"](hyperprior.trigger())[:, :, None, None]
+        )
+    assert torch.equal(layer, plain)  # a layer alone is the base model's layer
+    assert sliced.points == ("g_s.4", "g_s.5")
+    assert torch.equal(full, base.g_s[4:](h))
+    torch.testing.assert_close(protected, by_hand)
+    assert not torch.allclose(protected, full, atol=1e-3)
 
 
 # -------------------------------------------------------------- real classes
@@ -271,12 +284,17 @@ def test_shipped_demo_checkpoint_loads_with_its_plan():
 
 
 # ------------------------------------------------------------------ refusals
-def test_points_that_run_twice_are_refused():
-    with pytest.raises(ValueError, match="more than once"):
+def test_points_inside_blocks_are_their_runners_sites():
+    # ResidualBlock applies its one leaky_relu module twice: not a site.
+    with pytest.raises(ValueError, match=r"ResidualBlock.*\['conv1', 'conv2'\]"):
         psic.shield(
             Cheng2020Anchor(N=8),
             injection_points=[psic.InjectionPoint("g_s.0.leaky_relu", 8)],
         )
+    # A block nobody registered a runner for refuses points inside it.
+    attn = Cheng2020Attention(N=8)
+    with pytest.raises(ValueError, match="none registered"):
+        psic.shield(attn, injection_points=[psic.InjectionPoint("g_s.5.conv_a", 8)])
 
 
 def test_missing_and_duplicate_points_are_refused():
@@ -328,11 +346,13 @@ def test_bare_psic_hyperprior_respects_beta(image):
         full = net.decompress(enc["strings"], enc["shape"], condition="full")["x_hat"]
         y = torch.randn(1, 12, 4, 4)
         explicit = net.g_s(y, trigger=net.global_cond(torch.zeros(1)))
-        implicit_full = None
-        with net._conditioned(["full"]):
-            implicit_full = net.g_s(y)
+        by_condition = net.g_s(y, net.trigger("full"))
+        default = net.g_s(y)
+        protected = net.g_s(y, net.trigger("protected"))
     assert (prot - full).abs().max() > 1e-3
-    torch.testing.assert_close(explicit, implicit_full)
+    # Not anchored: the full trigger is t(0) itself, as published.
+    assert torch.equal(explicit, by_condition)
+    assert torch.equal(default, protected)
 
 
 def test_official_block_adds_its_projections_itself():
@@ -454,18 +474,17 @@ def test_affine_modulation_is_exact_at_creation_and_scales_features(name, image)
     with torch.no_grad():
         only.global_cond.beta_mlp.fc2.bias.fill_(1.0)
         only.trigger_proj[point.key].weight[: point.channels].normal_(0, 0.01)
-        module = only.get_submodule(point.target)
-        plain = unshield(only).get_submodule(point.target)
-        z = torch.rand(2, *_input_shape(only, point))
-        scale = only.trigger_proj[point.key](only._triggers(torch.ones(2)))
+        scale = only.trigger_proj[point.key](only.trigger("protected"))
         scale = scale[:, : point.channels, None, None]
-        torch.testing.assert_close(module(z), plain(z) * (1 + scale))
-
-
-def _input_shape(net, point):
-    module = net.get_submodule(point.target)
-    first = next(m for m in module.modules() if hasattr(m, "in_channels"))
-    return (first.in_channels, 4, 4)
+        # The oracle: the base synthesis with the point's output scaled by a hook.
+        plain = unshield(only)
+        plain.get_submodule(point.target).register_forward_hook(
+            lambda module, args, out: out * (1 + scale)
+        )
+        first = next(m for m in plain.g_s.modules() if hasattr(m, "in_channels"))
+        y = torch.rand(2, first.in_channels, 4, 4)
+        torch.testing.assert_close(only.g_s(y), plain.g_s(y))
+        assert not torch.allclose(only.g_s(y), unshield(only).g_s(y))
 
 
 def test_modulation_is_restored_from_the_weights_and_converted(hyperprior, image):

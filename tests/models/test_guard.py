@@ -14,7 +14,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compressai_psic import zoo
+from compressai_psic import options, zoo
 from compressai_psic.errors import BitstreamError, PixelLimitError, PSICFormatError
 from compressai_psic.models import guard as decode_guard
 from compressai_psic.utils import pad_to_multiple
@@ -145,16 +145,19 @@ def test_shape_must_be_the_declared_image_s(coded):
         check(model, out["strings"], (shape[1], shape[0]), image_size=(40, 72))
 
 
-def test_pixel_limit_default_override_and_off(coded, monkeypatch):
+def test_pixel_limit_default_override_and_off(coded):
     model, out = coded
     # Issue 12: decompress(strings, (200, 300)) was OOM-killed.
     with pytest.raises(PixelLimitError, match="12800x19200|19200x12800"):
         check(model, out["strings"], (200, 300))
     with pytest.raises(PixelLimitError, match="limit of 1000"):
         check(model, out["strings"], out["shape"], max_pixels=1000)
-    monkeypatch.setattr(decode_guard, "MAX_DECODE_PIXELS", 1000)
-    with pytest.raises(PixelLimitError, match="MAX_DECODE_PIXELS"):
-        check(model, out["strings"], out["shape"])
+    # The limit is an argument of each call, never a process-wide setting.
+    assert decode_guard.MAX_DECODE_PIXELS == options.MAX_DECODE_PIXELS == 4096**2
+    with pytest.raises(PixelLimitError, match=r"limit of 1000 \(max_pixels"):
+        model.decompress(out["strings"], out["shape"], max_pixels=1000)
+    with pytest.raises(PixelLimitError, match="limit of 1000"):
+        model.decompress_multi(out["strings"], out["shape"], max_pixels=1000)
     check(model, out["strings"], out["shape"], max_pixels=None)
     with pytest.raises(PixelLimitError, match=r"65536x65536 .*\(a 65535x65535 image"):
         check(model, out["strings"], out["shape"], image_size=(65535, 65535))

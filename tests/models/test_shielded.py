@@ -211,7 +211,7 @@ def test_plain_compressai_checkpoint_is_upgraded(pair, image, tmp_path):
         assert torch.equal(loaded(image)["x_hat"], base(image)["x_hat"])
 
 
-def test_deepcopy_keeps_hooks_on_the_copy(pair, image):
+def test_deepcopy_keeps_the_triggers_on_the_copy(pair, image):
     _, _, shielded = pair
     clone = copy.deepcopy(shielded)
     perturb_triggers(clone, seed=5)

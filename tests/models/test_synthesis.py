@@ -1,0 +1,307 @@
+"""The condition as an argument: the shielded synthesis, deployable decoders and
+deterministic decoding across modes (issue "Core clarity")."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+from compressai.layers import ResidualBlock, ResidualBlockUpsample
+
+import compressai_psic as psic
+from compressai_psic.models import unshield
+from compressai_psic.models.synthesis import (
+    BLOCK_RUNNERS,
+    ShieldedSynthesis,
+    TriggeredSynthesis,
+)
+
+from .helpers import perturb_triggers, tiny_base, tiny_zoo_model
+
+ARCHS = list(psic.ZOO_ARCHITECTURES) + ["psic-hy2018"]
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def shielded(request):
+    net = psic.shield(tiny_base(request.param))
+    perturb_triggers(net)
+    return net.eval()
+
+
+def _latent(net: nn.Module, seed: int = 0) -> torch.Tensor:
+    first = next(m for m in net.g_s.modules() if hasattr(m, "in_channels"))
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(1, first.in_channels, 4, 6, generator=gen)
+
+
+# ----------------------------------------------------------- the synthesis
+def test_no_hooks_and_no_marks_on_any_module(shielded):
+    for name, module in shielded.named_modules():
+        hooks = (module._forward_hooks, module._forward_pre_hooks)
+        assert not any(hooks), f"{name} has hooks"
+        assert not [k for k in vars(module) if k.startswith("_psic")] or (
+            module is shielded
+        ), f"{name} carries marks of the shield"
+
+
+def test_the_synthesis_and_its_points_show_in_print(shielded):
+    text = repr(shielded)
+    assert type(shielded.g_s).__name__ in text
+    if isinstance(shielded.g_s, ShieldedSynthesis):
+        assert f"points={[p.target for p in shielded.injection_points]}" in text
+        assert shielded.g_s.points == tuple(p.target for p in shielded.injection_points)
+
+
+def test_state_dict_keys_are_the_base_models_plus_the_triggers(shielded):
+    if shielded.architecture == "psic-hy2018":
+        pytest.skip("the official layout holds its projections in its blocks")
+    base_keys = set(unshield(shielded).state_dict())
+    keys = set(shielded.state_dict())
+    trigger_keys = keys - base_keys
+    assert base_keys <= keys
+    assert all(k.startswith(("global_cond.", "trigger_proj.")) for k in trigger_keys)
+    points = {k.split(".")[1] for k in trigger_keys if k.startswith("trigger_proj.")}
+    assert points == {p.key for p in shielded.injection_points}
+
+
+def test_trigger_is_an_argument_of_g_s(shielded):
+    y = _latent(shielded)
+    with torch.no_grad():
+        protected = shielded.g_s(y, shielded.trigger("protected"))
+        full = shielded.g_s(y, shielded.trigger("full"))
+        default = shielded.g_s(y)
+        half = shielded.g_s(y, shielded.trigger(0.5))
+    assert torch.equal(default, protected)  # no trigger: the default condition
+    assert not torch.allclose(protected, full, atol=1e-4)
+    assert not torch.allclose(half, full, atol=1e-5)
+    if shielded.architecture != "psic-hy2018":  # anchored: full is the base
+        with torch.no_grad():
+            assert torch.equal(full, unshield(shielded).g_s(y))
+
+
+def test_per_sample_triggers_match_named_rows(shielded):
+    y = torch.cat([_latent(shielded, 1), _latent(shielded, 2)])
+    betas = torch.tensor([1.0, 0.0])
+    with torch.no_grad():
+        mixed = shielded.g_s(y, shielded.trigger(betas, batch_size=2))
+        protected = shielded.g_s(y, shielded.trigger("protected"))
+        full = shielded.g_s(y, shielded.trigger("full"))
+    scale = mixed.abs().max()
+    torch.testing.assert_close(mixed[:1] / scale, protected[:1] / scale)
+    torch.testing.assert_close(mixed[1:] / scale, full[1:] / scale)
+    with pytest.raises(ValueError, match="rows for a batch"):
+        shielded.g_s(y, torch.zeros(3, shielded.global_cond.trigger_dim))
+
+
+def test_anchored_full_trigger_is_exactly_zero():
+    net = psic.shield(tiny_base("mbt2018-mean"))
+    perturb_triggers(net)
+    assert torch.count_nonzero(net.trigger("full")) == 0
+    assert torch.count_nonzero(net.trigger(torch.tensor([0.0, 1.0]), 2)[0]) == 0
+    assert torch.count_nonzero(net.trigger("protected")) > 0
+
+
+def test_user_hooks_survive_shield_and_unshield():
+    base = tiny_base("bmshj2018-hyperprior")
+    seen = []
+    base.g_s[1].register_forward_hook(lambda m, a, out: seen.append(out.shape))
+    net = psic.shield(base)
+    back = unshield(net)
+    y = _latent(net)
+    with torch.no_grad():
+        net.g_s(y)
+        back.g_s(y)
+    # The user's hook travels with the (copied) layer and runs in both models.
+    assert len(seen) == 2
+    assert len(net.g_s[1]._forward_hooks) == 1
+    assert len(back.g_s[1]._forward_hooks) == 1
+    assert type(back.g_s) is nn.Sequential
+
+
+def test_shielding_runs_nothing():
+    base = tiny_base("cheng2020-anchor")
+    calls = []
+    for module in base.g_s.modules():
+        module.register_forward_hook(lambda m, a, o: calls.append(type(m)))
+    psic.shield(base)
+    assert calls == []  # no probe pass: points are checked from the structure
+
+
+@pytest.mark.parametrize("block_type", sorted(BLOCK_RUNNERS, key=str))
+def test_block_runners_reproduce_compressai_blocks(block_type):
+    torch.manual_seed(0)
+    if block_type is ResidualBlock:
+        blocks = [ResidualBlock(8, 8), ResidualBlock(8, 6)]
+    elif block_type is ResidualBlockUpsample:
+        blocks = [ResidualBlockUpsample(8, 6)]
+    else:
+        pytest.skip(f"no fixture for {block_type.__name__}")
+    runner = BLOCK_RUNNERS[block_type]
+    x = torch.randn(2, 8, 5, 7)
+    for block in blocks:
+        visited = []
+
+        def at(site, h, visited=visited):
+            visited.append(site)
+            return h
+
+        with torch.no_grad():
+            assert torch.equal(runner.run(block, x, at), block(x))
+        assert visited == list(runner.sites)
+
+
+def test_nested_points_change_what_the_site_feeds():
+    net = psic.shield(tiny_base("cheng2020-anchor"))
+    perturb_triggers(net)
+    y = _latent(net)
+    base = unshield(net)
+    point = net.injection_points[0]  # g_s.0.conv1
+    change = net.trigger_proj[point.key](net.trigger())[:, :, None, None]
+    only = psic.shield(base, injection_points=[point.target])
+    with torch.no_grad():
+        only.trigger_proj[point.key].weight.copy_(net.trigger_proj[point.key].weight)
+        only.global_cond.load_state_dict(net.global_cond.state_dict())
+        base.get_submodule(point.target).register_forward_hook(
+            lambda m, a, out: out + change
+        )
+        torch.testing.assert_close(only.g_s(y), base.g_s(y))
+
+
+# ---------------------------------------------------------------- deployment
+def test_export_of_g_s_and_of_fixed_condition_decoders(shielded):
+    y = _latent(shielded, 3)
+    with torch.no_grad():
+        program = torch.export.export(shielded.g_s, (y,))
+        torch.testing.assert_close(program.module()(y), shielded.g_s(y))
+        for condition in ("protected", "full", 0.25):
+            decoder = shielded.synthesis_for(condition)
+            exported = torch.export.export(decoder, (y,)).module()
+            expected = shielded.g_s(y, shielded.trigger(condition))
+            torch.testing.assert_close(exported(y), expected)
+            torch.testing.assert_close(decoder(y), expected)
+
+
+def test_compile_of_g_s_has_no_graph_break(shielded):
+    y = _latent(shielded, 4)
+    explanation = torch._dynamo.explain(shielded.g_s)(y)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
+def test_synthesis_for_shares_the_models_layers(shielded):
+    decoder = shielded.synthesis_for("full")
+    assert decoder.synthesis is shielded.g_s
+    assert set(dict(decoder.named_buffers())) >= {"trigger"}
+
+
+def test_the_synthesis_survives_deepcopy_with_its_own_encoder(shielded):
+    clone = copy.deepcopy(shielded)
+    source = clone.g_s.trigger_source
+    assert source.encoder is clone.global_cond
+    if isinstance(clone.g_s, ShieldedSynthesis):
+        projections = dict(clone.g_s.projections)
+        assert all(
+            projections[p.target] is clone.trigger_proj[p.key]
+            for p in clone.injection_points
+        )
+    with torch.no_grad():
+        for param in clone.global_cond.parameters():
+            param.add_(0.1)
+        y = _latent(shielded)
+        assert not torch.equal(clone.g_s(y), shielded.g_s(y))
+
+
+def test_a_triggered_synthesis_without_source_adds_nothing():
+    base = tiny_base("psic-hy2018")  # PSICHyperprior's g_s
+    assert isinstance(base.g_s, TriggeredSynthesis)
+    plain = copy.deepcopy(base.g_s)
+    plain.trigger_source = None
+    y = _latent(base)
+    with torch.no_grad():
+        assert torch.equal(plain(y), plain.synthesize(y, None))
+
+
+# ----------------------------------------------------------- determinism
+def _photo_like(height: int, width: int, seed: int) -> torch.Tensor:
+    """Smooth gradients, edges and texture: a stand-in for a photo crop."""
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(
+        torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij"
+    )
+    channels = [
+        0.5 + 0.4 * torch.sin(6.0 * xx + 3 * c) * torch.cos(4.0 * yy - c)
+        for c in range(3)
+    ]
+    x = torch.stack(channels)[None]
+    x = x + 0.05 * torch.randn(1, 3, height, width, generator=gen)
+    x[..., height // 3 : height // 2, width // 4 : width // 2] = 0.9
+    return x.clamp(0, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(psic.ZOO_ARCHITECTURES))
+def test_decodes_are_identical_alone_together_and_in_threads(name):
+    net = tiny_zoo_model(name)
+    perturb_triggers(net, seed=7, scale=0.3)
+    x = _photo_like(256, 384, seed=1)
+    conditions = ["protected", "full", 0.5]
+    with torch.no_grad():
+        encoded = net.compress(x)
+        strings, shape = encoded["strings"], encoded["shape"]
+        alone = {
+            str(c): net.decompress(strings, shape, condition=c)["x_hat"]
+            for c in conditions
+        }
+        both = net.decompress_multi(strings, shape)["x_hat"]
+        reordered = net.decompress_multi(strings, shape, ["full", 0.5, "protected"])
+    assert torch.equal(both[0], alone["protected"])
+    assert torch.equal(both[1], alone["full"])
+    for got, c in zip(reordered["x_hat"], ["full", 0.5, "protected"]):
+        assert torch.equal(got, alone[str(c)]), c
+    assert not torch.equal(alone["protected"], alone["full"])
+
+    results, errors = {}, []
+
+    def worker(index: int) -> None:
+        condition = conditions[index % len(conditions)]
+        try:
+            with torch.no_grad():
+                out = net.decompress(strings, shape, condition=condition)["x_hat"]
+            results[index] = (str(condition), out)
+        except Exception as err:  # noqa: BLE001 - every failure counts
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for label, out in results.values():
+        assert torch.equal(out, alone[label]), label
+
+
+def test_late_plan_runs_the_shared_layers_once_and_stays_exact():
+    net = psic.shield(tiny_base("bmshj2018-hyperprior"), plan="late")
+    perturb_triggers(net)
+    calls = []
+    net.g_s[0].register_forward_hook(lambda m, a, o: calls.append(o.shape))
+    x = _photo_like(64, 128, seed=2)
+    with torch.no_grad():
+        encoded = net.compress(x)
+        net.decompress(encoded["strings"], encoded["shape"])  # the guard's probe
+        calls.clear()
+        both = net.decompress_multi(encoded["strings"], encoded["shape"])["x_hat"]
+        shared_runs = len(calls)
+        alone = [
+            net.decompress(encoded["strings"], encoded["shape"], condition=c)["x_hat"]
+            for c in ("protected", "full")
+        ]
+    assert shared_runs == 1
+    assert torch.equal(both[0], alone[0]) and torch.equal(both[1], alone[1])
