@@ -53,7 +53,15 @@ LAYERS: Dict[str, str] = {
     f"{PACKAGE}.evaluation": "pipelines",
     **{
         f"{PACKAGE}.utils.{name}": "pipelines"
-        for name in ("eval_model", "update_model", "plot", "pareto", "bd", "results")
+        for name in (
+            "eval_model",
+            "update_model",
+            "plot",
+            "pareto",
+            "bd",
+            "results",
+            "export_decoder",
+        )
     },
     f"{PACKAGE}.demo": "demo",
     f"{PACKAGE}.cli": "cli",

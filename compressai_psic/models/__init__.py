@@ -24,6 +24,7 @@ from .psic import PSICHyperprior, PSICHyperpriorBase
 from .registration import register_architecture
 from .registry import ARCHITECTURES, Architecture, InjectionPoint, get_architecture
 from .shielded import ShieldedMixin, TriggerProjection
+from .synthesis import ShieldedSynthesis, register_block_runner
 from .upgrade import shield, shielded_class, unshield
 from .waseda import CHENG_PLANS, ShieldedCheng2020Anchor, ShieldedCheng2020Attention
 
@@ -64,12 +65,14 @@ __all__ = [
     "ShieldedMeanScaleHyperprior",
     "ShieldedMixin",
     "ShieldedScaleHyperprior",
+    "ShieldedSynthesis",
     "TriggerProjection",
     "ZOO_ARCHITECTURES",
     "get_architecture",
     "guess_architecture",
     "load_checkpoint",
     "register_architecture",
+    "register_block_runner",
     "shield",
     "shielded_class",
     "unshield",

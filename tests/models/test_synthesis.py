@@ -305,3 +305,34 @@ def test_late_plan_runs_the_shared_layers_once_and_stays_exact():
         ]
     assert shared_runs == 1
     assert torch.equal(both[0], alone[0]) and torch.equal(both[1], alone[1])
+
+
+def test_the_weights_say_the_modulation(monkeypatch):
+    from compressai_psic.models import weights
+
+    affine = psic.shield(tiny_base("mbt2018-mean"), modulation="affine")
+    perturb_triggers(affine, seed=2)
+    state = affine.state_dict()
+    marks = {k: v for k, v in state.items() if k.endswith("._extra_state")}
+    assert set(marks) == {
+        f"trigger_proj.{p.key}._extra_state" for p in affine.injection_points
+    }
+    assert all(v == {"modulation": "affine"} for v in marks.values())
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("the modulation is read, not inferred")
+
+    monkeypatch.setattr(weights, "build_probe", no_probe)
+    restored = type(affine).from_state_dict(state)
+    assert restored.modulation == "affine"
+    bias = psic.shield(tiny_base("mbt2018-mean"))
+    with pytest.raises(ValueError, match="triggers are affine"):
+        bias.load_state_dict(state)
+    monkeypatch.undo()
+    # A file of 0.2 (no mark): the shapes still tell, and the load adds the mark.
+    legacy = {k: v for k, v in state.items() if k not in marks}
+    again = type(affine).from_state_dict(legacy)
+    assert again.modulation == "affine"
+    y = _latent(affine)
+    with torch.no_grad():
+        assert torch.equal(again.g_s(y), affine.g_s(y))
