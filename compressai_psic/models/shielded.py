@@ -366,13 +366,14 @@ class ShieldedMixin(ShieldedWeightsMixin):
         return FixedConditionSynthesis(self.g_s, trigger)
 
     # ---------------------------------------------------------- public API
-    def forward(self, x: Tensor, condition: Any = DEFAULT_CONDITION) -> Dict[str, Any]:
+    def forward(self, x: Tensor, condition: Any = None) -> Dict[str, Any]:
         """Training/analysis forward pass.
 
         Args:
             x: images (B, 3, H, W) in [0, 1]
-            condition: one condition (a name, a float β or a (B,) tensor of βs), or
-                a list/tuple of conditions (see :meth:`forward_multi`)
+            condition: one condition (a name, a float β or a (B,) tensor of βs;
+                ``None``: the default, protected), or a list/tuple of conditions
+                (see :meth:`forward_multi`)
 
         Returns:
             ``{"x_hat", "likelihoods", "beta"}``: CompressAI's outputs and the (B,)
@@ -380,6 +381,8 @@ class ShieldedMixin(ShieldedWeightsMixin):
         """
         if isinstance(condition, (list, tuple)):
             return self.forward_multi(x, condition)
+        if condition is None:
+            condition = self.default_condition
         with call_triggers(self.g_s, [self.trigger(condition, x.size(0))]):
             out = super().forward(x)
         out["beta"] = self.condition_betas([condition], x.size(0))
