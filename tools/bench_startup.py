@@ -40,6 +40,18 @@ def commands(psic_file: Path) -> Dict[str, List[str]]:
             "--help",
         ],
         "import compressai_psic": [sys.executable, "-c", "import compressai_psic"],
+        # Registration in compressai.registry: its one route, and its cost.
+        "import compressai_psic.models": [
+            sys.executable,
+            "-c",
+            "import compressai_psic.models",
+        ],
+        "compressai_psic.register()": [
+            sys.executable,
+            "-c",
+            "import compressai_psic; compressai_psic.register()",
+        ],
+        "import compressai (reference)": [sys.executable, "-c", "import compressai"],
         "import torch (reference)": [sys.executable, "-c", "import torch"],
     }
 

@@ -61,7 +61,10 @@ def export_state_dict(
     net = unwrap(model)
     net.update(force=True)
     state = type(net.state_dict())(
-        (key, value.detach().cpu()) for key, value in net.state_dict().items()
+        # Tensors to the CPU; extra states (an affine projection's modulation)
+        # as they are.
+        (key, value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        for key, value in net.state_dict().items()
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -516,3 +516,13 @@ def test_missing_tensorboard_is_said_once_in_the_log(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="compressai_psic.train"):
         assert _summary_writer(Path("unused")) is None
     assert [r.message for r in caplog.records if "tensorboard" in r.message]
+
+
+def test_export_state_dict_keeps_the_affine_modulation(tmp_path):
+    net = zoo.bmshj2018_factorized(1, N=16, M=24, modulation="affine")
+    with torch.no_grad():
+        net.trigger_proj["g_s-4"].weight.normal_()
+    path = export_state_dict(net, tmp_path, "affine")
+    state = torch.load(path, weights_only=True)
+    assert state["trigger_proj.g_s-4._extra_state"] == {"modulation": "affine"}
+    assert load_checkpoint(path).modulation == "affine"
