@@ -6,7 +6,7 @@ Layers, lowest first (a module may import its own layer and those below)::
     base        compressai_psic (lazy __init__), errors, utils (its helpers)
     models      compressai_psic.models: the shielded core
     components  losses, transforms, vlp, datasets, zoo, io (the .psic format,
-                images, the codec between them, the fuzzing harness)
+                images, the codec between them)
     pipelines   train, evaluation, the tools of utils (eval_model, update_model,
                 plot, pareto, bd, results)
     demo        demo
