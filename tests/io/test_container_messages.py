@@ -91,6 +91,7 @@ def test_describe_model_names_every_field():
     [
         (dict(architecture=""), "architecture must be a non-empty string"),
         (dict(architecture=None), "architecture must be a non-empty string"),
+        (dict(architecture=5), "architecture must be a non-empty string"),
         (
             dict(architecture="-x"),
             "invalid architecture name '-x': at most 64 ASCII letters, digits, "
@@ -207,6 +208,10 @@ def test_loads_messages_before_the_fields():
     refused([1, 2], "expected bytes, got list")
 
 
+def test_a_file_of_magic_and_version_only_is_truncated():
+    refused(MAGIC + b"\x01", "truncated file: only 5 bytes")
+
+
 def test_the_shortest_lengths_reach_the_field_parser():
     # 5 + 16 bytes: long enough for the checksum, nothing left for the fields.
     refused(
@@ -223,6 +228,14 @@ def test_the_shortest_lengths_reach_the_field_parser():
     "body, message",
     [
         (MAGIC + bytes([1, 0]), "invalid architecture length 0: allowed 1..64"),
+        (
+            MAGIC + bytes([1, 200]) + b"a" * 200,
+            "invalid architecture length 200: allowed 1..64",
+        ),
+        (
+            MAGIC + bytes([1, 1]) + b"a" + bytes([1]),
+            "truncated or corrupted file: quality, metric, flags needs 3 bytes, 1 left",
+        ),
         (
             MAGIC + bytes([1, 65]) + b"a" * 65,
             "invalid architecture length 65: allowed 1..64",

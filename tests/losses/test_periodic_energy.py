@@ -100,3 +100,12 @@ def test_gradient_pushes_the_lattice_part_down():
     # d/dx mean(lattice(x)²) = 2·lattice(x)/N: the gradient is the lattice part.
     expected = 2 * wave(32, 32, 0, 2) / protected.numel()
     assert torch.allclose(protected.grad, expected, atol=1e-12)
+
+
+def test_one_image_without_a_batch_dimension():
+    full = torch.zeros(3, 32, 64, dtype=torch.float64)
+    protected = wave(32, 64, 2, 4)[0]
+    assert periodic_energy(protected, full).item() == pytest.approx(0.5)
+    assert periodic_energy(wave(32, 64, 0, 2)[0], full).item() == pytest.approx(
+        0, abs=1e-12
+    )

@@ -41,11 +41,11 @@ def test_uaeo_defaults():
 
 def test_caption_count_messages():
     loss = UAEOLoss(color_vlp(V3))
-    x = color_images(U3)
-    output = model_output(x, 3, beta=torch.ones(3))
-    for texts, got in ((None, "none"), ("0", "1"), (["0", "1"], "2")):
+    x = color_images(U3[:2])  # 2 images of 3 channels: the batch is dimension 0
+    output = model_output(x, 2, beta=torch.ones(2))
+    for texts, got in ((None, "none"), ("two", "1"), (["0", "1", "2"], "3")):
         with pytest.raises(
-            ValueError, match=exactly(f"Expected one caption per image (3), got {got}")
+            ValueError, match=exactly(f"Expected one caption per image (2), got {got}")
         ):
             loss(output, x, texts)
 
@@ -61,10 +61,16 @@ def test_adaptive_needs_offset_message():
         UAEOLoss(color_vlp(V3), weighting="adaptive", cosine_offset=0.5)
 
 
+#: Pair 1 is uncertain and its own caption has the least evidence, so that the
+#: labels depend on exclude_self.
+U_SELF = [[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.1, 0.1, 1.0]]
+V_SELF = [[1.0, 0.1, 0.1], [0.2, -1.0, 0.3], [0.1, 0.2, 1.0]]
+
+
 @pytest.mark.parametrize("exclude_self", [True, False])
 def test_scale_tau_and_exclude_self_reach_the_split(exclude_self):
-    vlp = color_vlp(V3)
-    x = color_images(U3)
+    vlp = color_vlp(V_SELF)
+    x = color_images(U_SELF)
     loss = UAEOLoss(vlp, logit_scale=3.0, tau=0.7, exclude_self=exclude_self)
     out = loss(model_output(color_images(P3), 3, beta=torch.ones(3)), x, captions(3))
     u, v = vlp.encode_image(x), vlp.encode_text(captions(3))
@@ -74,6 +80,7 @@ def test_scale_tau_and_exclude_self_reach_the_split(exclude_self):
         assert torch.allclose(split[key], expected[key]), key
     for key in ("clean", "image_labels", "text_labels"):
         assert torch.equal(split[key], expected[key]), key
+    assert split["image_labels"][1].item() == (0 if exclude_self else 1)
 
 
 def test_the_transform_is_what_the_vlp_sees():
@@ -106,11 +113,12 @@ def test_eps_reaches_the_adaptive_weights():
 
 
 def test_cosines_are_per_pair_means():
-    vlp = color_vlp(V3)
-    x = color_images(U3)
-    x_hat = color_images(P3)
-    out = UAEOLoss(vlp)(model_output(x_hat, 3, beta=torch.ones(3)), x, captions(3))
-    u, p, v = unit_rows(U3), unit_rows(P3), unit_rows(V3)
+    # 2 pairs of 3-dimensional embeddings: a mean over the wrong axis differs.
+    vlp = color_vlp(V3[:2])
+    x = color_images(U3[:2])
+    x_hat = color_images(P3[:2])
+    out = UAEOLoss(vlp)(model_output(x_hat, 2, beta=torch.ones(2)), x, captions(2))
+    u, p, v = unit_rows(U3[:2]), unit_rows(P3[:2]), unit_rows(V3[:2])
     assert out["original_cosine"].item() == pytest.approx((u * v).sum(1).mean().item())
     assert out["protected_cosine"].item() == pytest.approx((p * v).sum(1).mean().item())
 
