@@ -390,3 +390,21 @@ def test_read_from_a_pipe_of_several_chunks(tmp_path):
         assert container.read(fifo) == obj
     finally:
         writer.join()
+
+
+def test_a_file_that_grew_after_its_size_was_taken(tmp_path, monkeypatch):
+    # The size the file system reports is not trusted: a file that holds more
+    # than max_size bytes is refused even when fstat said exactly max_size.
+    path = tmp_path / "x.psic"
+    size = container.write(path, make_file())
+    real_fstat = os.fstat
+
+    def fstat(fd):
+        result = real_fstat(fd)
+        return os.stat_result((*result[:6], size - 1, *result[7:]))
+
+    monkeypatch.setattr(container.os, "fstat", fstat)
+    message = f"{path}: file is larger than the {size - 1}-byte limit of this reader"
+    with pytest.raises(PSICFormatError, match=f"^{re.escape(message)}$"):
+        container.read(path, max_size=size - 1)
+    assert container.read(path, max_size=size) == make_file()
