@@ -1,34 +1,24 @@
-"""Helpers shared by the tests: loading a tool script, setting torch threads,
-what an import loads in a fresh interpreter."""
+"""Helpers shared by the tests: setting torch threads, what an import loads in
+a fresh interpreter. (The tools are imported as modules: ``from tools import x``.)"""
 
 from __future__ import annotations
 
 import ast
 import contextlib
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Iterator, List, Optional, Sequence
 
 import torch
 
-__all__ = ["HEAVY_MODULES", "ROOT", "load_tool", "modules_loaded_by", "torch_threads"]
+__all__ = ["HEAVY_MODULES", "ROOT", "modules_loaded_by", "torch_threads"]
 
 #: The repository root (tools/, zoo/, tests/).
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The modules that the light commands (``psic --help``, ``psic info``) avoid.
 HEAVY_MODULES = ("torch", "compressai", "numpy", "PIL")
-
-
-def load_tool(name: str) -> ModuleType:
-    """``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextlib.contextmanager

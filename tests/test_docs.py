@@ -5,6 +5,7 @@ blocks pass ``ruff format --check`` where this ruff formats Markdown."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 import shutil
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .helpers import ROOT, load_tool
+from .helpers import ROOT
 
 #: The documents whose commands are checked (zoo/*.md are model cards kept with
 #: the models; their commands are the training tools' own docstrings).
@@ -95,16 +96,12 @@ def _parser_of(argv: List[str]):
 
             return pareto.build_parser(), rest[1:]
         if module.startswith("compressai_psic.utils."):
-            import importlib
-
             return importlib.import_module(module).build_parser(), rest
         if module in ("compressai.utils.eval_model", "compressai.utils.plot"):
-            import importlib
-
             return importlib.import_module(f"{module}.__main__").setup_args(), rest
         raise AssertionError(f"unknown module in the docs: {module}")
     if argv[1].startswith("tools/"):
-        tool = load_tool(Path(argv[1]).stem)
+        tool = importlib.import_module(f"tools.{Path(argv[1]).stem}")
         if hasattr(tool, "build_parser"):
             return tool.build_parser(), argv[2:]
     return None

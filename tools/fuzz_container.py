@@ -2,10 +2,10 @@ r"""Fuzz benchmark of the whole ``.psic`` decode path: N mutants, 0 failures.
 
 Three seed files are made with the shipped demo codec (``demo-psic``) from
 procedural scenes (64×64, 96×96, 80×128). Every mutant
-(:func:`compressai_psic.io.fuzzing.mutate`: string bytes, header fields, latent
+(:func:`tools._lib.fuzzing.mutate`: string bytes, header fields, latent
 lists, raw bytes, with a **recomputed checksum**) is decoded as ``psic
 decompress`` decodes it, in forked children with a time limit per file and an
-address-space limit (:func:`compressai_psic.io.fuzzing.run_isolated`), in batches,
+address-space limit (:func:`tools._lib.fuzzing.run_isolated`), in batches,
 by ``--workers`` processes in parallel. The result table counts every outcome;
 ``crash``, ``hang``, ``memory``, ``nan``, ``size`` and ``uncaught`` are bugs and
 make the exit status 1.
@@ -32,6 +32,9 @@ __all__ = ["build_parser", "main", "make_seeds", "run_shard"]
 
 SEED_SIZES = ((64, 64), (96, 96), (80, 128))
 
+if not __package__:  # run as a script: the harness lives in tools/_lib
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def make_seeds(model: Any, spec: Any, sha256: str) -> List[bytes]:
     """``.psic`` bytes of three procedural scenes coded with ``model``."""
@@ -57,11 +60,12 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
 
     torch.set_num_threads(1)
     from compressai_psic import cli
-    from compressai_psic.io import container, fuzzing
+    from compressai_psic.io import container
     from compressai_psic.io.files import file_sha256
     from compressai_psic.models import guard as decode_guard
     from compressai_psic.utils import peak_rss_mib
     from compressai_psic.zoo import named_codec_file
+    from tools._lib import fuzzing
 
     decode_guard.MAX_DECODE_PIXELS = args.max_pixels
     if args.unguarded:
@@ -259,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _failure_names():
-    from compressai_psic.io.fuzzing import FAILURES
+    from tools._lib.fuzzing import FAILURES
 
     return FAILURES
 

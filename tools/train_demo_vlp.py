@@ -8,7 +8,7 @@ tower; ``vit-wide``: a wider, shallower ViT) and ``--name`` its manifest name:
 the evaluation VLPs ``eval-vlp-rn`` and ``eval-vlp-vit`` are trained this way,
 with their own seeds and the held-out test scenes excluded. This tool
 
-1. trains it with :func:`~compressai_psic.demo.vlp_training.train_demo_clip`;
+1. trains it with :func:`~tools._lib.vlp_training.train_demo_clip`;
 2. writes the compact state dict (float16 unless ``--fp32``) as
    ``zoo/<name>-<sha256[:8]>.pth.tar``;
 3. reloads that file through :func:`~compressai_psic.vlp.load_zoo_vlp`
@@ -52,14 +52,11 @@ from typing import Any, Dict, List, Optional, Tuple
 # busy 2-core machine 2 spinning threads made each step 3-10x slower than 1
 # thread. Sleeping waiters cost little here. Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if not __package__:  # run as a script: the harness lives in tools/_lib
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from compressai_psic.demo.vlp_training import (  # noqa: E402
-    DemoTrainConfig,
-    evaluate_demo_clip,
-    train_demo_clip,
-)
 from compressai_psic.io.files import file_sha256 as sha256_file  # noqa: E402
 from compressai_psic.utils import machine_description  # noqa: E402
 from compressai_psic.vlp import (  # noqa: E402
@@ -72,6 +69,11 @@ from compressai_psic.vlp import (  # noqa: E402
     model_mean_std,
 )
 from compressai_psic.zoo import load_manifest, update_manifest  # noqa: E402
+from tools._lib.vlp_training import (  # noqa: E402
+    DemoTrainConfig,
+    evaluate_demo_clip,
+    train_demo_clip,
+)
 
 #: Test-split retrieval the shipped model must reach (issue: i2t R@1 ≥ 0.80).
 TARGET_I2T_R1 = 0.80

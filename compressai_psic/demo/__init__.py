@@ -6,9 +6,10 @@ the library on the procedural scene benchmark.
 - :mod:`~compressai_psic.demo.report`: :func:`format_table`, the printed table;
 - :mod:`~compressai_psic.demo.grid`: :func:`draw_grid`, the PNG grid;
 - :mod:`~compressai_psic.demo.command`: ``psic demo``'s arguments
-  (:func:`add_arguments`) and entry point (:func:`run`);
-- :mod:`~compressai_psic.demo.vlp_training`: the recipe that trains the demo
-  and evaluation VLPs (``tools/train_demo_vlp.py``); import it from there.
+  (:func:`add_arguments`) and entry point (:func:`run`).
+
+The recipe that trains the demo and evaluation VLPs is repository harness, not
+installed: ``tools/_lib/vlp_training.py`` (run by ``tools/train_demo_vlp.py``).
 """
 
 from .command import add_arguments, run

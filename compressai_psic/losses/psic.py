@@ -201,19 +201,22 @@ class PSICLoss(nn.Module):
         if self.lmbda_lowfreq > 0:
             x_prot, x_orig, _ = paths["protected"]
             lowfreq = 255**2 * low_frequency_mse(x_prot, x_orig, self.lowfreq_kernel)
-        if self.lmbda_common > 0:
-            common = 255**2 * self._common(output, beta)
         if self.lmbda_feature > 0:
             x_prot, x_orig, _ = paths["protected"]
             seen = x_prot
             if self.uaeo.transform is not None and x_prot.numel():
                 seen = self.uaeo.transform(x_prot)
             feature = feature_disruption(self.vlp, seen, x_orig, self.feature_stage)
-        if self.lmbda_masked > 0:
-            masked = 255**2 * self._masked(output, target, beta)
-        if self.lmbda_periodic > 0:
+        # The terms of protected − full need both decodes of the same images.
+        pair = None
+        if max(self.lmbda_common, self.lmbda_masked, self.lmbda_periodic) > 0:
             pair = self._both_paths(output, beta)
-            if pair is not None:
+        if pair is not None:
+            if self.lmbda_common > 0:
+                common = 255**2 * common_difference(*pair)
+            if self.lmbda_masked > 0:
+                masked = 255**2 * masked_difference(*pair, target)
+            if self.lmbda_periodic > 0:
                 periodic = 255**2 * periodic_energy(*pair)
         out["semantic_loss"] = semantic
         out["lowfreq_loss"] = lowfreq
@@ -248,24 +251,3 @@ class PSICLoss(nn.Module):
         if 0.0 not in by_path or 1.0 not in by_path:
             return None
         return by_path[1.0], by_path[0.0]
-
-    @classmethod
-    def _common(cls, output: Mapping[str, Any], beta: Any) -> Tensor:
-        """The common term over the pairs of full and protected decodes."""
-        pair = cls._both_paths(output, beta)
-        if pair is None:
-            return _first_image(output).sum() * 0.0
-        return common_difference(*pair)
-
-    @classmethod
-    def _masked(cls, output: Mapping[str, Any], target: Tensor, beta: Any) -> Tensor:
-        """The activity-masked difference of the full and protected decodes."""
-        pair = cls._both_paths(output, beta)
-        if pair is None:
-            return _first_image(output).sum() * 0.0
-        return masked_difference(*pair, target)
-
-
-def _first_image(output: Mapping[str, Any]) -> Tensor:
-    images = output["x_hat"]
-    return images[0] if isinstance(images, (list, tuple)) else images

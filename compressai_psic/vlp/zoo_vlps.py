@@ -24,7 +24,7 @@ codec's protected decode must prevent.
 (sha256-checked against the manifest) as frozen
 :class:`~compressai_psic.vlp.VLPAdapter` objects; :func:`demo_state_dict` and
 :func:`load_demo_state_dict` convert between a model and the compact file
-format. The training recipe is :mod:`compressai_psic.demo.vlp_training`.
+format. The training recipe is ``tools/_lib/vlp_training.py`` (not installed).
 
 File format: a dict of tensors (``torch.load(..., weights_only=True)`` reads it).
 Captions of the benchmark use fewer than a hundred of the tokenizer's 49,408
@@ -253,7 +253,7 @@ def build_demo_clip(
     (open_clip's rule). The ``preprocess_cfg`` mean and std, when given, are
     stored on ``model.visual`` (``image_mean``/``image_std``, where open_clip
     keeps them) and used by :func:`wrap_demo_clip` and
-    :func:`~compressai_psic.demo.vlp_training.train_demo_clip`.
+    ``train_demo_clip`` (``tools/_lib/vlp_training.py``).
 
     Args:
         config: architecture (default :data:`DEMO_VLP_CONFIG`)
@@ -350,7 +350,7 @@ def demo_state_dict(
     are, by priority: ``token_ids``; the tokens of ``captions`` (open_clip's
     tokenizer at the model's context length, padding, start and end tokens
     included); the model's ``used_token_ids`` (set by
-    :func:`~compressai_psic.demo.vlp_training.train_demo_clip` and
+    ``train_demo_clip`` (``tools/_lib/vlp_training.py``) and
     :func:`load_demo_state_dict`).
 
     Args:

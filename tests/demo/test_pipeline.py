@@ -20,9 +20,7 @@ from compressai_psic.io.files import file_sha256 as sha256_file
 from compressai_psic.models import ShieldedMixin
 from compressai_psic.vlp import DEMO_VLP_NAME, EVAL_VLPS, TRAIN_ENSEMBLE
 
-from ..helpers import load_tool, torch_threads
-
-train_demo_psic = load_tool("train_demo_psic")
+from ..helpers import torch_threads
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,10 +9,7 @@ import pytest
 
 from compressai_psic.demo import DEMO_MODEL_NAME
 from compressai_psic.train import parse_args as parse_train_args
-
-from ..helpers import load_tool
-
-train_demo_psic = load_tool("train_demo_psic")
+from tools import train_demo_psic
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])

@@ -1,4 +1,4 @@
-"""Tests of the scene-CLIP training recipe (compressai_psic.demo.vlp_training)
+"""Tests of the scene-CLIP training recipe (tools/_lib/vlp_training.py)
 and of tools/train_demo_vlp.py, with tiny models and a few steps."""
 
 import json
@@ -8,14 +8,6 @@ import pytest
 import torch
 
 from compressai_psic.datasets.scenes import split_samples
-from compressai_psic.demo.vlp_training import (
-    DemoTrainConfig,
-    _normalise,
-    evaluate_demo_clip,
-    held_out_captions,
-    train_demo_clip,
-    training_samples,
-)
 from compressai_psic.io.files import file_sha256 as sha256_file
 from compressai_psic.vlp import (
     DEMO_VLP_CONFIG,
@@ -27,8 +19,17 @@ from compressai_psic.vlp import (
     load_demo_vlp,
     wrap_demo_clip,
 )
+from tools import train_demo_vlp
+from tools._lib.vlp_training import (
+    DemoTrainConfig,
+    _normalise,
+    evaluate_demo_clip,
+    held_out_captions,
+    train_demo_clip,
+    training_samples,
+)
 
-from ..helpers import load_tool, torch_threads
+from ..helpers import torch_threads
 from ..vlp.helpers import TINY_CONFIG, TINY_RN_CONFIG, model_tokens
 
 TINY_TRAIN = dict(
@@ -61,7 +62,7 @@ def test_training_lowers_the_contrastive_loss():
 
 
 def test_train_tool_writes_weights_manifest_and_card(tmp_path, capsys):
-    tool = load_tool("train_demo_vlp")
+    tool = train_demo_vlp
     other = {"name": "demo-psic", "architecture": "bmshj2018-hyperprior"}
     (tmp_path / "manifest.json").write_text(json.dumps({"models": [other]}))
     common = ["--steps", "2", "--train-scenes", "32", "--batch-size", "16",
@@ -201,7 +202,7 @@ def test_shipped_eval_vlps_retrieve_held_out_scenes(spec):
 
 
 def test_train_tool_trains_an_eval_vlp(tmp_path, capsys, monkeypatch):
-    tool = load_tool("train_demo_vlp")
+    tool = train_demo_vlp
     args = ["--arch", "resnet", "--steps", "2", "--train-scenes", "32",
             "--batch-size", "16", "--eval-scenes", "10", "--out", str(tmp_path),
             "--threads", "1", "--seed-init", "5", "--seed-shuffle", "6",

@@ -7,12 +7,11 @@ import pytest
 from PIL import Image
 
 from compressai_psic.datasets.scenes import write_split
-
-from ..helpers import load_tool
+from tools import eval_retrieval, plot_pareto
 
 
 def test_pareto_front():
-    tool = load_tool("plot_pareto")
+    tool = plot_pareto
     pairs = [(0.1, 20.0), (0.3, 25.0), (0.2, 19.0), (0.9, 28.0), (0.5, 24.0),
              (None, 30.0), (0.9, 28.0)]  # fmt: skip
     # (0.2, 19) is beaten by (0.1, 20); (0.5, 24) by (0.3, 25); ties both kept.
@@ -48,7 +47,7 @@ def _sweep_report(psnr, r1_train, r1_eval):
 
 @pytest.mark.slow
 def test_plot_pareto_tool(tmp_path):
-    tool = load_tool("plot_pareto")
+    tool = plot_pareto
     files = []
     sweep = {"a": (18, 0.05, 0.5), "b": (24, 0.2, 0.6), "c": (28, 0.6, 0.7),
              "d": (20, 0.5, 0.4)}  # fmt: skip
@@ -97,7 +96,7 @@ def test_plot_pareto_tool(tmp_path):
 
 
 def test_eval_retrieval_tool_on_a_flickr8k_style_folder(tmp_path, capsys):
-    tool = load_tool("eval_retrieval")
+    tool = eval_retrieval
     write_split(tmp_path / "data", "test", 4, image_size=40, captions_per_image=2)
     output, plot = tmp_path / "out" / "r.json", tmp_path / "out" / "r.png"
     args = [
@@ -145,7 +144,7 @@ def test_eval_retrieval_tool_on_a_flickr8k_style_folder(tmp_path, capsys):
 
 
 def test_eval_retrieval_tool_fits_on_val_scenes():
-    tool = load_tool("eval_retrieval")
+    tool = eval_retrieval
     args = tool.build_parser().parse_args(
         [
             "--scenes",
@@ -175,7 +174,7 @@ def test_eval_retrieval_tool_fits_on_val_scenes():
 
 
 def test_plot_pareto_refuses_to_replace_a_file(tmp_path, capsys):
-    tool = load_tool("plot_pareto")
+    tool = plot_pareto
     path = tmp_path / "a.json"
     path.write_text(json.dumps(_sweep_report(18, 0.05, 0.5)))
     png = tmp_path / "p.png"
@@ -199,7 +198,7 @@ def _write_list_split(root, split, count, offset=0):
 
 
 def test_eval_retrieval_reads_the_training_list_layout(tmp_path, capsys):
-    tool = load_tool("eval_retrieval")
+    tool = eval_retrieval
     data = tmp_path / "data"
     _write_list_split(data, "test", 3)
     _write_list_split(data, "val", 2, offset=3)
@@ -230,7 +229,7 @@ def test_eval_retrieval_reads_the_training_list_layout(tmp_path, capsys):
 
 
 def test_eval_retrieval_names_the_codecs_for_an_unknown_named_model(capsys):
-    tool = load_tool("eval_retrieval")
+    tool = eval_retrieval
     with pytest.raises(SystemExit) as err:
         tool.main(["--scenes", "2", "--named", "demo", "--train-vlp", "tiny"])
     assert err.value.code == 2
@@ -240,7 +239,7 @@ def test_eval_retrieval_names_the_codecs_for_an_unknown_named_model(capsys):
 
 
 def test_warn_trivial_ks(capsys):
-    tool = load_tool("eval_retrieval")
+    tool = eval_retrieval
     assert tool.warn_trivial_ks([1, 5, 10], 10) == [10]
     assert "R@10 with 10 images" in capsys.readouterr().err
     assert tool.warn_trivial_ks([1, 5], 100) == []

@@ -1,4 +1,4 @@
-"""Tests of compressai_psic.io.fuzzing: the isolated decode runner, the
+"""Tests of the decode fuzzer (tools/_lib/fuzzing.py): the isolated decode runner, the
 reproducers of issue 12 and Hypothesis-driven mutants (each decoded in a forked
 child, so that a segfault fails the test instead of killing pytest)."""
 
@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compressai_psic import zoo
-from compressai_psic.io import container, fuzzing
+from compressai_psic.io import container
 from compressai_psic.io.codec import ModelSpec, compress_tensor
 from compressai_psic.models import guard as decode_guard
+from tools._lib import fuzzing
 
 from ..models.helpers import tiny_zoo_model
 

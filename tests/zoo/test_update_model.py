@@ -15,10 +15,7 @@ from compressai.zoo import bmshj2018_factorized as cai_factorized
 
 from compressai_psic import load_checkpoint, zoo
 from compressai_psic.io.files import file_sha256 as sha256_file
-
-from ..helpers import load_tool
-
-update_model = load_tool("update_model")
+from tools import update_model
 
 
 @pytest.fixture(scope="module")

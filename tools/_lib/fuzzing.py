@@ -42,16 +42,16 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import (
+from compressai_psic.errors import (
     BitstreamError,
     CLIError,
     ModelMismatchError,
     PixelLimitError,
     PSICFormatError,
 )
-from . import container
-from .codec import decompress_header
-from .container import PSICFile
+from compressai_psic.io import container
+from compressai_psic.io.codec import decompress_header
+from compressai_psic.io.container import PSICFile
 
 __all__ = [
     "FAILURES",
@@ -340,7 +340,7 @@ def run_isolated(
     before forking, so children inherit it. Needs the ``fork`` start method
     (Linux, macOS).
     """
-    from ..models.guard import latent_layout
+    from compressai_psic.models.guard import latent_layout
 
     latent_layout(model)
     context = multiprocessing.get_context("fork")

@@ -35,9 +35,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..datasets.scenes import SceneSample, render_scene, split_samples
-from ..evaluation.retrieval import embed_images, embed_texts, recall_at_k, similarity
-from ..vlp import (
+from compressai_psic.datasets.scenes import SceneSample, render_scene, split_samples
+from compressai_psic.evaluation.retrieval import (
+    embed_images,
+    embed_texts,
+    recall_at_k,
+    similarity,
+)
+from compressai_psic.vlp import (
     DEMO_VLP_CONFIG,
     OpenCLIPAdapter,
     build_demo_clip,

@@ -1,0 +1,14 @@
+r"""Harness code of the tools, kept out of the installed package.
+
+- :mod:`~tools._lib.fuzzing`: mutants of ``.psic`` files and a crash-proof
+  decode runner (``tools/fuzz_container.py`` and ``tests/io/test_fuzzing.py``);
+- :mod:`~tools._lib.vlp_training`: the recipe that trains the demo and
+  evaluation VLPs (``tools/train_demo_vlp.py``).
+
+A tool run as a script (``python tools/<name>.py``) puts the repository root on
+``sys.path`` before importing from here.
+"""
+
+from typing import List
+
+__all__: List[str] = []
