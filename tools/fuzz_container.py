@@ -67,9 +67,8 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
     from compressai_psic.zoo import named_codec_file
     from tools._lib import fuzzing
 
-    decode_guard.MAX_DECODE_PIXELS = args.max_pixels
     if args.unguarded:
-        _disable_guard(decode_guard)
+        _disable_guard(decode_guard, args.max_pixels)
     path = named_codec_file(args.model, progress=False)
     sha256 = file_sha256(path)
     spec = cli.ModelSpec(architecture=None, checkpoint=path)
@@ -102,6 +101,7 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
             timeout=args.timeout,
             memory_mib=args.memory_mib,
             conditions=("protected", "full") if args.both else ("protected",),
+            max_pixels=args.max_pixels,
         )
         totals.outcomes.extend(result.outcomes)
         totals.max_seconds = max(totals.max_seconds, result.max_seconds)
@@ -130,14 +130,13 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
     }
 
 
-def _disable_guard(decode_guard: Any) -> None:
+def _disable_guard(decode_guard: Any, limit: Optional[int]) -> None:
     """Skips the model-side checks (the parser and the pixel limit of the
     declared size stay): shows what the harness catches without them. The
     shielded model and the codec look the guard's functions up in its module,
     so replacing them there switches the checks off everywhere."""
 
     def unchecked(model, strings, shape, max_pixels=None, image_size=None):
-        limit = decode_guard.MAX_DECODE_PIXELS
         if image_size is not None and limit and image_size[0] * image_size[1] > limit:
             raise decode_guard.PixelLimitError("declared size over the limit")
 
@@ -183,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels",
         type=int,
         default=1 << 20,
-        help="decode_guard.MAX_DECODE_PIXELS in the workers (default 2**20)",
+        help="the decodes' pixel limit (max_pixels; default 2**20)",
     )
     parser.add_argument("--model", default="demo-psic", help="manifest codec name")
     parser.add_argument(

@@ -40,7 +40,7 @@ def test_isolation_reports_crashes_and_hangs(monkeypatch, models):
     import os
     import time
 
-    def fake_decode(model, data, identity, conditions):
+    def fake_decode(model, data, identity, conditions, max_pixels):
         if data == b"segv":
             os.kill(os.getpid(), signal.SIGSEGV)
         if data == b"hang":
@@ -147,14 +147,14 @@ def test_hypothesis_mutants_reach_the_decoder_and_never_fail(fuzz_seeds, seed):
         source = index % len(seeds)
         donors = [s for i, s in enumerate(seeds) if i != source]
         mutants.append(fuzzing.mutate(seeds[source], rng, donors, shape_for))
-    old = decode_guard.MAX_DECODE_PIXELS
-    decode_guard.MAX_DECODE_PIXELS = 1 << 18  # children inherit it
-    try:
-        result = fuzzing.run_isolated(
-            model, _identity(model), mutants, timeout=20.0, memory_mib=1024
-        )
-    finally:
-        decode_guard.MAX_DECODE_PIXELS = old
+    result = fuzzing.run_isolated(
+        model,
+        _identity(model),
+        mutants,
+        timeout=20.0,
+        memory_mib=1024,
+        max_pixels=1 << 18,
+    )
     assert not result.failures(), result.failures()
     counts = result.counts()
     # Most mutants carry a valid checksum and get past the parser.

@@ -52,6 +52,7 @@ from compressai_psic.errors import (
 from compressai_psic.io import container
 from compressai_psic.io.codec import decompress_header
 from compressai_psic.io.container import PSICFile
+from compressai_psic.options import MAX_DECODE_PIXELS
 
 __all__ = [
     "FAILURES",
@@ -104,15 +105,17 @@ def decode_file(
     data: bytes,
     identity: Dict[str, Any],
     conditions: Sequence[str] = ("protected",),
+    max_pixels: Optional[int] = MAX_DECODE_PIXELS,
 ) -> Tuple[str, str]:
-    """Decodes ``data`` as ``psic decompress`` does; returns (outcome, detail)."""
+    """Decodes ``data`` as ``psic decompress`` does (with its pixel limit
+    ``max_pixels``); returns (outcome, detail)."""
     try:
         header = container.loads(data)
     except PSICFormatError as exc:
         return "parser", str(exc)
     try:
         container.check_compatible(header, **identity)
-        images = decompress_header(model, header, list(conditions))
+        images = decompress_header(model, header, list(conditions), max_pixels)
     except ModelMismatchError as exc:
         return "mismatch", str(exc)
     except PixelLimitError as exc:
@@ -302,7 +305,9 @@ def _vm_size_bytes() -> Optional[int]:
     return None
 
 
-def _child(connection, model, identity, mutants, start, conditions, memory_mib):
+def _child(
+    connection, model, identity, mutants, start, conditions, memory_mib, max_pixels
+):
     # A crash is an outcome here: no fatal-error dump from pytest's faulthandler.
     faulthandler.disable()
     if memory_mib is not None:
@@ -313,7 +318,9 @@ def _child(connection, model, identity, mutants, start, conditions, memory_mib):
     for index in range(start, len(mutants)):
         connection.send(("start", index))
         began = time.perf_counter()
-        outcome, detail = decode_file(model, mutants[index], identity, conditions)
+        outcome, detail = decode_file(
+            model, mutants[index], identity, conditions, max_pixels
+        )
         connection.send(("done", index, outcome, detail, time.perf_counter() - began))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     connection.send(("end", peak))
@@ -327,6 +334,7 @@ def run_isolated(
     timeout: float = 10.0,
     memory_mib: Optional[int] = 2048,
     conditions: Sequence[str] = ("protected",),
+    max_pixels: Optional[int] = MAX_DECODE_PIXELS,
 ) -> FuzzResult:
     r"""Decodes every mutant in forked children; a crash or hang is an outcome.
 
@@ -334,7 +342,8 @@ def run_isolated(
     more than ``timeout`` seconds on one file, it is killed, the file is recorded
     as ``crash`` or ``hang`` and a new child goes on with the next file. Each
     child may allocate ``memory_mib`` MiB of address space beyond what it
-    inherits (``RLIMIT_AS``); going over it shows as ``memory``.
+    inherits (``RLIMIT_AS``); going over it shows as ``memory``. ``max_pixels``
+    is the decode's pixel limit (an argument of each decode).
 
     The model is probed (:func:`compressai_psic.models.guard.latent_layout`)
     before forking, so children inherit it. Needs the ``fork`` start method
@@ -350,7 +359,16 @@ def run_isolated(
         receiver, sender = context.Pipe(duplex=False)
         child = context.Process(
             target=_child,
-            args=(sender, model, identity, mutants, start, conditions, memory_mib),
+            args=(
+                sender,
+                model,
+                identity,
+                mutants,
+                start,
+                conditions,
+                memory_mib,
+                max_pixels,
+            ),
             daemon=True,
         )
         child.start()
