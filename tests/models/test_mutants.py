@@ -4,11 +4,20 @@ behaviour the mutated code would break."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
 
-from compressai_psic.models.conditions import FourierConditionEncoder
+from compressai_psic.models.conditions import (
+    ConditionEncoder,
+    FourierConditionEncoder,
+    FourierFeatures,
+    as_condition_list,
+    condition_label,
+    trigger_of,
+)
 from compressai_psic.models.synthesis import (
     BLOCK_RUNNERS,
     BlockRunner,
@@ -115,3 +124,192 @@ def test_extra_repr_names_the_points_and_the_modulation():
     assert bias.extra_repr() == "points=['g_s.0'], modulation=bias"
     affine = _synthesis(points=("g_s.2",), affine=True)
     assert affine.extra_repr() == "points=['g_s.2'], modulation=affine"
+
+
+# ----------------------------------------------------------------- conditions
+def _raises(message: str, function, *args):
+    with pytest.raises(ValueError) as info:
+        function(*args)
+    assert str(info.value) == message
+
+
+def test_condition_labels():
+    assert condition_label(None) == "protected"
+    assert condition_label("full") == "full"
+    assert condition_label(torch.tensor(0.5)) == "beta=0.5"
+    assert condition_label(torch.tensor([0.25])) == "beta=0.25"
+    assert condition_label(torch.zeros(3)) == "beta[3]"
+    assert condition_label(0.25) == "beta=0.25"
+    assert condition_label(1) == "beta=1"
+
+
+def test_fourier_features_are_the_value_then_sin_cos_per_frequency():
+    features = FourierFeatures(3)
+    assert features.num_frequencies == 3 and features.out_features == 7
+    assert torch.equal(features.frequencies, torch.tensor([1.0, 2.0, 4.0]))
+    assert features.frequencies.dtype == torch.float32
+    assert "frequencies" not in features.state_dict()
+    v = torch.tensor([0.5, 1.0], dtype=torch.float64)
+    out = features(v)
+    assert out.dtype == torch.float64 and out.shape == (2, 7)
+    for row, value in zip(out, v.tolist()):
+        expected = [value]
+        for f in (1.0, 2.0, 4.0):
+            expected += [math.sin(f * value), math.cos(f * value)]
+        torch.testing.assert_close(row, torch.tensor(expected, dtype=torch.float64))
+    assert FourierFeatures(0).out_features == 1
+    assert torch.equal(FourierFeatures(0)(torch.tensor([0.3])), torch.tensor([[0.3]]))
+    assert FourierFeatures().num_frequencies == 10
+    _raises("num_frequencies must be >= 0, got -1", FourierFeatures, -1)
+
+
+def test_the_beta_mlp_is_two_linear_layers_with_relu_after_each():
+    torch.manual_seed(0)
+    encoder = FourierConditionEncoder(trigger_dim=6, num_frequencies=1)
+    assert encoder.trigger_dim == 6
+    mlp = encoder.beta_mlp
+    assert (mlp.fc1.in_features, mlp.fc1.out_features) == (3, 6)
+    assert (mlp.fc2.in_features, mlp.fc2.out_features) == (6, 6)
+    with torch.no_grad():
+        mlp.fc2.bias.fill_(-0.1)  # some outputs negative before the last ReLU
+    x = torch.randn(5, 3)
+    expected = torch.relu(mlp.fc2(torch.relu(mlp.fc1(x))))
+    assert torch.equal(mlp(x), expected)
+    values = torch.tensor([0.0, 0.5, 1.0])
+    assert torch.equal(encoder(values), mlp(encoder.fourier(values)))
+    assert (mlp(x) == 0).any()  # ReLU last
+    assert FourierConditionEncoder().trigger_dim == 512
+    assert FourierConditionEncoder().fourier.num_frequencies == 10
+
+
+def test_the_encoder_interface():
+    encoder = ConditionEncoder()
+    assert encoder.full_condition == "full"
+    with pytest.raises(NotImplementedError):
+        encoder.condition_values("full", 1, torch.device("cpu"))
+
+
+def test_condition_values_of_every_kind_of_condition():
+    encoder = FourierConditionEncoder(4, 1)
+    cpu = torch.device("cpu")
+    values = encoder.condition_values(None, 3, cpu)
+    assert torch.equal(values, torch.ones(3)) and values.dtype == torch.float32
+    values = encoder.condition_values("full", 2, cpu, torch.float64)
+    assert torch.equal(values, torch.zeros(2, dtype=torch.float64))
+    assert values.dtype == torch.float64
+    assert torch.equal(encoder.condition_values("protected", 2, cpu), torch.ones(2))
+    for beta in (0.0, 0.3, 1.0, 0, 1):
+        values = encoder.condition_values(beta, 2, cpu, torch.float64)
+        assert torch.equal(values, torch.full((2,), float(beta), dtype=torch.float64))
+    meta = encoder.condition_values(0.5, 2, torch.device("meta"))
+    assert meta.device.type == "meta"
+    assert encoder.condition_values("full", 1, torch.device("meta")).is_meta
+    assert encoder.condition_values(0.5, 1, cpu, torch.float16).dtype == torch.float16
+    _raises(
+        "Invalid condition \"half\": use one of ['full', 'protected'], a float in "
+        "[0, 1] or a tensor of betas",
+        encoder.condition_values,
+        "half",
+        1,
+        cpu,
+    )
+    _raises(
+        "Invalid condition: a bool is ambiguous, use 0.0 or 1.0",
+        encoder.condition_values,
+        True,
+        1,
+        cpu,
+    )
+    for beta in (1.5, -0.1, float("nan")):
+        _raises(
+            f"Invalid condition beta={float(beta)}: must lie in [0, 1]",
+            encoder.condition_values,
+            beta,
+            1,
+            cpu,
+        )
+    _raises(
+        "Invalid condition of type list: use ['full', 'protected'], a float in "
+        "[0, 1] or a tensor of betas",
+        encoder.condition_values,
+        [0.5],
+        1,
+        cpu,
+    )
+
+
+def test_condition_values_of_tensors():
+    encoder = FourierConditionEncoder(4, 1)
+    cpu = torch.device("cpu")
+    one = torch.tensor(0.25, requires_grad=True)
+    values = encoder.condition_values(one, 3, cpu)
+    assert torch.equal(values, torch.full((3,), 0.25)) and not values.requires_grad
+    column = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    values = encoder.condition_values(column, 2, cpu)
+    assert values.dtype == torch.float32 and torch.equal(values, torch.tensor([0, 1.0]))
+    _raises(
+        "Invalid condition tensor of shape (3,): expected one beta or one per sample "
+        "(2)",
+        encoder.condition_values,
+        torch.zeros(3),
+        2,
+        cpu,
+    )
+    message = (
+        "Invalid condition tensor: every beta must lie in [0, 1] (1 = protected, "
+        "0 = full)"
+    )
+    for bad in ([0.5, 1.5], [-0.5, 0.5], [float("nan"), 0.5]):
+        _raises(message, encoder.condition_values, torch.tensor(bad), 2, cpu)
+
+
+class _ParameterFreeEncoder(ConditionEncoder):
+    """β itself as the trigger, its full condition β = 0.5."""
+
+    trigger_dim = 1
+
+    def condition_values(self, condition, batch_size, device, dtype=torch.float32):
+        self.asked = (device, dtype)
+        return torch.as_tensor(condition, dtype=dtype).reshape(-1).expand(batch_size)
+
+    def forward(self, values):
+        return values.reshape(-1, 1) + 1
+
+    @property
+    def full_condition(self):
+        return 0.5
+
+
+def test_trigger_of_an_encoder_without_parameters():
+    encoder = _ParameterFreeEncoder()
+    trigger = trigger_of(encoder, 0.75, anchored=False)
+    assert encoder.asked == (torch.device("cpu"), torch.float32)
+    assert torch.equal(trigger, torch.tensor([[1.75]]))
+    assert torch.equal(trigger_of(encoder, 0.5), torch.zeros(1, 1))
+    torch.testing.assert_close(trigger_of(encoder, 0.75), torch.tensor([[0.25]]))
+    rows = trigger_of(encoder, torch.tensor([0.5, 1.0, 0.5]), 3)
+    torch.testing.assert_close(rows, torch.tensor([[0.0], [0.5], [0.0]]))
+
+
+def test_trigger_of_uses_the_encoders_dtype_and_one_row_per_named_condition():
+    torch.manual_seed(0)
+    encoder = FourierConditionEncoder(8, 2).double()
+    trigger = trigger_of(encoder, "protected", batch_size=4)
+    assert trigger.shape == (1, 8) and trigger.dtype == torch.float64
+    ones, zeros = torch.ones(1, dtype=torch.float64), torch.zeros(1).double()
+    torch.testing.assert_close(trigger, encoder(ones) - encoder(zeros))
+    assert torch.equal(trigger_of(encoder, "protected", 4, False), encoder(ones))
+    assert trigger_of(encoder, torch.tensor(1.0), batch_size=4).shape == (1, 8)
+    rows = trigger_of(encoder, torch.tensor([1.0, 0.0]), batch_size=2)
+    assert rows.shape == (2, 8)
+    torch.testing.assert_close(rows[:1], trigger)
+    assert torch.equal(rows[1], torch.zeros(8, dtype=torch.float64))
+
+
+def test_as_condition_list():
+    assert as_condition_list(("full", 0.5)) == ["full", 0.5]
+    assert as_condition_list(["protected"]) == ["protected"]
+    message = "conditions must be a list or tuple of conditions"
+    for bad in ("full", torch.zeros(2), {"full"}, 0.5):
+        _raises(message, as_condition_list, bad)
+    _raises("conditions must not be empty", as_condition_list, [])
