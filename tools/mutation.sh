@@ -54,6 +54,10 @@ path, tests, *only = sys.argv[1:]
 text = open(path, encoding="utf-8").read()
 text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", text)
 quoted = ", ".join(f'"{p}"' for p in only)
+# Tests marked slow (seconds each, in tests/models the many-decodes-in-threads one,
+# two thirds of the time of tests/models) are left out: every surviving mutant
+# runs all the tests that cover it.
+marks = '"-m", "not slow"'
 # mutmut's trampolines (a call through a dispatcher in every mutated function) are
 # graph breaks for torch.compile: this test checks the unmutated code only.
 deselect = '"--deselect", "tests/models/test_synthesis.py::test_compile_of_g_s_has_no_graph_break"'
@@ -62,7 +66,7 @@ text += f"""
 [tool.mutmut]
 source_paths = ["compressai_psic"]
 only_mutate = [{quoted}]
-pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", {deselect}]
+pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", {marks}, {deselect}]
 pytest_add_cli_args_test_selection = ["{tests}"]
 """
 open(path, "w", encoding="utf-8").write(text)
