@@ -15,6 +15,7 @@ import compressai_psic as psic
 from compressai_psic.models import (
     InjectionPoint,
     PSICHyperprior,
+    PSICHyperpriorBase,
     ShieldedFactorizedPrior,
     get_architecture,
 )
@@ -556,3 +557,243 @@ def test_forward_reports_the_betas_of_its_conditions():
     assert [b.tolist() for b in pair["beta"]] == [[1.0, 1.0], [0.0, 0.0]]
     assert torch.equal(pair["x_hat"][0], out["x_hat"])
     assert torch.equal(pair["x_hat"][1], multi["x_hat"][0])
+
+
+# -------------------------------------------------------------------- weights
+def test_loading_weights_of_another_plan_or_modulation_says_how_to_load_them():
+    late = _factorized(plan="late")
+    every = _factorized()
+    with pytest.raises(ValueError) as info:
+        late.load_state_dict(every.state_dict())
+    assert str(info.value) == (
+        "The weights carry triggers at ['g_s.0', 'g_s.1', 'g_s.2', 'g_s.3', "
+        "'g_s.4', 'g_s.5'], this model at ['g_s.4', 'g_s.5'] (plan \"late\"); "
+        "build the model from the weights with from_state_dict() or "
+        "load_checkpoint()"
+    )
+    affine = _factorized(plan="late", modulation="affine")
+    with pytest.raises(ValueError) as info:
+        late.load_state_dict(affine.state_dict())
+    assert str(info.value) == (
+        "The weights' triggers are affine, this model's bias; build the model from "
+        "the weights with from_state_dict() or load_checkpoint()"
+    )
+    # weights without triggers load into any plan (non-strict)
+    base = {k: v for k, v in every.state_dict().items() if "trigger_proj" not in k}
+    late.load_state_dict(base, strict=False)
+
+
+def test_affine_weights_without_their_mark_load_into_an_affine_model():
+    affine = _factorized(plan="late", modulation="affine")
+    perturb_triggers(affine)
+    legacy = {
+        k: v for k, v in affine.state_dict().items() if not k.endswith("_extra_state")
+    }
+    again = _factorized(plan="late", modulation="affine")
+    again.load_state_dict(legacy)
+    for key in ("g_s-4", "g_s-5"):
+        assert torch.equal(
+            again.trigger_proj[key].weight, affine.trigger_proj[key].weight
+        )
+    assert again.state_dict()["trigger_proj.g_s-4._extra_state"] == {
+        "modulation": "affine"
+    }
+    restored = ShieldedFactorizedPrior.from_state_dict(legacy)
+    assert restored.modulation == "affine"
+    assert restored.injection_points == [
+        InjectionPoint("g_s.4", 8),
+        InjectionPoint("g_s.5", 8),
+    ]
+
+
+def test_from_state_dict_reads_the_trigger_width_and_frequencies():
+    torch.manual_seed(0)
+    net = ShieldedFactorizedPrior(N=8, M=12, trigger_dim=6, num_frequencies=3)
+    restored = ShieldedFactorizedPrior.from_state_dict(net.state_dict())
+    assert restored.global_cond.trigger_dim == 6
+    assert restored.global_cond.fourier.num_frequencies == 3
+    assert restored.plan == "every-stage" and restored.modulation == "bias"
+    # arguments win over what the weights say
+    late = ShieldedFactorizedPrior.from_state_dict(
+        {k: v for k, v in net.state_dict().items() if "trigger_proj" not in k},
+        plan="late",
+    )
+    assert late.plan == "late" and late.global_cond.trigger_dim == 6
+    encoder = FourierConditionEncoder(6, 3)
+    own = ShieldedFactorizedPrior.from_state_dict(
+        net.state_dict(), condition_encoder=encoder
+    )
+    assert own.global_cond is encoder
+
+
+def test_the_official_layout_renames_its_keys_with_any_prefix():
+    net = PSICHyperprior(N=8, M=12, trigger_dim=4)
+    keys = list(net.state_dict())
+    assert any(k.startswith("g_s_cond.synthesis_transform.") for k in keys)
+    assert not any(k.startswith("g_s.") for k in keys)
+    prefixed = net.state_dict(prefix="net.")
+    assert list(prefixed) == ["net." + k for k in keys]
+    positional = net.state_dict(None, "net.")
+    assert list(positional) == list(prefixed)
+
+
+def test_modulation_from_shapes_of_files_without_the_mark():
+    from compressai_psic.models.weights import _modulation_from_shapes
+
+    config = {"N": 8, "M": 12, "trigger_dim": 4}
+    assert _modulation_from_shapes(ShieldedFactorizedPrior, config, {"g_s.4": 16})
+    assert (
+        _modulation_from_shapes(ShieldedFactorizedPrior, config, {"g_s.4": 16})
+        == "affine"
+    )
+    assert (
+        _modulation_from_shapes(ShieldedFactorizedPrior, config, {"g_s.4": 8}) == "bias"
+    )
+    both = {"g_s.4": 16, "g_s.5": 8}
+    assert _modulation_from_shapes(ShieldedFactorizedPrior, config, both) == "bias"
+    assert (
+        _modulation_from_shapes(ShieldedFactorizedPrior, config, {"g_s.4": 7}) == "bias"
+    )
+    bad = {"N": 8}  # no model can be built: bias
+    assert _modulation_from_shapes(ShieldedFactorizedPrior, bad, {"g_s.4": 16}) == (
+        "bias"
+    )
+
+
+# -------------------------------------------------------------------- upgrade
+def test_unshield_and_shield_refuse_what_they_cannot_do():
+    with pytest.raises(ValueError) as info:
+        psic.unshield(FactorizedPrior(N=8, M=12))
+    assert str(info.value) == "FactorizedPrior is not a shielded model"
+    with pytest.raises(ValueError) as info:
+        psic.unshield(PSICHyperprior(N=8, M=12, trigger_dim=4))
+    assert str(info.value) == (
+        "psic-hy2018 has no unconditional base model: its synthesis blocks take "
+        "the trigger themselves"
+    )
+    with pytest.raises(ValueError) as info:
+        psic.shield(nn.Linear(2, 2))
+    assert str(info.value) == "shield() takes a compressai CompressionModel, got Linear"
+
+
+def test_unshield_keeps_the_base_state_and_mode():
+    net = _factorized()
+    net.train()
+    base = psic.unshield(net)
+    assert type(base) is FactorizedPrior and base.training
+    assert not any(k.startswith("_psic_") for k in vars(base))
+    assert "global_cond" not in base._modules and "trigger_proj" not in base._modules
+    assert type(base.g_s) is nn.Sequential
+    assert set(base.state_dict()) == {
+        k
+        for k in net.state_dict()
+        if not k.startswith(("global_cond.", "trigger_proj."))
+    }
+    assert base.g_s[0] is not net.g_s[0]  # a copy
+    assert base.entropy_bottleneck is not net.entropy_bottleneck
+
+
+def test_shield_keeps_mode_device_dtype_and_the_model_itself():
+    torch.manual_seed(0)
+    base = FactorizedPrior(N=8, M=12).double()
+    shielded = psic.shield(base, trigger_dim=6, num_frequencies=2)
+    assert shielded.training and base.training
+    assert shielded.global_cond.trigger_dim == 6
+    assert shielded.global_cond.fourier.num_frequencies == 2
+    assert all(p.dtype == torch.float64 for p in shielded.parameters())
+    assert not hasattr(base, "global_cond") and type(base.g_s) is nn.Sequential
+    assert psic.shield(base.eval()).training is False
+    assert psic.shield(base).global_cond.trigger_dim == 512
+    assert psic.shield(base).global_cond.fourier.num_frequencies == 10
+    official = PSICHyperpriorBase(N=8, M=12, trigger_dim=6)
+    assert psic.shield(official).global_cond.trigger_dim == 6
+    encoder = FourierConditionEncoder(4, 1)
+    assert psic.shield(base, condition_encoder=encoder).global_cond is encoder
+    assert psic.shield(base, modulation="affine").modulation == "affine"
+
+
+def test_replanning_errors_and_conversions():
+    net = _factorized()
+    perturb_triggers(net)
+    with pytest.raises(ValueError) as info:
+        psic.shield(net, condition_encoder=FourierConditionEncoder(4, 10))
+    assert str(info.value) == (
+        "This model is already shielded and its condition encoder is trained "
+        "weights; to change it, shield the base model: shield(unshield(model), ...)"
+    )
+    assert psic.shield(net, trigger_dim=4).plan == "every-stage"
+    with pytest.raises(ValueError) as info:
+        psic.shield(net, num_frequencies=3)
+    assert str(info.value) == (
+        "This model is already shielded with 10 Fourier frequencies; to change "
+        "them, use shield(unshield(model), ...)"
+    )
+    assert psic.shield(net, num_frequencies=10).plan == "every-stage"
+    same = psic.shield(net, modulation="bias")
+    assert same is not net and same.plan == "every-stage"
+    official = PSICHyperprior(N=8, M=12, trigger_dim=4)
+    with pytest.raises(ValueError) as info:
+        psic.shield(official, plan="late")
+    assert str(info.value) == (
+        "psic-hy2018 adds its biases inside its own blocks; it has one plan only "
+        "('default')"
+    ) or "one plan only" in str(info.value)
+    # bias → affine keeps the bias rows, affine → bias gives them back
+    affine = psic.shield(net, modulation="affine")
+    assert affine.plan == "every-stage"
+    for point in net.injection_points:
+        weight = affine.trigger_proj[point.key].weight
+        assert torch.equal(weight[: point.channels], torch.zeros_like(weight[:8]))
+        assert torch.equal(weight[point.channels :], net.trigger_proj[point.key].weight)
+    back = psic.shield(affine, modulation="bias")
+    for point in net.injection_points:
+        assert torch.equal(
+            back.trigger_proj[point.key].weight, net.trigger_proj[point.key].weight
+        )
+    # a new point starts at zero, a kept one keeps its weights
+    custom = psic.shield(net, injection_points=["g_s.5", "g_s.6"])
+    assert torch.equal(
+        custom.trigger_proj["g_s-5"].weight, net.trigger_proj["g_s-5"].weight
+    )
+    assert torch.equal(custom.trigger_proj["g_s-6"].weight, torch.zeros(3, 4))
+    assert custom.global_cond is not net.global_cond
+    assert torch.equal(
+        custom.global_cond.beta_mlp.fc1.weight, net.global_cond.beta_mlp.fc1.weight
+    )
+
+
+def test_classes_built_at_run_time():
+    from compressai_psic.models.upgrade import make_shielded_class, rebuild_dynamic
+
+    class Codec(FactorizedPrior):
+        pass
+
+    cls = psic.models.shielded_class(Codec)
+    assert psic.models.shielded_class(Codec) is cls
+    assert cls.__name__ == "ShieldedCodec"
+    assert cls.__module__ == "compressai_psic.models.upgrade"
+    assert cls.__bases__ == (psic.models.ShieldedMixin, Codec)
+    arch = cls._psic_architecture
+    assert arch.name == f"auto:{Codec.__module__}.{Codec.__qualname__}"
+    assert arch.shielded_class is cls and arch.default_plan == "auto"
+    assert cls._psic_base_class is Codec and cls._psic_dynamic is True
+    assert cls.__doc__ == (
+        f"Codec with PSIC privacy-shielded decoding (architecture {arch.name!r})."
+    )
+    assert psic.models.shielded_class(ShieldedFactorizedPrior) is (
+        ShieldedFactorizedPrior
+    )
+    assert psic.models.shielded_class(FactorizedPrior) is ShieldedFactorizedPrior
+    with pytest.raises(ValueError) as info:
+        psic.models.shielded_class(nn.Linear)
+    assert str(info.value) == (
+        "Linear is not a compressai CompressionModel; only CompressionModel "
+        "subclasses can be shielded"
+    )
+    rebuilt = rebuild_dynamic(Codec, arch.name)
+    assert type(rebuilt) is cls
+    registered = rebuild_dynamic(FactorizedPrior, "bmshj2018-factorized")
+    assert type(registered) is ShieldedFactorizedPrior
+    other = make_shielded_class(Codec, arch)
+    assert rebuild_dynamic(Codec, "bmshj2018-factorized").__class__ is cls
+    assert other is not cls and other._psic_rebuild is rebuild_dynamic
