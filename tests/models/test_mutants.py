@@ -144,9 +144,9 @@ def test_extra_repr_names_the_points_and_the_modulation():
 
 
 # ----------------------------------------------------------------- conditions
-def _raises(message: str, function, *args):
+def _raises(message: str, function, *args, **kwargs):
     with pytest.raises(ValueError) as info:
-        function(*args)
+        function(*args, **kwargs)
     assert str(info.value) == message
 
 
@@ -796,3 +796,353 @@ def test_classes_built_at_run_time():
     other = make_shielded_class(Codec, arch)
     assert rebuild_dynamic(Codec, "bmshj2018-factorized").__class__ is cls
     assert other is not cls and other._psic_rebuild is rebuild_dynamic
+
+
+# ------------------------------------------------------ registry, registration
+@pytest.fixture
+def registries():
+    """Registrations made by a test are undone after it."""
+    from compressai.registry import MODELS
+
+    from compressai_psic.models.registry import ARCHITECTURES
+
+    saved = dict(ARCHITECTURES), dict(MODELS)
+    yield
+    ARCHITECTURES.clear()
+    ARCHITECTURES.update(saved[0])
+    MODELS.clear()
+    MODELS.update(saved[1])
+
+
+def test_injection_point_keys():
+    point = InjectionPoint("g_s.1.conv1")
+    assert point.key == "g_s-1-conv1" and point.channels is None
+    assert InjectionPoint.target_of("g_s-1-conv1") == "g_s.1.conv1"
+
+
+def test_architecture_plans():
+    from compressai_psic.models.registry import Architecture
+
+    calls = []
+
+    def points(model):
+        calls.append(model)
+        return ["g_s.2", InjectionPoint("g_s.0", 5)]
+
+    def broken(model):
+        raise ValueError("not for this model")
+
+    arch = Architecture(
+        "toy",
+        FactorizedPrior,
+        plans={"a": ["g_s.0"], "b": points, "c": broken},
+        default_plan="b",
+    )
+    model = object()
+    assert arch.points_for(model) == [
+        InjectionPoint("g_s.2"),
+        InjectionPoint("g_s.0", 5),
+    ]
+    assert calls == [model]
+    assert arch.points_for(model, "a") == [InjectionPoint("g_s.0")]
+    with pytest.raises(ValueError) as info:
+        arch.points_for(model, "z")
+    assert str(info.value) == (
+        "Unknown injection plan \"z\" for toy; use one of ['a', 'b', 'c']"
+    )
+    assert arch.plan_of(model, ["g_s.0"]) == "a"
+    assert arch.plan_of(model, ("g_s.2", "g_s.0")) == "b"
+    assert arch.plan_of(model, ["g_s.0", "g_s.2"]) == "custom"
+    # defaults of an entry
+    plain = Architecture("plain", FactorizedPrior)
+    assert plain.default_plan == "every-stage" and plain.anchor_full
+    assert not plain.trigger_argument and plain.plans == {}
+    assert plain.key_aliases == {} and plain.description == ""
+    assert plain.shielded_class is None and plain.config_from_state_dict is None
+
+
+def test_architecture_config_and_renames():
+    from compressai_psic.models.registry import Architecture
+
+    state = {"g_a.0.weight": torch.zeros(7, 3), "g_a.6.weight": torch.zeros(9, 7)}
+    arch = Architecture("toy", FactorizedPrior)
+    assert arch.config(state) == {"N": 7, "M": 9}
+    custom = Architecture(
+        "toy",
+        FactorizedPrior,
+        config_from_state_dict=lambda sd: {"N": len(sd)},
+        key_aliases={"g_s.": "dec.", "g_a.": "enc."},
+    )
+    assert custom.config(state) == {"N": 2}
+    assert list(custom.to_internal({"dec.0.w": 1, "enc.0.w": 2, "x": 3})) == [
+        "g_s.0.w",
+        "g_a.0.w",
+        "x",
+    ]
+
+
+def test_rename_prefixes_replaces_the_first_matching_prefix_only():
+    from compressai_psic.models.registry import rename_prefixes
+
+    renamed = rename_prefixes(
+        {"a.b.c": 1, "b.a": 2, "a.x": 3}, {"a.b.": "z.", "a.": "y.", "b.": "a."}
+    )
+    assert renamed == {"z.c": 1, "a.a": 2, "y.x": 3}
+    assert list(renamed) == ["z.c", "a.a", "y.x"]
+    assert rename_prefixes({"ab": 1}, {"b": "c"}) == {"ab": 1}
+
+
+def test_default_config_needs_both_keys():
+    from compressai_psic.models.registry import default_config_from_state_dict
+
+    _raises(
+        "Cannot infer N/M: the state dict has no 'g_a.6.weight' key",
+        default_config_from_state_dict,
+        {"g_a.0.weight": torch.zeros(4, 3)},
+    )
+
+
+def test_infer_channels_of_every_kind_of_layer():
+    from compressai.layers import GDN, subpel_conv3x3
+
+    from compressai_psic.models.registry import infer_channels
+
+    assert infer_channels(nn.Conv2d(3, 5, 1)) == 5
+    assert infer_channels(nn.ConvTranspose2d(3, 6, 1)) == 6
+    assert infer_channels(nn.Linear(3, 7)) == 7
+    assert infer_channels(GDN(9)) == 9
+    assert infer_channels(GDN(9, inverse=True)) == 9
+    assert infer_channels(subpel_conv3x3(4, 5, 2)) == 5
+    assert infer_channels(nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU())) == 8
+    assert infer_channels(nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 2, 1))) == 2
+    assert infer_channels(nn.Sequential(nn.ReLU(), nn.PixelShuffle(2))) is None
+    assert infer_channels(nn.Sequential()) is None
+    assert infer_channels(nn.ReLU()) is None
+
+    class Odd(nn.Module):
+        out_channels = "many"
+        beta = nn.Parameter(torch.zeros(2, 2))
+
+    assert infer_channels(Odd()) is None
+
+    class Gdnish(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.beta = nn.Parameter(torch.zeros(4))
+
+    assert infer_channels(Gdnish()) == 4
+
+    class Tensorish(nn.Module):
+        beta = torch.zeros(4)
+
+    assert infer_channels(Tensorish()) is None
+
+
+def test_auto_injection_points():
+    from compressai_psic.models.registry import auto_injection_points
+
+    class Model(nn.Module):
+        pass
+
+    model = Model()
+    model.g_s = nn.Sequential(
+        nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 5, 1), nn.Conv2d(5, 3, 1)
+    )
+    assert auto_injection_points(model) == [
+        InjectionPoint("g_s.0", 4),
+        InjectionPoint("g_s.2", 5),
+    ]
+    message = (
+        "Model cannot be shielded automatically: its g_s is not an nn.Sequential "
+        "of at least two layers; register it with "
+        "compressai_psic.register_architecture(name, cls, plans={...})"
+    )
+    model.g_s = nn.Sequential(nn.Conv2d(3, 4, 1))
+    _raises(message, auto_injection_points, model)
+    model.g_s = nn.Conv2d(3, 4, 1)
+    _raises(message, auto_injection_points, model)
+    _raises(message, auto_injection_points, Model())
+    model.g_s = nn.Sequential(nn.ReLU(), nn.Conv2d(3, 4, 1))
+    _raises(
+        "Model: no layer of g_s has inferable output channels; register it with "
+        "explicit InjectionPoint(target, channels)",
+        auto_injection_points,
+        model,
+    )
+    model.g_s = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU())
+    assert auto_injection_points(model) == [InjectionPoint("g_s.0", 4)]
+
+
+def test_registry_lookups(registries):
+    from compressai_psic.models.registry import (
+        ARCHITECTURES,
+        find_architecture,
+    )
+
+    with pytest.raises(ValueError) as info:
+        get_architecture("nope")
+    assert str(info.value) == (
+        f'Unknown architecture "nope"; registered: {sorted(ARCHITECTURES)}'
+    )
+    factorized = get_architecture("bmshj2018-factorized")
+    assert find_architecture(FactorizedPrior) is factorized
+    assert find_architecture(ShieldedFactorizedPrior) is factorized
+    assert find_architecture(nn.Linear) is None
+    newer = psic.models.register_architecture(
+        "factorized-again", FactorizedPrior, plans={"late": ["g_s.4"]}
+    )
+    assert find_architecture(FactorizedPrior).shielded_class is newer
+
+
+def test_build_probe():
+    from compressai_psic.models.registry import build_probe
+
+    probe = build_probe(
+        nn.Conv2d, {"in_channels": 3, "out_channels": 4, "kernel_size": 1}
+    )
+    assert probe.weight.is_meta
+    probe = build_probe(FactorizedPrior, {"N": 8, "M": 12})
+    assert probe.g_a[0].weight.shape == (8, 3, 5, 5)
+    assert build_probe(FactorizedPrior, {"N": 8, "Q": 1}) is None
+
+    class NeedsRealTensors(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(2))
+            self.weight.data.tolist()  # fails on the meta device
+
+    probe = build_probe(NeedsRealTensors, {})
+    assert probe is not None and not probe.weight.is_meta
+
+
+def test_architectures_matching_compares_names_and_shapes():
+    from compressai_psic.models.registry import architectures_matching
+
+    net = _factorized()
+    state = net.state_dict()
+    names = [name for name, _ in architectures_matching(state)]
+    assert names[0] == "bmshj2018-factorized"
+    assert dict(architectures_matching(state))["bmshj2018-factorized"] == {
+        "N": 8,
+        "M": 12,
+    }
+    wrong = dict(state)
+    wrong["g_s.0.weight"] = torch.zeros(1)
+    assert "bmshj2018-factorized" not in dict(architectures_matching(wrong))
+    extra = dict(state, **{"g_s.99.weight": torch.zeros(1)})
+    assert "bmshj2018-factorized" not in dict(architectures_matching(extra))
+    assert architectures_matching({"x": torch.zeros(1)}) == []
+
+
+def test_register_architecture_checks_its_arguments(registries):
+    from compressai.registry import MODELS
+
+    from compressai_psic.models.registration import _base_of
+    from compressai_psic.models.registry import ARCHITECTURES
+
+    register = psic.models.register_architecture
+    _raises(
+        "Give plans= or injection_points=, not both",
+        register,
+        "toy",
+        FactorizedPrior,
+        ["g_s.0"],
+        plans={"a": ["g_s.0"]},
+    )
+    _raises(
+        "plans must name at least one injection plan",
+        register,
+        "toy",
+        FactorizedPrior,
+        plans={},
+    )
+    _raises(
+        "default_plan \"z\" is not one of the plans ['a', 'b']",
+        register,
+        "toy",
+        FactorizedPrior,
+        plans={"b": ["g_s.0"], "a": ["g_s.2"]},
+        default_plan="z",
+    )
+    for taken in ("bmshj2018-factorized", "psic-bmshj2018-factorized"):
+        _raises(
+            f'Architecture "{taken}" is already registered (pass override=True to '
+            "replace it)",
+            register,
+            taken,
+            FactorizedPrior,
+            plans={"a": ["g_s.0"]},
+        )
+    _raises(
+        "model_class must be a compressai CompressionModel subclass, got "
+        f"{nn.Linear!r}",
+        register,
+        "toy",
+        nn.Linear,
+    )
+    _raises(
+        "model_class must be a compressai CompressionModel subclass, got 3",
+        register,
+        "toy",
+        3,
+    )
+    with pytest.raises(ValueError) as info:
+        register("toy", plans={"a": ["g_s.0"]})(FactorizedPrior)
+    assert str(info.value) == (
+        "FactorizedPrior must derive from ShieldedMixin (put it first)"
+    )
+
+    class Lonely(psic.models.ShieldedMixin, nn.Module):
+        pass
+
+    _raises("Lonely extends no CompressAI model class", _base_of, Lonely)
+    assert "toy" not in ARCHITECTURES and "psic-toy" not in MODELS
+
+
+def test_register_architecture_entries(registries):
+    from compressai.registry import MODELS
+
+    from compressai_psic.models.registry import ARCHITECTURES, auto_injection_points
+
+    register = psic.models.register_architecture
+    made = register("toy", FactorizedPrior, ["g_s.0"], description="a toy")
+    arch = ARCHITECTURES["toy"]
+    assert MODELS["psic-toy"] is made and arch.shielded_class is made
+    assert made._psic_architecture is arch and made._psic_base_class is FactorizedPrior
+    assert arch.plans == {"default": ["g_s.0"]} and arch.default_plan == "default"
+    assert arch.name == "toy" and arch.model_class is FactorizedPrior
+    assert arch.description == "a toy" and arch.key_aliases == {}
+    assert arch.anchor_full and not arch.trigger_argument
+    register("auto", FactorizedPrior)
+    assert ARCHITECTURES["auto"].plans == {"default": auto_injection_points}
+    register("psic-named", FactorizedPrior, plans={"b": ["g_s.2"], "a": ["g_s.0"]})
+    assert "psic-named" in MODELS and "psic-psic-named" not in MODELS
+    assert ARCHITECTURES["psic-named"].default_plan == "b"
+    again = register("toy", FactorizedPrior, ["g_s.2"], override=True)
+    assert MODELS["psic-toy"] is again and again is not made
+
+    def config(sd):
+        return {"N": 8, "M": 12}
+
+    @register(
+        "toy-class",
+        plans={"a": ["g_s.0"], "b": ["g_s.2"]},
+        default_plan="b",
+        anchor_full=False,
+        trigger_argument=False,
+        key_aliases={"g_s.": "dec."},
+        config_from_state_dict=config,
+    )
+    class ShieldedToy(psic.models.ShieldedMixin, FactorizedPrior):
+        pass
+
+    arch = ARCHITECTURES["toy-class"]
+    assert ShieldedToy._psic_architecture is arch
+    assert ShieldedToy._psic_base_class is FactorizedPrior
+    assert (
+        arch.shielded_class is ShieldedToy and MODELS["psic-toy-class"] is ShieldedToy
+    )
+    assert arch.default_plan == "b" and arch.anchor_full is False
+    assert arch.key_aliases == {"g_s.": "dec."}
+    assert arch.config_from_state_dict is config
+    assert arch.plans == {"a": ["g_s.0"], "b": ["g_s.2"]}
