@@ -143,6 +143,82 @@ def test_extra_repr_names_the_points_and_the_modulation():
     assert affine.extra_repr() == "points=['g_s.2'], modulation=affine"
 
 
+def test_points_outside_g_s_or_missing_are_refused():
+    layers = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1))
+    for path in ("g_a.0", "g_s"):
+        _raises(
+            f'Injection point "{path}" is not inside g_s',
+            ShieldedSynthesis,
+            layers,
+            [path],
+            _projections([path], 3),
+        )
+    _raises(
+        "Injection point \"g_s.7\" does not exist: g_s has layers ['0', '1', '2']",
+        ShieldedSynthesis,
+        layers,
+        ["g_s.7"],
+        _projections(["g_s.7"], 3),
+    )
+    _raises(
+        'Injection point "g_s.0.weight" is inside a Conv2d, whose forward runs its '
+        "layers itself; points inside it: none registered. Use a layer of g_s "
+        '("g_s.0") or register the block with '
+        "compressai_psic.models.register_block_runner",
+        ShieldedSynthesis,
+        layers,
+        ["g_s.0.weight"],
+        _projections(["g_s.0.weight"], 3),
+    )
+
+
+class _Nested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Sequential(nn.Conv2d(3, 3, 1))
+
+    def forward(self, x):
+        return torch.relu(self.inner(x))
+
+
+def test_sites_with_dots_inside_a_block():
+    def run(block, x, at):
+        return torch.relu(at("inner.0", block.inner(x)))
+
+    try:
+        register_block_runner(_Nested, sites=("inner.0",))(run)
+        torch.manual_seed(0)
+        layers = nn.Sequential(_Nested())
+        synthesis = ShieldedSynthesis(
+            layers, ["g_s.0.inner.0"], _projections(["g_s.0.inner.0"], 3)
+        )
+        x = torch.randn(1, 3, 2, 2)
+        trigger = torch.ones(1, 4)
+        change = synthesis.projections[0][1](trigger).view(1, 3, 1, 1)
+        expected = torch.relu(layers[0].inner(x) + change)
+        torch.testing.assert_close(synthesis(x, trigger), expected)
+        _raises(
+            'Injection point "g_s.0.inner" is inside a _Nested, whose forward runs '
+            "its layers itself; points inside it: ['inner.0']. Use a layer of g_s "
+            '("g_s.0") or register the block with '
+            "compressai_psic.models.register_block_runner",
+            ShieldedSynthesis,
+            layers,
+            ["g_s.0.inner"],
+            _projections(["g_s.0.inner"], 3),
+        )
+    finally:
+        BLOCK_RUNNERS.pop(_Nested, None)
+
+
+def test_several_triggers_without_points_run_the_layers_once_each():
+    layers = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1))
+    synthesis = ShieldedSynthesis(layers, [], {})
+    x = torch.randn(1, 3, 2, 2)
+    out = synthesis.synthesize_each(x, [torch.ones(1, 4), torch.zeros(1, 4)])
+    assert torch.equal(out, torch.cat([layers(x), layers(x)]))
+
+
 # ----------------------------------------------------------------- conditions
 def _raises(message: str, function, *args, **kwargs):
     with pytest.raises(ValueError) as info:
