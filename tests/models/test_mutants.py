@@ -219,6 +219,21 @@ def test_several_triggers_without_points_run_the_layers_once_each():
     assert torch.equal(out, torch.cat([layers(x), layers(x)]))
 
 
+def test_blocks_without_points_inside_run_as_themselves():
+    from compressai.layers import ResidualBlock
+
+    torch.manual_seed(0)
+    layers = nn.Sequential(ResidualBlock(3, 3), nn.Conv2d(3, 3, 1))
+    calls = []
+    layers[0].register_forward_hook(lambda module, args, out: calls.append(out))
+    synthesis = ShieldedSynthesis(layers, ["g_s.1"], _projections(["g_s.1"], 3))
+    x = torch.randn(1, 3, 2, 2)
+    synthesis(x, torch.ones(1, 4))
+    assert len(calls) == 1  # the block's own forward, hooks and all
+    synthesis.synthesize_each(x, [torch.ones(1, 4), torch.zeros(1, 4)])
+    assert len(calls) == 2  # before the first point: once for both triggers
+
+
 # ----------------------------------------------------------------- conditions
 def _raises(message: str, function, *args, **kwargs):
     with pytest.raises(ValueError) as info:
