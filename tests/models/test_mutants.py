@@ -234,6 +234,17 @@ def test_blocks_without_points_inside_run_as_themselves():
     assert len(calls) == 2  # before the first point: once for both triggers
 
 
+def test_the_trigger_takes_the_dtype_of_the_features():
+    synthesis = _synthesis().double()
+    for _, proj in synthesis.projections:
+        proj.double()
+    x = torch.randn(1, 3, 2, 2, dtype=torch.float64)
+    trigger = torch.randn(1, 4)
+    out = synthesis(x, trigger)
+    assert out.dtype == torch.float64
+    assert torch.equal(out, synthesis(x, trigger.double()))
+
+
 # ----------------------------------------------------------------- conditions
 def _raises(message: str, function, *args, **kwargs):
     with pytest.raises(ValueError) as info:
@@ -612,6 +623,18 @@ def test_trigger_defaults_to_the_models_default_condition():
     perturb_triggers(other)
     assert torch.equal(other.trigger(), torch.zeros(1, 4))
     assert other.g_s.trigger_source.default_condition == "full"
+    y = torch.randn(2, 12, 2, 2)
+    with torch.no_grad():
+        assert torch.equal(other.g_s(y), other.g_s(y, torch.zeros(1, 4)))
+        assert not torch.equal(other.g_s(y), other.g_s(y, other.trigger(1.0)))
+
+    class PerSampleDefault(ShieldedFactorizedPrior):
+        default_condition = torch.tensor([1.0, 0.0])
+
+    torch.manual_seed(0)
+    per_sample = PerSampleDefault(N=8, M=12, trigger_dim=4)
+    with pytest.raises(ValueError, match="expected one beta or one per sample"):
+        per_sample.g_s(y)  # the default is one condition for the whole batch
 
 
 def test_synthesis_for_fixes_the_trigger_as_a_buffer():
