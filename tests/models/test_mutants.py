@@ -245,6 +245,19 @@ def test_the_trigger_takes_the_dtype_of_the_features():
     assert torch.equal(out, synthesis(x, trigger.double()))
 
 
+def test_a_trigger_has_one_row_or_one_per_sample():
+    synthesis = _synthesis()
+    x = torch.randn(3, 3, 2, 2)
+    assert synthesis(x, torch.randn(1, 4)).shape == (3, 3, 2, 2)
+    assert synthesis(x, torch.randn(3, 4)).shape == (3, 3, 2, 2)
+    _raises(
+        "trigger has 2 rows for a batch of 3 (give one row, or one per sample)",
+        synthesis,
+        x,
+        torch.randn(2, 4),
+    )
+
+
 # ----------------------------------------------------------------- conditions
 def _raises(message: str, function, *args, **kwargs):
     with pytest.raises(ValueError) as info:
