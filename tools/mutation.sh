@@ -6,14 +6,14 @@
 #
 #   tools/mutation.sh models run --max-children 1
 #   ONLY=synthesis tools/mutation.sh models run --max-children 1
-#   tools/mutation.sh models results --all true
-#   tools/mutation.sh models show 'compressai_psic.models.synthesis.x_...__mutmut_3'
+#   ONLY=synthesis tools/mutation.sh models results --all true
+#   ONLY=synthesis tools/mutation.sh models show 'compressai_psic.models.synthesis.x_...__mutmut_3'
 #
 # TARGET picks the code to mutate and the tests that judge it (add a case below for
 # another part of the package). ONLY narrows the target to one or more modules
-# (space-separated stems). The scratch copy lives in $MUTATION_DIR/TARGET
-# (default build/mutation/TARGET, ignored by git); mutmut keeps its results there
-# between runs (mutants/), and the tree is copied over it at every call.
+# (space-separated stems). The scratch copy lives in $MUTATION_DIR/TARGET-ONLY
+# (default build/mutation/TARGET-all, ignored by git); mutmut keeps its results
+# there between runs (mutants/), and the tree is copied over it at every call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,11 +33,16 @@ models)
 esac
 
 only=()
+set -f # ONLY's default "*" is a pattern for mutmut, not for the shell
 for stem in ${ONLY:-*}; do
     only+=("$package/$stem.py")
 done
+set +f
 
-scratch=${MUTATION_DIR:-build/mutation}/$target
+# One scratch copy per selection: mutmut takes a file in mutants/ newer than its
+# source for an already mutated one, so selections must not share a copy.
+selection=${ONLY:-all}
+scratch=${MUTATION_DIR:-build/mutation}/$target-${selection// /-}
 mkdir -p "$scratch"
 # Tracked files and untracked ones git does not ignore: the tree as it is now.
 git ls-files -z --cached --others --exclude-standard |
