@@ -686,6 +686,18 @@ def test_forward_reports_the_betas_of_its_conditions():
     assert torch.equal(pair["x_hat"][1], multi["x_hat"][0])
 
 
+def test_forward_multi_with_per_sample_betas():
+    net = _factorized()
+    perturb_triggers(net)
+    x = torch.rand(2, 3, 16, 16)
+    betas = torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        multi = net.forward_multi(x, [betas, "full"])
+        alone = net(x, betas)
+    assert torch.equal(multi["x_hat"][0], alone["x_hat"])
+    assert torch.equal(multi["beta"][0], betas)
+
+
 # -------------------------------------------------------------------- weights
 def test_loading_weights_of_another_plan_or_modulation_says_how_to_load_them():
     late = _factorized(plan="late")
