@@ -698,6 +698,37 @@ def test_forward_multi_with_per_sample_betas():
     assert torch.equal(multi["beta"][0], betas)
 
 
+def test_positional_arguments_reach_the_base_class():
+    net = ShieldedFactorizedPrior(8, 12, trigger_dim=4)
+    assert net.g_a[0].out_channels == 8 and net.g_a[-1].out_channels == 12
+
+
+def test_trigger_parameters_are_each_given_once():
+    net = _factorized(plan="late")
+    net.trigger_proj["g_s-5"] = net.trigger_proj["g_s-4"]  # one module, two points
+    params = list(net.trigger_parameters())
+    assert len(params) == len(list(net.global_cond.parameters())) + 1
+    assert len({id(p) for p in params}) == len(params)
+
+
+def test_decompress_multi_with_per_sample_betas_and_unknown_arguments():
+    net = _factorized()
+    perturb_triggers(net)
+    net.update(force=True)
+    x = torch.rand(2, 3, 32, 32)
+    betas = torch.tensor([1.0, 0.0])
+    with torch.no_grad():
+        coded = net.compress(x)
+        strings, shape = coded["strings"], coded["shape"]
+        multi = net.decompress_multi(strings, shape, [betas, "full"])["x_hat"]
+        alone = net.decompress(strings, shape, betas)["x_hat"]
+        assert torch.equal(multi[0], alone)
+        with pytest.raises(TypeError):
+            net.decompress_multi(strings, shape, unknown=1)
+        with pytest.raises(TypeError):
+            net.decompress(strings, shape, unknown=1)
+
+
 # -------------------------------------------------------------------- weights
 def test_loading_weights_of_another_plan_or_modulation_says_how_to_load_them():
     late = _factorized(plan="late")
