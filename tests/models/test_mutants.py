@@ -488,8 +488,13 @@ def test_shield_construction_errors_say_what_is_wrong():
         'Injection point "g_a.0" is not a module path inside g_s: triggers steer '
         "the synthesis transform only"
     )
-    with pytest.raises(ValueError, match="not a module path inside g_s"):
-        _factorized(injection_points=["g_s-0"])
+    for target in ("g_s-0", "g_s.0-1"):
+        with pytest.raises(ValueError) as info:
+            _factorized(injection_points=[target])
+        assert str(info.value) == (
+            f'Injection point "{target}" is not a module path inside g_s: triggers '
+            "steer the synthesis transform only"
+        )
     with pytest.raises(ValueError) as info:
         _factorized(injection_points=["g_s.0", "g_s.0"])
     assert str(info.value) == 'Injection point "g_s.0" is listed twice'
@@ -727,6 +732,10 @@ def test_decompress_multi_with_per_sample_betas_and_unknown_arguments():
             net.decompress_multi(strings, shape, unknown=1)
         with pytest.raises(TypeError):
             net.decompress(strings, shape, unknown=1)
+        with pytest.raises(TypeError):
+            net.compress(x, 1)
+        with pytest.raises(TypeError):
+            net.compress(x, unknown=1)
 
 
 # -------------------------------------------------------------------- weights
