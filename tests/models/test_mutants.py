@@ -651,8 +651,12 @@ def test_trigger_defaults_to_the_models_default_condition():
 
     torch.manual_seed(0)
     per_sample = PerSampleDefault(N=8, M=12, trigger_dim=4)
-    with pytest.raises(ValueError, match="expected one beta or one per sample"):
+    with pytest.raises(ValueError) as info:
         per_sample.g_s(y)  # the default is one condition for the whole batch
+    assert str(info.value) == (
+        "Invalid condition tensor of shape (2,): expected one beta or one per "
+        "sample (1)"
+    )
 
 
 def test_synthesis_for_fixes_the_trigger_as_a_buffer():
