@@ -402,7 +402,8 @@ class _ParameterFreeEncoder(ConditionEncoder):
 
     def condition_values(self, condition, batch_size, device, dtype=torch.float32):
         self.asked = (device, dtype)
-        return torch.as_tensor(condition, dtype=dtype).reshape(-1).expand(batch_size)
+        values = torch.as_tensor(condition, dtype=dtype, device=device)
+        return values.reshape(-1).expand(batch_size)
 
     def forward(self, values):
         return values.reshape(-1, 1) + 1
@@ -740,6 +741,16 @@ def test_decompress_multi_with_per_sample_betas_and_unknown_arguments():
             net.compress(x, 1)
         with pytest.raises(TypeError):
             net.compress(x, unknown=1)
+
+
+def test_condition_betas_are_made_where_the_encoder_is():
+    net = _factorized()
+    net.global_cond.to("meta")
+    assert net.condition_betas(["full"], 2).device.type == "meta"
+    net.global_cond = _ParameterFreeEncoder()
+    betas = net.condition_betas([0.25], 2)
+    assert betas.device.type == "cpu"
+    assert torch.equal(betas, torch.full((2,), 0.25))
 
 
 # -------------------------------------------------------------------- weights
