@@ -633,6 +633,9 @@ def test_trigger_defaults_to_the_models_default_condition():
     assert torch.equal(net.trigger(), net.trigger("protected"))
     assert torch.equal(net.trigger("full"), torch.zeros(1, 4))
     assert net.trigger(torch.tensor([0.0, 1.0]), 2).shape == (2, 4)
+    with pytest.raises(ValueError) as info:
+        net.trigger(torch.tensor([0.0, 1.0]))  # a batch of one by default
+    assert str(info.value).endswith("expected one beta or one per sample (1)")
 
     class FullByDefault(ShieldedFactorizedPrior):
         default_condition = "full"
