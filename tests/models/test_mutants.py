@@ -247,11 +247,11 @@ def test_the_trigger_takes_the_dtype_of_the_features():
 
 def test_a_trigger_has_one_row_or_one_per_sample():
     synthesis = _synthesis()
-    x = torch.randn(3, 3, 2, 2)
-    assert synthesis(x, torch.randn(1, 4)).shape == (3, 3, 2, 2)
-    assert synthesis(x, torch.randn(3, 4)).shape == (3, 3, 2, 2)
+    x = torch.randn(5, 3, 2, 2)  # a batch of 5 samples of 3 channels
+    assert synthesis(x, torch.randn(1, 4)).shape == (5, 3, 2, 2)
+    assert synthesis(x, torch.randn(5, 4)).shape == (5, 3, 2, 2)
     _raises(
-        "trigger has 2 rows for a batch of 3 (give one row, or one per sample)",
+        "trigger has 2 rows for a batch of 5 (give one row, or one per sample)",
         synthesis,
         x,
         torch.randn(2, 4),
