@@ -295,6 +295,17 @@ def test_fourier_features_are_the_value_then_sin_cos_per_frequency():
     _raises("num_frequencies must be >= 0, got -1", FourierFeatures, -1)
 
 
+def test_fourier_features_keep_their_dtypes():
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert FourierFeatures(3).frequencies.dtype == torch.float32
+    finally:
+        torch.set_default_dtype(default)
+    half = FourierFeatures(2)(torch.tensor([0.5], dtype=torch.float16))
+    assert half.dtype == torch.float16
+
+
 def test_the_beta_mlp_is_two_linear_layers_with_relu_after_each():
     torch.manual_seed(0)
     encoder = FourierConditionEncoder(trigger_dim=6, num_frequencies=1)
@@ -433,6 +444,9 @@ def test_trigger_of_uses_the_encoders_dtype_and_one_row_per_named_condition():
     torch.testing.assert_close(trigger, encoder(ones) - encoder(zeros))
     assert torch.equal(trigger_of(encoder, "protected", 4, False), encoder(ones))
     assert trigger_of(encoder, torch.tensor(1.0), batch_size=4).shape == (1, 8)
+    with pytest.raises(ValueError) as info:
+        trigger_of(encoder, torch.tensor([1.0, 0.0]))  # a batch of one by default
+    assert str(info.value).endswith("expected one beta or one per sample (1)")
     rows = trigger_of(encoder, torch.tensor([1.0, 0.0]), batch_size=2)
     assert rows.shape == (2, 8)
     torch.testing.assert_close(rows[:1], trigger)
