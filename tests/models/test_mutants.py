@@ -453,6 +453,16 @@ def test_trigger_of_uses_the_encoders_dtype_and_one_row_per_named_condition():
     assert torch.equal(rows[1], torch.zeros(8, dtype=torch.float64))
 
 
+def test_trigger_of_works_where_the_encoder_is():
+    encoder = FourierConditionEncoder(8, 2).to("meta")
+    for anchored in (True, False):
+        trigger = trigger_of(encoder, "protected", 1, anchored)
+        assert trigger.device.type == "meta" and trigger.shape == (1, 8)
+    encoder = _ParameterFreeEncoder()
+    trigger_of(encoder, 1.0)
+    assert encoder.asked == (torch.device("cpu"), torch.float32)
+
+
 def test_as_condition_list():
     assert as_condition_list(("full", 0.5)) == ["full", 0.5]
     assert as_condition_list(["protected"]) == ["protected"]
