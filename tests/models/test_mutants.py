@@ -463,6 +463,32 @@ def test_trigger_of_works_where_the_encoder_is():
     assert encoder.asked == (torch.device("cpu"), torch.float32)
 
 
+class _KeyEncoder(ConditionEncoder):
+    """Two numbers per condition (a key, say); its full condition is (0, 0)."""
+
+    trigger_dim = 2
+
+    def condition_values(self, condition, batch_size, device, dtype=torch.float32):
+        values = torch.as_tensor(condition, dtype=dtype, device=device)
+        return values.reshape(-1, 2).expand(batch_size, 2)
+
+    def forward(self, values):
+        return values * 2 + 1
+
+    @property
+    def full_condition(self):
+        return (0.0, 0.0)
+
+
+def test_anchoring_compares_every_value_of_a_condition():
+    encoder = _KeyEncoder()
+    assert torch.equal(trigger_of(encoder, (0.0, 0.0)), torch.zeros(1, 2))
+    assert torch.equal(trigger_of(encoder, (0.0, 1.0)), torch.tensor([[0.0, 2.0]]))
+    keys = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    rows = trigger_of(encoder, keys, 3)
+    assert torch.equal(rows, torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 0.0]]))
+
+
 def test_as_condition_list():
     assert as_condition_list(("full", 0.5)) == ["full", 0.5]
     assert as_condition_list(["protected"]) == ["protected"]
