@@ -45,6 +45,7 @@ from typing import (
     NamedTuple,
     Optional,
     Sequence,
+    Set,
     Tuple,
 )
 
@@ -260,7 +261,7 @@ class ShieldedSynthesis(TriggeredSynthesis):
 
     def _plan(self, points: Sequence[str]) -> List[tuple]:
         top: Dict[str, Optional[str]] = {}
-        inner: Dict[str, List[str]] = {}
+        inner: Set[str] = set()  # layers with points inside
         for path in points:
             parts = path.split(".")
             if parts[0] != "g_s" or len(parts) < 2:
@@ -286,7 +287,7 @@ class ShieldedSynthesis(TriggeredSynthesis):
                     '("g_s.' + name + '") or register the block with '
                     "compressai_psic.models.register_block_runner"
                 )
-            inner.setdefault(name, []).append(site)
+            inner.add(name)
         steps = []
         for name, layer in self._modules.items():
             runner = BLOCK_RUNNERS.get(type(layer)) if name in inner else None

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Mutation testing with mutmut 3 (3.8.1), run in a scratch copy of the tree so that
+# the repository's own pyproject.toml / setup.cfg carry no mutmut settings.
+#
+#   tools/mutation.sh TARGET [mutmut arguments]     (default arguments: run)
+#
+#   tools/mutation.sh models run --max-children 1
+#   ONLY=synthesis tools/mutation.sh models run --max-children 1
+#   ONLY=synthesis tools/mutation.sh models results --all true
+#   ONLY=synthesis tools/mutation.sh models show 'compressai_psic.models.synthesis.x_...__mutmut_3'
+#
+# TARGET picks the code to mutate and the tests that judge it (add a case below for
+# another part of the package). ONLY narrows the target to one or more modules
+# (space-separated stems). The scratch copy lives in $MUTATION_DIR/TARGET-ONLY
+# (default build/mutation/TARGET-all, ignored by git); mutmut keeps its results
+# there between runs (mutants/), and the tree is copied over it at every call.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=${1:?usage: tools/mutation.sh TARGET [mutmut arguments]}
+shift
+[ $# -gt 0 ] || set -- run
+
+case $target in
+models)
+    package=compressai_psic/models
+    tests=tests/models
+    ;;
+*)
+    echo "unknown target: $target" >&2
+    exit 2
+    ;;
+esac
+
+only=()
+set -f # ONLY's default "*" is a pattern for mutmut, not for the shell
+for stem in ${ONLY:-*}; do
+    only+=("$package/$stem.py")
+done
+set +f
+
+# One scratch copy per selection: mutmut takes a file in mutants/ newer than its
+# source for an already mutated one, so selections must not share a copy.
+selection=${ONLY:-all}
+scratch=${MUTATION_DIR:-build/mutation}/$target-${selection// /-}
+mkdir -p "$scratch"
+# Tracked files and untracked ones git does not ignore: the tree as it is now.
+git ls-files -z --cached --others --exclude-standard |
+    tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null |
+    tar -xf - -C "$scratch"
+
+# mutmut reads [tool.mutmut] from pyproject.toml first: write ours in the copy only,
+# replacing any table of the same name.
+python - "$scratch/pyproject.toml" "$tests" "${only[@]}" <<'PY'
+import re
+import sys
+
+path, tests, *only = sys.argv[1:]
+text = open(path, encoding="utf-8").read()
+text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", text)
+quoted = ", ".join(f'"{p}"' for p in only)
+# Tests marked slow (seconds each, in tests/models the many-decodes-in-threads one,
+# two thirds of the time of tests/models) are left out: every surviving mutant
+# runs all the tests that cover it.
+marks = '"-m", "not slow"'
+# mutmut's trampolines (a call through a dispatcher in every mutated function) are
+# graph breaks for torch.compile: this test checks the unmutated code only.
+deselect = '"--deselect", "tests/models/test_synthesis.py::test_compile_of_g_s_has_no_graph_break"'
+
+text += f"""
+[tool.mutmut]
+source_paths = ["compressai_psic"]
+only_mutate = [{quoted}]
+pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", {marks}, {deselect}]
+pytest_add_cli_args_test_selection = ["{tests}"]
+"""
+open(path, "w", encoding="utf-8").write(text)
+PY
+
+cd "$scratch"
+exec mutmut "$@"
