@@ -74,6 +74,7 @@ class ShieldedWeightsMixin:
         points); ``module.`` prefixes and CompressAI 1.2.6 entropy-bottleneck
         names are accepted.
         """
+        given = state_dict  # load_state_dict normalizes it knowing the model
         state_dict = normalize_state_dict(state_dict)
         arch = cls._psic_architecture
         internal = arch.to_internal(state_dict)
@@ -96,7 +97,7 @@ class ShieldedWeightsMixin:
             ]
         config.update(kwargs)
         net = cls(**config)
-        net.load_state_dict(state_dict)
+        net.load_state_dict(given)
         return net
 
 
