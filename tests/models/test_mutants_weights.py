@@ -169,3 +169,164 @@ def test_the_modulation_argument_reads_unmarked_weights_the_shapes_cannot():
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(restored.g_s(net.g_a(x)), net.g_s(net.g_a(x)))
+
+
+# -------------------------------------------------------------------- upgrade
+class _Scaled(_Tiny):
+    """A codec with a parameter and buffers of its own (not in a submodule)."""
+
+    def __init__(self, N: int = 4, M: int = 6):
+        super().__init__(N, M)
+        self.gain = nn.Parameter(torch.full((1,), 2.0))
+        self.register_buffer("offset", torch.full((1,), 0.5))
+
+
+class _Empty(CompressionModel):
+    """A codec without parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.g_s = nn.Sequential(nn.Identity(), nn.Identity())
+
+
+class _ParameterFreeEncoder(psic.models.conditions.ConditionEncoder):
+    """β itself as the trigger: an encoder with no ``fourier``."""
+
+    trigger_dim = 1
+
+    def condition_values(self, condition, batch_size, device, dtype=torch.float32):
+        values = torch.as_tensor(condition, dtype=dtype, device=device)
+        return values.reshape(-1).expand(batch_size)
+
+    def forward(self, values):
+        return values.reshape(-1, 1)
+
+
+def test_shield_and_unshield_keep_the_model_s_own_parameters_and_buffers():
+    base = _Scaled()
+    shielded = psic.shield(base, injection_points=["g_s.0"])
+    assert torch.equal(shielded.gain, base.gain) and shielded.gain is not base.gain
+    assert torch.equal(shielded.offset, base.offset)
+    assert {"gain", "offset"} <= set(shielded.state_dict())
+    again = psic.unshield(shielded)
+    assert type(again) is _Scaled
+    assert torch.equal(again.gain, base.gain) and torch.equal(again.offset, base.offset)
+    assert set(again.state_dict()) == set(base.state_dict())
+
+
+def test_adopt_copies_the_mode():
+    from compressai_psic.models.upgrade import _adopt, shielded_class
+
+    cls = shielded_class(_Tiny)
+    assert _adopt(cls, _Tiny().eval()).training is False
+    assert _adopt(cls, _Tiny().train()).training is True
+
+
+def test_a_model_without_parameters_can_be_shielded():
+    shielded = psic.shield(_Empty(), injection_points=[InjectionPoint("g_s.0", 3)])
+    assert shielded.injection_points == [InjectionPoint("g_s.0", 3)]
+    assert shielded.global_cond.trigger_dim == 512
+
+
+def test_replanning_a_model_whose_encoder_has_no_fourier_features():
+    torch.manual_seed(0)
+    net = psic.shield(
+        _Tiny(), injection_points=["g_s.0"], condition_encoder=_ParameterFreeEncoder()
+    )
+    replanned = psic.shield(net, injection_points=["g_s.0", "g_s.2"])
+    assert [p.target for p in replanned.injection_points] == ["g_s.0", "g_s.2"]
+    assert isinstance(replanned.global_cond, _ParameterFreeEncoder)
+
+
+def test_replanning_without_changes_gives_an_independent_copy():
+    net = _factorized()
+    perturb_triggers(net)
+    same = psic.shield(net)
+    for point in net.injection_points:
+        ours, theirs = (
+            same.trigger_proj[point.key].weight,
+            net.trigger_proj[point.key].weight,
+        )
+        assert ours is not theirs and torch.equal(ours, theirs)
+    assert same.g_s is not net.g_s and same.global_cond is not net.global_cond
+    with torch.no_grad():
+        same.trigger_proj["g_s-0"].weight.add_(1.0)
+    assert not torch.equal(
+        same.trigger_proj["g_s-0"].weight, net.trigger_proj["g_s-0"].weight
+    )
+
+
+def test_changing_the_modulation_keeps_the_plan_and_copies_the_encoder():
+    late = _factorized(plan="late")
+    perturb_triggers(late)
+    affine = psic.shield(late, modulation="affine")
+    assert affine.plan == "late"
+    assert affine.injection_points == [
+        InjectionPoint("g_s.4", 8),
+        InjectionPoint("g_s.5", 8),
+    ]
+    new = dict(affine.global_cond.named_parameters())
+    for name, param in late.global_cond.named_parameters():
+        assert new[name] is not param and torch.equal(new[name], param)
+    with torch.no_grad():
+        affine.global_cond.beta_mlp.fc1.weight.add_(1.0)
+    assert not torch.equal(
+        affine.global_cond.beta_mlp.fc1.weight, late.global_cond.beta_mlp.fc1.weight
+    )
+
+
+def test_replanning_keeps_the_points_after_a_new_one():
+    late = _factorized(plan="late")
+    perturb_triggers(late)
+    replanned = psic.shield(late, injection_points=["g_s.3", "g_s.5"])
+    assert [p.target for p in replanned.injection_points] == ["g_s.3", "g_s.5"]
+    assert torch.equal(replanned.trigger_proj["g_s-3"].weight, torch.zeros(8, 4))
+    assert torch.equal(
+        replanned.trigger_proj["g_s-5"].weight, late.trigger_proj["g_s-5"].weight
+    )
+
+
+def test_an_automatic_architecture_records_its_model_class():
+    from compressai_psic.models.upgrade import shielded_class
+
+    arch = shielded_class(_Tiny)._psic_architecture
+    assert arch.model_class is _Tiny
+
+
+class _Twice(_Tiny):
+    """A codec registered under two architectures."""
+
+
+@pytest.fixture
+def registries():
+    """Registrations made by a test are undone after it."""
+    from compressai.registry import MODELS
+
+    from compressai_psic.models.registry import ARCHITECTURES
+
+    saved = dict(ARCHITECTURES), dict(MODELS)
+    yield
+    ARCHITECTURES.clear()
+    ARCHITECTURES.update(saved[0])
+    MODELS.clear()
+    MODELS.update(saved[1])
+
+
+def test_unpickling_rebuilds_the_class_of_the_model_s_own_architecture(registries):
+    import pickle
+
+    from compressai_psic.models.upgrade import rebuild_dynamic
+
+    first = psic.models.register_architecture(
+        "twice-first", _Twice, injection_points=["g_s.0"]
+    )
+    second = psic.models.register_architecture(
+        "twice-second", _Twice, injection_points=["g_s.2"]
+    )
+    assert first is not second
+    assert type(rebuild_dynamic(_Twice, "twice-first")) is first
+    assert type(rebuild_dynamic(_Twice, "twice-second")) is second
+    torch.manual_seed(0)
+    net = first()
+    again = pickle.loads(pickle.dumps(net))
+    assert type(again) is first and again.injection_points == net.injection_points
