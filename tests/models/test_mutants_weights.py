@@ -330,3 +330,11 @@ def test_unpickling_rebuilds_the_class_of_the_model_s_own_architecture(registrie
     net = first()
     again = pickle.loads(pickle.dumps(net))
     assert type(again) is first and again.injection_points == net.injection_points
+
+
+def test_shield_puts_the_new_weights_on_the_model_s_device():
+    base = _Tiny().to("meta")
+    shielded = psic.shield(base, injection_points=["g_s.0"])
+    assert all(p.is_meta for p in shielded.global_cond.parameters())
+    assert all(p.is_meta for p in shielded.trigger_proj.parameters())
+    assert shielded.g_s[0].weight.is_meta
