@@ -289,8 +289,14 @@ def test_replanning_keeps_the_points_after_a_new_one():
 def test_an_automatic_architecture_records_its_model_class():
     from compressai_psic.models.upgrade import shielded_class
 
-    arch = shielded_class(_Tiny)._psic_architecture
-    assert arch.model_class is _Tiny
+    class _Fresh(_Tiny):  # a class no earlier call has shielded (cached)
+        pass
+
+    arch = shielded_class(_Fresh)._psic_architecture
+    assert arch.model_class is _Fresh
+    assert arch.name.endswith("_Fresh") and arch.shielded_class.__name__ == (
+        "Shielded_Fresh"
+    )
 
 
 class _Twice(_Tiny):
