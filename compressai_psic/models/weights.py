@@ -114,8 +114,8 @@ def _projection_rows(state_dict: Mapping[str, Tensor]) -> Dict[str, int]:
 
 def _written_modulation(state_dict: Mapping[str, Any]) -> Optional[str]:
     """The modulation the weights record: ``"affine"`` when their projections
-    carry its extra state, ``"bias"`` when they carry none, ``None`` when that
-    cannot be told (no projections, or an affine file written before 0.3)."""
+    carry its extra state, else ``None``: bias projections carry none, and
+    neither do affine files written before 0.3, so the shapes decide."""
     marks = [
         v
         for k, v in state_dict.items()
