@@ -1,0 +1,173 @@
+"""Tests written for mutants of ``compressai_psic.models.registry``,
+``registration`` and ``checkpoints`` that the other tests let survive (mutation
+testing with mutmut, see BENCHMARKS.md): each asserts a behaviour the mutated code
+would break."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from compressai.layers import subpel_conv3x3
+from compressai.models import FactorizedPrior
+from compressai.registry import MODELS
+
+import compressai_psic as psic
+from compressai_psic.models import InjectionPoint, ShieldedMixin
+from compressai_psic.models.registration import _base_of
+from compressai_psic.models.registry import (
+    ARCHITECTURES,
+    Architecture,
+    architectures_matching,
+    auto_injection_points,
+    infer_channels,
+)
+
+
+@pytest.fixture
+def registries():
+    """Registrations made by a test are undone after it."""
+    saved = dict(ARCHITECTURES), dict(MODELS)
+    yield
+    ARCHITECTURES.clear()
+    ARCHITECTURES.update(saved[0])
+    MODELS.clear()
+    MODELS.update(saved[1])
+
+
+def _factorized_state():
+    torch.manual_seed(0)
+    return FactorizedPrior(N=8, M=12).state_dict()
+
+
+# ------------------------------------------------------------------ registration
+def test_base_of_looks_at_the_class_right_after_the_shielded_one():
+    # The first CompressAI class of the MRO after the class itself, wherever the
+    # mixin is: here the base comes first, right after the class.
+    base_first = type("BaseFirst", (FactorizedPrior, ShieldedMixin), {})
+    assert base_first.__mro__[1] is FactorizedPrior
+    assert _base_of(base_first) is FactorizedPrior
+
+
+def test_decorator_registers_and_returns_the_decorated_class_itself(registries):
+    class ShieldedToy(ShieldedMixin, FactorizedPrior):
+        def marker(self):
+            return "mine"
+
+    decorated = psic.models.register_architecture("toy-own", plans={"a": ["g_s.0"]})(
+        ShieldedToy
+    )
+    assert decorated is ShieldedToy
+    assert MODELS["psic-toy-own"] is ShieldedToy
+    assert ARCHITECTURES["toy-own"].shielded_class is ShieldedToy
+    assert decorated(N=8, M=12).marker() == "mine"
+
+
+def test_registration_defaults_and_trigger_argument(registries):
+    register = psic.models.register_architecture
+    register("toy-plain", FactorizedPrior, ["g_s.0"])
+    plain = ARCHITECTURES["toy-plain"]
+    assert plain.description == ""
+    assert plain.trigger_argument is False and plain.anchor_full is True
+
+    @register("toy-trigger", plans={"a": ["g_s.0"]}, trigger_argument=True)
+    class ShieldedTriggerToy(ShieldedMixin, FactorizedPrior):
+        pass
+
+    assert ARCHITECTURES["toy-trigger"].trigger_argument is True
+    assert ShieldedTriggerToy._psic_architecture.trigger_argument is True
+
+
+# ---------------------------------------------------------------------- registry
+def test_plan_of_skips_a_plan_that_cannot_be_computed_for_the_model():
+    class NoSequential(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.g_s = nn.Conv2d(3, 3, 1)  # auto_injection_points refuses it
+
+    arch = Architecture(
+        name="mixed",
+        model_class=FactorizedPrior,
+        plans={"auto": auto_injection_points, "fixed": ["g_s"]},
+    )
+    model = NoSequential()
+    with pytest.raises(ValueError):
+        arch.points_for(model, "auto")
+    assert arch.plan_of(model, ["g_s"]) == "fixed"
+    assert arch.plan_of(model, ["g_s.0"]) == "custom"
+
+
+def test_infer_channels_of_a_one_layer_sequential():
+    assert infer_channels(nn.Sequential(nn.Conv2d(3, 8, 1))) == 8
+    assert infer_channels(nn.Sequential(nn.Linear(2, 6))) == 6
+
+
+def test_infer_channels_after_pixel_shuffle_is_an_integer():
+    channels = infer_channels(subpel_conv3x3(4, 5, 2))
+    assert channels == 5 and type(channels) is int
+    # Channels are counted in whole numbers (6 // 4), never 1.5.
+    odd = nn.Sequential(nn.Conv2d(3, 6, 1), nn.PixelShuffle(2))
+    assert infer_channels(odd) == 1 and type(infer_channels(odd)) is int
+    # What it is for: a projection layer of that many channels.
+    model = nn.Module()
+    model.g_s = nn.Sequential(subpel_conv3x3(4, 5, 2), nn.ReLU())
+    point = auto_injection_points(model)[0]
+    assert point == InjectionPoint("g_s.0", 5) and type(point.channels) is int
+
+
+def test_architectures_matching_goes_on_after_a_model_it_cannot_build(registries):
+    state = _factorized_state()
+    assert "bmshj2018-factorized" in dict(architectures_matching(state))
+
+    # The newest registration reads a config its model class cannot be built
+    # from (build_probe gives None): the older architectures are still asked.
+    psic.models.register_architecture(
+        "toy-unbuildable",
+        FactorizedPrior,
+        ["g_s.0"],
+        config_from_state_dict=lambda sd: {"N": 8, "Q": 1},
+    )
+    assert list(ARCHITECTURES)[-1] == "toy-unbuildable"
+    matches = dict(architectures_matching(state))
+    assert "toy-unbuildable" not in matches
+    assert matches["bmshj2018-factorized"] == {"N": 8, "M": 12}
+    assert psic.guess_architecture(state) == "bmshj2018-factorized"
+
+
+# ------------------------------------------------------------------- checkpoints
+def test_guess_architecture_error_message():
+    with pytest.raises(ValueError) as info:
+        psic.guess_architecture({"g_a.0.weight": torch.zeros(4, 3, 5, 5)})
+    assert str(info.value) == (
+        "No registered architecture has these weights; pass architecture=, one "
+        f"of {sorted(ARCHITECTURES)}, or register yours with "
+        "compressai_psic.register_architecture"
+    )
+
+
+def test_load_checkpoint_reads_the_file_with_map_location(tmp_path):
+    path = tmp_path / "base.pth.tar"
+    torch.save(_factorized_state(), path)
+    locations = []
+
+    def map_location(storage, location):
+        locations.append(location)
+        return storage
+
+    net = psic.load_checkpoint(path, map_location=map_location)
+    assert locations and set(locations) == {"cpu"}
+    assert isinstance(net, ShieldedMixin)
+
+
+def test_load_checkpoint_passes_its_keywords_on_for_a_shielded_file(tmp_path):
+    from compressai_psic.models.conditions import FourierConditionEncoder
+
+    torch.manual_seed(0)
+    net = psic.shield(FactorizedPrior(N=8, M=12), trigger_dim=16, num_frequencies=3)
+    path = tmp_path / "shielded.pth.tar"
+    torch.save({"state_dict": net.state_dict()}, path)
+    encoder = FourierConditionEncoder(16, 3)
+    loaded = psic.load_checkpoint(path, condition_encoder=encoder)
+    assert loaded.global_cond is encoder
+    for name, value in net.global_cond.state_dict().items():
+        assert torch.equal(encoder.state_dict()[name], value)
