@@ -1,7 +1,23 @@
 """Tests written for mutants of ``compressai_psic.models.registry``,
 ``registration`` and ``checkpoints`` that the other tests let survive (mutation
 testing with mutmut, see BENCHMARKS.md): each asserts a behaviour the mutated code
-would break."""
+would break.
+
+Survivors left, equivalent (mutmut 3.8.1 names, ``compressai_psic.models.`` left
+out):
+
+- ``registry.x_infer_channels__mutmut_24`` (``len(module) > 0`` → ``>= 0``): an
+  empty ``nn.Sequential`` has no child to look at, ``None`` either way.
+- ``registry.x_architectures_matching__mutmut_18`` / ``_19``
+  (``state_dict(keep_vars=True)`` → ``None`` / ``False``): detached tensors have
+  the shapes of the parameters; only shapes are read.
+
+Killed only on a CUDA device (by
+``test_latent_layout_probes_on_the_device_of_the_weights``; on a CPU-only machine
+every tensor is on the CPU whatever the probe picks):
+``guard.x__probe__mutmut_15`` (no weight looked at), ``_21`` (buffers only),
+``_22`` (parameters only).
+"""
 
 from __future__ import annotations
 
@@ -171,3 +187,75 @@ def test_load_checkpoint_passes_its_keywords_on_for_a_shielded_file(tmp_path):
     assert loaded.global_cond is encoder
     for name, value in net.global_cond.state_dict().items():
         assert torch.equal(encoder.state_dict()[name], value)
+
+
+# ------------------------------------------------------------------------- guard
+class _StubCodec(nn.Module):
+    """A codec with no weights and no ``downsampling_factor``: ``shape`` is the
+    image size over 64, one latent of 4 channels at that size."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def compress(self, x):
+        self.sizes.append(tuple(x.shape[2:]))
+        h, w = (n // 64 for n in x.shape[2:])
+        return {"strings": [[b"\0" * 8]], "shape": (h, w)}
+
+    def forward(self, x):
+        h, w = (n // 64 for n in x.shape[2:])
+        return {"likelihoods": {"y": torch.ones(1, 4, h, w)}}
+
+
+def test_latent_layout_of_a_model_without_weights_or_downsampling_factor():
+    from fractions import Fraction
+
+    from compressai_psic.models.guard import latent_layout
+
+    stub = _StubCodec()
+    layout = latent_layout(stub)
+    assert stub.sizes == [(64, 128)]  # 64 by default, twice as wide
+    assert layout.padding_multiple == 64
+    assert layout.image_per_unit == (Fraction(64), Fraction(64))
+    assert layout.latents == ((4, (Fraction(1), Fraction(1))),)
+    assert layout.shape_for_image((100, 130)) == (2, 3)
+
+
+def test_shape_for_image_refuses_a_size_of_another_length():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import latent_layout
+
+    layout = latent_layout(_StubCodec())
+    with pytest.raises(BitstreamError) as info:
+        layout.shape_for_image((64,))
+    assert str(info.value) == (
+        "image size (64,) has 1 dimensions, the model's latent shape 2"
+    )
+
+
+class _StubOnDevice(_StubCodec):
+    """The stub with one weight (a parameter or a buffer): it encodes images on
+    the weight's device only."""
+
+    def __init__(self, weight: torch.Tensor, parameter: bool):
+        super().__init__()
+        if parameter:
+            self.weight = nn.Parameter(weight)
+        else:
+            self.register_buffer("weight", weight)
+
+    def compress(self, x):
+        assert x.device == self.weight.device, (x.device, self.weight.device)
+        return super().compress(x)
+
+
+def test_latent_layout_probes_on_the_device_of_the_weights():
+    from compressai_psic.models.guard import latent_layout
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        for parameter in (True, False):
+            stub = _StubOnDevice(torch.zeros(1, device=device), parameter)
+            assert latent_layout(stub).padding_multiple == 64
+            assert stub.sizes == [(64, 128)]
