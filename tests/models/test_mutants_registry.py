@@ -199,7 +199,7 @@ class _StubCodec(nn.Module):
         self.sizes = []
 
     def compress(self, x):
-        self.sizes.append(tuple(x.shape[2:]))
+        self.sizes.append(tuple(x.shape))
         h, w = (n // 64 for n in x.shape[2:])
         return {"strings": [[b"\0" * 8]], "shape": (h, w)}
 
@@ -215,7 +215,7 @@ def test_latent_layout_of_a_model_without_weights_or_downsampling_factor():
 
     stub = _StubCodec()
     layout = latent_layout(stub)
-    assert stub.sizes == [(64, 128)]  # 64 by default, twice as wide
+    assert stub.sizes == [(1, 3, 64, 128)]  # 64 by default, twice as wide
     assert layout.padding_multiple == 64
     assert layout.image_per_unit == (Fraction(64), Fraction(64))
     assert layout.latents == ((4, (Fraction(1), Fraction(1))),)
@@ -258,4 +258,80 @@ def test_latent_layout_probes_on_the_device_of_the_weights():
         for parameter in (True, False):
             stub = _StubOnDevice(torch.zeros(1, device=device), parameter)
             assert latent_layout(stub).padding_multiple == 64
-            assert stub.sizes == [(64, 128)]
+            assert stub.sizes == [(1, 3, 64, 128)]
+
+
+class _Mismatched(_StubCodec):
+    def __init__(self, likelihoods=1, shape=None):
+        super().__init__()
+        self.count, self.shape = likelihoods, shape
+
+    def compress(self, x):
+        out = super().compress(x)
+        if self.shape is not None:
+            out["shape"] = self.shape
+        return out
+
+    def forward(self, x):
+        y = super().forward(x)["likelihoods"]["y"]
+        return {"likelihoods": {str(i): y for i in range(self.count)}}
+
+
+def test_latent_layout_refuses_models_it_cannot_read():
+    from compressai_psic.models.guard import latent_layout
+
+    with pytest.raises(ValueError) as info:
+        latent_layout(_Mismatched(likelihoods=2))
+    assert str(info.value) == (
+        "_Mismatched: compress() returns 1 string lists but forward() 2 "
+        "likelihoods; cannot check its bitstreams"
+    )
+    with pytest.raises(ValueError) as info:
+        latent_layout(_Mismatched(shape=()))
+    assert str(info.value) == (
+        "_Mismatched: compress() returns 1 string lists but forward() 1 "
+        "likelihoods; cannot check its bitstreams"
+    )
+    with pytest.raises(ValueError) as info:
+        latent_layout(_Mismatched(shape=(1,)))
+    assert str(info.value) == (
+        "_Mismatched: latent size (1, 2) and shape (1,) differ in length"
+    )
+
+
+def test_data_length_rounds_up_to_whole_words():
+    from compressai_psic.models.guard import _data_length
+
+    assert _data_length(b"\1" * 9) == 12
+    assert _data_length(b"\1" * 9 + b"\0" * 7) == 12
+    assert _data_length(b"\1" * 13) == 16
+    assert _data_length(b"\1" * 16) == 16
+    assert _data_length(b"\1") == 8
+
+
+def test_check_finite_counts_over_the_whole_batch():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import check_finite
+
+    x_hat = torch.zeros(2, 3, 4, 4)
+    x_hat[0, 0, 0, 0] = float("nan")
+    x_hat[1, 0, 0, 0] = float("inf")
+    with pytest.raises(BitstreamError) as info:
+        check_finite(x_hat)
+    assert str(info.value).endswith("the decoded image has 2 non-finite values")
+
+
+def test_guard_decode_inputs_checks_the_image_size():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import guard_decode_inputs
+
+    torch.manual_seed(0)
+    net = FactorizedPrior(N=8, M=12).eval()
+    net.update(force=True)
+    with torch.no_grad():
+        out = net.compress(torch.rand(1, 3, 64, 64))
+    strings, shape = out["strings"], tuple(out["shape"])
+    padded = guard_decode_inputs(net, strings, shape, image_size=(64, 64))
+    assert len(padded[0][0]) >= len(strings[0][0])
+    with pytest.raises(BitstreamError):
+        guard_decode_inputs(net, strings, shape, image_size=(128, 128))
