@@ -335,3 +335,40 @@ def test_guard_decode_inputs_checks_the_image_size():
     assert len(padded[0][0]) >= len(strings[0][0])
     with pytest.raises(BitstreamError):
         guard_decode_inputs(net, strings, shape, image_size=(128, 128))
+
+
+def _word_string(state: int, length: int) -> bytes:
+    import sys
+
+    return state.to_bytes(8, sys.byteorder) + b"\1" * (length - 8)
+
+
+def test_check_string_bounds():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import _check_string, max_string_length
+
+    limit = max_string_length(1)
+    # The longest string the encoder writes, and the state interval's ends.
+    _check_string(_word_string(1 << 31, limit), 1, "s")
+    _check_string(_word_string(1 << 62, 8), 1, "s")
+    _check_string(_word_string((1 << 63) - 1, 8), 1, "s")
+    for state in ((1 << 31) - 1, 1 << 63):
+        with pytest.raises(BitstreamError, match="state the encoder never writes"):
+            _check_string(_word_string(state, 8), 1, "s")
+    with pytest.raises(BitstreamError, match="more than the encoder writes"):
+        _check_string(_word_string(1 << 31, limit + 4), 1, "s")
+
+
+def test_validate_decode_inputs_names_the_wrong_types():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import validate_decode_inputs
+
+    torch.manual_seed(0)
+    net = FactorizedPrior(N=8, M=12).eval()
+    net.update(force=True)
+    with pytest.raises(BitstreamError) as info:
+        validate_decode_inputs(net, "abc", (4, 4))
+    assert str(info.value).endswith("strings must be a list of string lists, got str")
+    with pytest.raises(BitstreamError) as info:
+        validate_decode_inputs(net, [["abcdefgh"]], (4, 4))
+    assert str(info.value).endswith("strings must be bytes, got str")
