@@ -11,12 +11,18 @@ out):
 - ``registry.x_architectures_matching__mutmut_18`` / ``_19``
   (``state_dict(keep_vars=True)`` → ``None`` / ``False``): detached tensors have
   the shapes of the parameters; only shapes are read.
+- ``guard.x_pad_strings__mutmut_24`` / ``_26`` (``len(string) >= needed`` →
+  ``... and False`` / ``>``): ``bytes.ljust`` of a string at least ``needed``
+  long returns it unchanged.
+- ``guard.x__check_string__mutmut_20`` (``string[0:4]`` → ``string[0:5]``): on a
+  little-endian machine byte 4 lands on bit 32, which the high word sets anyway.
 
 Killed only on a CUDA device (by
 ``test_latent_layout_probes_on_the_device_of_the_weights``; on a CPU-only machine
 every tensor is on the CPU whatever the probe picks):
 ``guard.x__probe__mutmut_15`` (no weight looked at), ``_21`` (buffers only),
-``_22`` (parameters only).
+``_22`` (parameters only), ``_23`` / ``_24`` / ``_33`` / ``_37`` (the probe image
+always on the CPU).
 """
 
 from __future__ import annotations
