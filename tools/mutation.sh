@@ -67,11 +67,13 @@ marks = '"-m", "not slow"'
 # graph breaks for torch.compile: this test checks the unmutated code only.
 deselect = '"--deselect", "tests/models/test_synthesis.py::test_compile_of_g_s_has_no_graph_break"'
 
+# tests/models/test_demo_pin.py imports tools/ and reads the shipped weights in
+# zoo/: mutmut copies only the package and tests/ into mutants/ unless told.
 text += f"""
 [tool.mutmut]
 source_paths = ["compressai_psic"]
-# tests/models/test_demo_pin.py imports tools.pin_demo_decodes
-also_copy = ["tools"]
+# tests/models/test_demo_pin.py imports tools.pin_demo_decodes and reads zoo/
+also_copy = ["tools", "zoo"]
 only_mutate = [{quoted}]
 pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", {marks}, {deselect}]
 pytest_add_cli_args_test_selection = ["{tests}"]
