@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import threading
@@ -24,32 +23,13 @@ from compressai_psic.io.container import (
 )
 
 from ..helpers import modules_loaded_by
+from .helpers import make_file, with_checksum
 
 FUZZ = settings(
     max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-
-
-def make_file(**overrides) -> PSICFile:
-    fields = dict(
-        architecture="bmshj2018-hyperprior",
-        quality=3,
-        metric="mse",
-        checkpoint_sha256=None,
-        height=40,
-        width=57,
-        shape=(1, 1),
-        strings=[[b"\x01\x02\x03"], [b"zz"]],
-        seed=None,
-    )
-    fields.update(overrides)
-    return PSICFile(**fields)
-
-
-def with_checksum(body: bytes) -> bytes:
-    return body + hashlib.sha256(body).digest()[:CHECKSUM_SIZE]
 
 
 architectures = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)

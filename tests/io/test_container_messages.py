@@ -4,7 +4,6 @@ boundary; reading from a pipe works in bounded chunks."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import struct
@@ -14,7 +13,6 @@ import pytest
 
 from compressai_psic.io import container
 from compressai_psic.io.container import (
-    CHECKSUM_SIZE,
     MAGIC,
     MAX_ARCHITECTURE_LENGTH,
     PSICFile,
@@ -24,27 +22,14 @@ from compressai_psic.io.container import (
     loads,
 )
 
+from . import helpers
+from .helpers import with_checksum
+
 SHA = "0123456789abcdef" * 4
 
 
 def make_file(**overrides) -> PSICFile:
-    fields = dict(
-        architecture="mbt2018",
-        quality=3,
-        metric="mse",
-        checkpoint_sha256=None,
-        height=40,
-        width=57,
-        shape=(1, 1),
-        strings=[[b"\x01\x02\x03"], [b"zz"]],
-        seed=None,
-    )
-    fields.update(overrides)
-    return PSICFile(**fields)
-
-
-def with_checksum(body: bytes) -> bytes:
-    return body + hashlib.sha256(body).digest()[:CHECKSUM_SIZE]
+    return helpers.make_file(**{"architecture": "mbt2018", **overrides})
 
 
 def refused(data, message: str, error=PSICFormatError):

@@ -1046,21 +1046,6 @@ def test_classes_built_at_run_time():
 
 
 # ------------------------------------------------------ registry, registration
-@pytest.fixture
-def registries():
-    """Registrations made by a test are undone after it."""
-    from compressai.registry import MODELS
-
-    from compressai_psic.models.registry import ARCHITECTURES
-
-    saved = dict(ARCHITECTURES), dict(MODELS)
-    yield
-    ARCHITECTURES.clear()
-    ARCHITECTURES.update(saved[0])
-    MODELS.clear()
-    MODELS.update(saved[1])
-
-
 def test_injection_point_keys():
     point = InjectionPoint("g_s.1.conv1")
     assert point.key == "g_s-1-conv1" and point.channels is None

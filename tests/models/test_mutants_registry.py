@@ -46,17 +46,6 @@ from compressai_psic.models.registry import (
 )
 
 
-@pytest.fixture
-def registries():
-    """Registrations made by a test are undone after it."""
-    saved = dict(ARCHITECTURES), dict(MODELS)
-    yield
-    ARCHITECTURES.clear()
-    ARCHITECTURES.update(saved[0])
-    MODELS.clear()
-    MODELS.update(saved[1])
-
-
 def _factorized_state():
     torch.manual_seed(0)
     return FactorizedPrior(N=8, M=12).state_dict()

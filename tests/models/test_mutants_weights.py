@@ -303,21 +303,6 @@ class _Twice(_Tiny):
     """A codec registered under two architectures."""
 
 
-@pytest.fixture
-def registries():
-    """Registrations made by a test are undone after it."""
-    from compressai.registry import MODELS
-
-    from compressai_psic.models.registry import ARCHITECTURES
-
-    saved = dict(ARCHITECTURES), dict(MODELS)
-    yield
-    ARCHITECTURES.clear()
-    ARCHITECTURES.update(saved[0])
-    MODELS.clear()
-    MODELS.update(saved[1])
-
-
 def test_unpickling_rebuilds_the_class_of_the_model_s_own_architecture(registries):
     import pickle
 
