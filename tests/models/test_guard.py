@@ -165,6 +165,23 @@ def test_pixel_limit_default_override_and_off(coded):
     assert issubclass(BitstreamError, ValueError)
 
 
+def test_pixel_limit_is_inclusive_and_names_the_image(coded):
+    model, out = coded
+    layout = decode_guard.latent_layout(model)
+    height, width = layout.image_size(out["shape"])
+    pixels = height * width
+    # A decode of exactly max_pixels is allowed; one pixel less refuses it.
+    check(model, out["strings"], out["shape"], max_pixels=pixels)
+    with pytest.raises(PixelLimitError) as info:
+        check(model, out["strings"], out["shape"], max_pixels=pixels - 1)
+    # One image: no "1 ×" count and nothing about a declared size.
+    assert str(info.value) == (
+        f"refused: decoding would produce {width}x{height} = "
+        f"{pixels} pixels, over the limit of {pixels - 1} (max_pixels; None for no "
+        "limit)"
+    )
+
+
 def test_batches(models):
     model = models["bmshj2018-hyperprior"]
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))

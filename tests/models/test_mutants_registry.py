@@ -1,7 +1,7 @@
 """Tests written for mutants of ``compressai_psic.models.registry``,
-``registration`` and ``checkpoints`` that the other tests let survive (mutation
-testing with mutmut, see BENCHMARKS.md): each asserts a behaviour the mutated code
-would break.
+``registration``, ``checkpoints`` and ``guard`` that the other tests let survive
+(mutation testing with mutmut, see BENCHMARKS.md): each asserts a behaviour the
+mutated code would break.
 
 Survivors left, equivalent (mutmut 3.8.1 names, ``compressai_psic.models.`` left
 out):
@@ -16,6 +16,12 @@ out):
   long returns it unchanged.
 - ``guard.x__check_string__mutmut_20`` (``string[0:4]`` → ``string[0:5]``): on a
   little-endian machine byte 4 lands on bit 32, which the high word sets anyway.
+- ``guard.x__shape__mutmut_3`` (``dims = None`` → ``""`` for a shape that is not
+  iterable): an empty string has length 0, never the layout's number of
+  dimensions, so the same error is raised.
+- ``guard.x__longest_ones_run__mutmut_21`` (``astype(np.int8)`` →
+  ``astype(None)``, i.e. float64): the differences of 0/1 values are -1, 0 or 1
+  in either type, so the same edges are found.
 
 Killed only on a CUDA device (by
 ``test_latent_layout_probes_on_the_device_of_the_weights``; on a CPU-only machine
@@ -367,3 +373,68 @@ def test_validate_decode_inputs_names_the_wrong_types():
     with pytest.raises(BitstreamError) as info:
         validate_decode_inputs(net, [["abcdefgh"]], (4, 4))
     assert str(info.value).endswith("strings must be bytes, got str")
+
+
+def _words(*values: int) -> bytes:
+    import numpy as np
+
+    return np.array(values, dtype=np.uint32).tobytes()
+
+
+def test_longest_ones_run_counts_whole_words():
+    from compressai_psic.models.guard import _longest_ones_run
+
+    ones = 0xFFFFFFFF
+    assert _longest_ones_run(b"") == 0
+    assert _longest_ones_run(_words(0, 1, 2)) == 0
+    # All-ones bytes that straddle two words are no all-ones word.
+    assert _longest_ones_run(b"\0\xff\xff\xff\xff\0\0\0") == 0
+    # A trailing partial word is ignored.
+    assert _longest_ones_run(_words(ones) + b"\xff\xff") == 1
+    # Runs of 1, 3 and 2, the longest in the middle, none at either end.
+    data = _words(0, ones, 0, ones, ones, ones, 7, ones, ones, 0)
+    assert _longest_ones_run(data) == 3
+    # Runs at both ends, the longest at the end.
+    assert _longest_ones_run(_words(ones, 0, ones, ones)) == 2
+    assert _longest_ones_run(_words(ones, ones, ones, 0, ones)) == 3
+
+
+def test_padding_bytes_is_the_documented_bound():
+    from compressai_psic.models.guard import padding_bytes
+
+    # 76 S + 132 + 64 r bytes, r the longest run of all-ones words.
+    assert padding_bytes(3, _words(0, 0)) == 76 * 3 + 132
+    assert padding_bytes(3, _words(0xFFFFFFFF, 0xFFFFFFFF, 0)) == 76 * 3 + 132 + 128
+
+
+def test_a_bad_string_of_a_single_image_names_no_batch_element():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import validate_decode_inputs
+
+    torch.manual_seed(0)
+    net = FactorizedPrior(N=8, M=12).eval()
+    net.update(force=True)
+    with pytest.raises(BitstreamError) as info:
+        validate_decode_inputs(net, [[b""]], (4, 4))
+    assert str(info.value) == (
+        "corrupted bitstream: string 0 has 0 bytes; an entropy-coded string has "
+        "at least 8"
+    )
+
+
+def test_check_compress_input_messages_and_bounds():
+    from compressai_psic.models.guard import check_compress_input
+
+    with pytest.raises(ValueError) as info:
+        check_compress_input(torch.tensor([0.5, float("nan")]))
+    assert str(info.value) == (
+        "the image has 1 NaN or infinite values; the codec needs finite pixels "
+        "in [0, 1]"
+    )
+    with pytest.raises(ValueError) as info:
+        check_compress_input(torch.tensor([-0.5, 0.5]))
+    assert str(info.value) == "pixel values must be in [0.0, 1.0], got [-0.5, 0.5]"
+    with pytest.raises(ValueError, match="got"):
+        check_compress_input(torch.tensor([0.5, 1.5]))
+    check_compress_input(torch.tensor([-0.5, 1.5]), low=None, high=None)
+    check_compress_input(torch.tensor([0.0, 1.0]))
