@@ -126,16 +126,31 @@ def run_residual_block_upsample(
     return out + block.upsample(x)
 
 
-def modulate(h: Tensor, terms: Tensor, affine: bool) -> Tensor:
+def modulate(h: Tensor, terms: Tensor, affine: bool, in_place: bool = False) -> Tensor:
     """``h + b`` (bias) or ``h·(1 + s) + b`` (affine), per channel.
 
     ``terms`` holds ``b`` or ``[s, b]`` per row; one row applies to every sample.
+    ``in_place`` writes into ``h`` (the same values, bit for bit, without a
+    full-size allocation); only for an ``h`` that nothing else holds.
     """
     view = (terms.size(0), -1) + (1,) * (h.dim() - 2)
     if affine:
         scale, bias = terms.chunk(2, dim=1)
+        if in_place:
+            return h.mul_(1 + scale.reshape(view)).add_(bias.reshape(view))
         return h * (1 + scale.reshape(view)) + bias.reshape(view)
+    if in_place:
+        return h.add_(terms.reshape(view))
     return h + terms.reshape(view)
+
+
+def _writable(h: Tensor, source: Tensor) -> bool:
+    """Whether a layer's output ``h`` may be modulated in place: a decode (no
+    autograd on it) and a tensor of its own (not the layer's input ``source`` nor
+    a view: a shared prefix feeds every condition of a multi-condition decode).
+    ``torch.compile`` and ``torch.export`` turn the in-place ops into functional
+    ones."""
+    return not h.requires_grad and h is not source and h._base is None
 
 
 class TriggerSource(NamedTuple):
@@ -336,18 +351,23 @@ class ShieldedSynthesis(TriggeredSynthesis):
             terms = {p: proj(trigger) for p, proj in self.projections}
         for name, point, runner in steps:
             layer = self._modules[name]
+            source = x
             if runner is not None and terms:
                 prefix = f"g_s.{name}."
 
-                def at(site: str, h: Tensor, prefix: str = prefix) -> Tensor:
+                def at(
+                    site: str, h: Tensor, prefix: str = prefix, source: Tensor = source
+                ) -> Tensor:
                     change = terms.get(prefix + site)
-                    return h if change is None else modulate(h, change, self.affine)
+                    if change is None:
+                        return h
+                    return modulate(h, change, self.affine, _writable(h, source))
 
                 x = runner.run(layer, x, at)
             else:
                 x = layer(x)
             if point is not None and terms:
-                x = modulate(x, terms[point], self.affine)
+                x = modulate(x, terms[point], self.affine, _writable(x, source))
         return x
 
     def plain(self) -> nn.Sequential:

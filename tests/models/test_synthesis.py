@@ -336,3 +336,82 @@ def test_the_weights_say_the_modulation(monkeypatch):
     y = _latent(affine)
     with torch.no_grad():
         assert torch.equal(again.g_s(y), affine.g_s(y))
+
+
+# ------------------------------------------------------------- in-place changes
+def _custom_synthesis(layers, points, affine, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    projections = nn.ModuleDict()
+    for point in points:
+        proj = nn.Linear(4, 3 * (2 if affine else 1), bias=False)
+        with torch.no_grad():
+            proj.weight.copy_(torch.randn(proj.weight.shape, generator=gen))
+        projections[point.replace(".", "-")] = proj
+    return ShieldedSynthesis(nn.Sequential(*layers), points, projections, affine)
+
+
+class _View(nn.Module):
+    def forward(self, x):
+        return x.view(x.shape)
+
+
+class _Keep(nn.Module):
+    """Keeps the tensor it returns (to see whether it was changed in place)."""
+
+    def forward(self, x):
+        self.out = x * 1
+        return self.out
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("layer", [nn.Identity, _View, lambda: nn.ReLU(inplace=True)])
+def test_a_layer_that_passes_its_input_on_keeps_the_input_intact(layer, affine):
+    # A point right after a layer that returns its input (or a view of it) must
+    # not write into that input: the caller's latent, or the shared prefix that
+    # a multi-condition decode hands to every condition.
+    torch.manual_seed(0)
+    first = _custom_synthesis([layer(), nn.Conv2d(3, 3, 1)], ["g_s.0"], affine)
+    later = _custom_synthesis(
+        [nn.Conv2d(3, 3, 1), layer(), nn.Conv2d(3, 3, 1)], ["g_s.1"], affine
+    )
+    x = torch.rand(1, 3, 4, 5)  # non-negative: an in-place ReLU leaves it as it is
+    triggers = [torch.ones(1, 4), torch.full((1, 4), -2.0)]
+    with torch.no_grad():
+        for synthesis in (first, later):
+            kept = x.clone()
+            singles = [synthesis(x, t) for t in triggers]
+            assert torch.equal(x, kept)
+            both = synthesis.synthesize_each(x, triggers)
+            assert torch.equal(both, torch.cat(singles))
+            assert not torch.equal(singles[0], singles[1])
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_a_decode_changes_layer_outputs_in_place_and_training_does_not(affine):
+    torch.manual_seed(0)
+    keep = _Keep()
+    synthesis = _custom_synthesis([nn.Conv2d(3, 3, 1), keep], ["g_s.1"], affine)
+    x = torch.rand(1, 3, 4, 5)
+    trigger = torch.ones(1, 4)
+    with torch.no_grad():
+        decoded = synthesis(x, trigger)
+    # No full-size copy in a decode: the layer's own output carries the change.
+    assert decoded is keep.out
+    trained = synthesis(x, trigger)
+    assert trained is not keep.out
+    torch.testing.assert_close(trained.detach(), decoded)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_training_through_a_point_after_an_activation(affine):
+    # ReLU keeps its output for its backward pass: an in-place change there
+    # would break autograd ("modified by an inplace operation").
+    torch.manual_seed(0)
+    synthesis = _custom_synthesis(
+        [nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1)], ["g_s.1"], affine
+    )
+    x = torch.randn(1, 3, 4, 5)
+    trigger = torch.ones(1, 4)
+    synthesis(x, trigger).square().sum().backward()
+    grads = [p.grad.clone() for p in synthesis.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
