@@ -175,7 +175,7 @@ def bench_synthesis(
     return {"architecture": name, "plan": plan, "ratio": _spread(rounds)}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "-a", "--architectures", nargs="+", default=ARCHS, choices=ARCHS
@@ -205,7 +205,11 @@ def main(argv=None) -> int:
         help="time g_s alone (base vs shielded protected path), --repeats rounds",
     )
     parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     _load()
     global _clock
     _clock = CLOCKS[args.clock]

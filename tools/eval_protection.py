@@ -35,7 +35,7 @@ from typing import List, Optional
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="What is left of a shielded codec's protection after every "
         "attack, and the per-image bound."
@@ -119,6 +119,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         "--force", action="store_true", help="replace the files of an existing --out"
     )
+    return parser
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.images < 2 or args.fit_images < 1:
         parser.error("--images must be >= 2 and --fit-images >= 1")

@@ -415,3 +415,59 @@ def test_training_through_a_point_after_an_activation(affine):
     synthesis(x, trigger).square().sum().backward()
     grads = [p.grad.clone() for p in synthesis.parameters()]
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_modulate_copies_unless_told(affine):
+    from compressai_psic.models.synthesis import modulate
+
+    h = torch.randn(2, 3, 4, 5)
+    kept = h.clone()
+    terms = torch.randn(1, 6 if affine else 3)
+    copied = modulate(h, terms, affine)
+    assert copied is not h and torch.equal(h, kept)
+    written = modulate(h, terms, affine, in_place=True)
+    assert written is h and torch.equal(written, copied)
+
+
+class _Runnable(nn.Module):
+    """A block whose registered runner hands ``at`` either a fresh tensor or the
+    block's own input, and keeps what it handed."""
+
+    def __init__(self, pass_input: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 3, 1)
+        self.pass_input = pass_input
+
+    def forward(self, x):
+        return x if self.pass_input else self.conv1(x)
+
+
+def _run_runnable(block, x, at):
+    block.handed = x if block.pass_input else block.conv1(x)
+    return at("conv1", block.handed)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_block_runner_sites_are_changed_in_place_unless_they_are_the_input(affine):
+    from compressai_psic.models.synthesis import register_block_runner
+
+    register_block_runner(_Runnable, sites=("conv1",))(_run_runnable)
+    try:
+        x = torch.rand(1, 3, 4, 5)
+        trigger = torch.ones(1, 4)
+        for pass_input in (False, True):
+            torch.manual_seed(0)
+            block = _Runnable(pass_input)
+            synthesis = _custom_synthesis([block], ["g_s.0.conv1"], affine)
+            kept = x.clone()
+            with torch.no_grad():
+                decoded = synthesis(x, trigger)
+            assert torch.equal(x, kept)
+            # A fresh tensor carries the change itself; the input never does.
+            assert (decoded is block.handed) is not pass_input
+            with torch.no_grad():
+                expected = synthesis.synthesize_each(x, [trigger, trigger])[:1]
+            assert torch.equal(decoded, expected)
+    finally:
+        BLOCK_RUNNERS.pop(_Runnable, None)
