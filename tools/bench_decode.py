@@ -76,11 +76,18 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
 #: jobs on a shared machine disturb much less (use it with ``--threads 1``).
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 _clock = CLOCKS["wall"]
+#: Waits for the device's queued work (CUDA runs kernels asynchronously): set by
+#: main for a CUDA device, so that each timing covers the work it launched.
+_synchronize = None
 
 
 def _time(fn) -> float:
+    if _synchronize is not None:
+        _synchronize()
     start = _clock()
     fn()
+    if _synchronize is not None:
+        _synchronize()
     return _clock() - start
 
 
@@ -152,7 +159,12 @@ def bench_architecture(
 
 
 def bench_synthesis(
-    name: str, quality: int, image: torch.Tensor, repeats: int, plan: str
+    name: str,
+    quality: int,
+    image: torch.Tensor,
+    repeats: int,
+    plan: str,
+    device: str = "cpu",
 ) -> Dict[str, float]:
     """``g_s`` alone, base vs shielded (protected), on one quantised latent.
 
@@ -161,10 +173,10 @@ def bench_synthesis(
     bias (or scale and bias) per injection point.
     """
     torch.manual_seed(0)
-    base = compressai_models[name](quality, pretrained=False).eval()
+    base = compressai_models[name](quality, pretrained=False).eval().to(device)
     shielded = psic.shield(base, plan=plan).eval()
     with torch.no_grad():
-        y_hat = torch.round(base.g_a(image))
+        y_hat = torch.round(base.g_a(image.to(device)))
         base.g_s(y_hat)
         shielded.g_s(y_hat)
         rounds = []
@@ -211,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _load()
-    global _clock
+    global _clock, _synchronize
     _clock = CLOCKS[args.clock]
+    if torch.device(args.device).type == "cuda":
+        _synchronize = torch.cuda.synchronize
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -225,7 +239,9 @@ def main(argv=None) -> int:
                 min(args.quality, 6) if name.startswith("cheng2020") else args.quality
             )
             for plan in args.plans:
-                row = bench_synthesis(name, quality, image, args.repeats, plan)
+                row = bench_synthesis(
+                    name, quality, image, args.repeats, plan, args.device
+                )
                 results.append(row)
                 r = row["ratio"]
                 print(

@@ -41,7 +41,7 @@ from compressai_psic.models.synthesis import (
     register_block_runner,
 )
 
-from .helpers import perturb_triggers
+from .helpers import perturb_triggers, tiny_base
 
 
 def _projections(points, channels, trigger_dim=4, scale=1, seed=0):
@@ -330,6 +330,24 @@ def test_the_encoder_interface():
     assert encoder.full_condition == "full"
     with pytest.raises(NotImplementedError):
         encoder.condition_values("full", 1, torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_tensor_condition_moves_to_the_device_asked_for():
+    # A CPU tensor of betas for a model on the GPU (and back): the values land
+    # on the device the encoder asks for, which a CPU-only machine cannot show.
+    encoder = FourierConditionEncoder(4, 1)
+    for there, asked in (("cpu", "cuda"), ("cuda", "cpu")):
+        betas = torch.tensor([0.25, 0.75], device=there)
+        values = encoder.condition_values(betas, 2, torch.device(asked))
+        assert values.device.type == asked
+        assert torch.equal(values.cpu(), betas.cpu())
+    net = psic.shield(tiny_base("bmshj2018-hyperprior")).cuda().eval()
+    y_hat = torch.randn(1, net.M, 2, 3, device="cuda")
+    with torch.no_grad():
+        from_cpu = net.g_s(y_hat, net.trigger(torch.tensor([0.5]), 1))
+        on_gpu = net.g_s(y_hat, net.trigger(torch.tensor([0.5], device="cuda"), 1))
+    assert torch.equal(from_cpu, on_gpu)
 
 
 def test_condition_values_of_every_kind_of_condition():
