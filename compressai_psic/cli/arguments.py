@@ -22,6 +22,7 @@ __all__ = [
     "check_device_name",
     "max_pixels_of",
     "resolve_device",
+    "use_deterministic_cudnn",
 ]
 
 DEFAULT_ARCH = "bmshj2018-hyperprior"
@@ -122,8 +123,8 @@ def resolve_device(name: str) -> str:
 
     check_device_name(name)
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    elif name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise CLIError("--device cuda requested but CUDA is not available")
         index = int(name.partition(":")[2] or 0)
@@ -132,7 +133,24 @@ def resolve_device(name: str) -> str:
                 f"--device {name}: only {torch.cuda.device_count()} CUDA device(s), "
                 f"allowed cuda:0..cuda:{torch.cuda.device_count() - 1}"
             )
+    if name.startswith("cuda"):
+        use_deterministic_cudnn()
     return name
+
+
+def use_deterministic_cudnn() -> None:
+    """Makes this process's GPU convolutions repeatable: the same bits and
+    condition then decode to the same pixels on every run.
+
+    cuDNN's default kernels for the transposed convolutions of ``g_s`` may sum in
+    any order: on an H200, five decodes of one latent differed by up to 2e-7 of
+    the image's range (BENCHMARKS.md, "GPU"). The command line owns its process,
+    so it sets the flags; a library user sets them the same way.
+    """
+    import torch
+
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def max_pixels_of(value: Optional[int]) -> Optional[int]:

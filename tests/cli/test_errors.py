@@ -238,3 +238,29 @@ def test_pixel_limit_is_shared_by_compress_and_decompress(valid_psic, capsys):
         == 0
     )
     assert decode_guard.MAX_DECODE_PIXELS == default  # restored after each run
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:1", "auto"])
+def test_a_gpu_device_makes_the_convolutions_repeatable(monkeypatch, name):
+    # The flags are process-wide: set them back after the test.
+    from compressai_psic.cli.arguments import resolve_device
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device(name) == ("cuda" if name == "auto" else name)
+    assert torch.backends.cudnn.deterministic is True
+    assert torch.backends.cudnn.benchmark is False
+
+
+@pytest.mark.parametrize("name", ["cpu", "auto"])
+def test_a_cpu_device_leaves_the_cudnn_flags_alone(monkeypatch, name):
+    from compressai_psic.cli.arguments import resolve_device
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(name) == "cpu"
+    assert torch.backends.cudnn.deterministic is False
+    assert torch.backends.cudnn.benchmark is True

@@ -28,7 +28,7 @@ Killed only on a CUDA device (by
 every tensor is on the CPU whatever the probe picks):
 ``guard.x__probe__mutmut_15`` (no weight looked at), ``_21`` (buffers only),
 ``_22`` (parameters only), ``_23`` / ``_24`` / ``_33`` / ``_37`` (the probe image
-always on the CPU).
+always on the CPU). All seven were killed on an H200 (BENCHMARKS.md).
 """
 
 from __future__ import annotations
