@@ -5,7 +5,9 @@ interleaved, ``model.decompress(strings, shape)`` alone and the guarded decode
 (``guard_decode_inputs``, ``decompress``, ``check_finite``), on the process CPU
 clock with one thread. Reports min/median/max of the per-repeat ratio
 guarded/plain, the zeros appended (``76 S + 132`` bytes per string) and the
-compressed size they pad.
+compressed size they pad. ``--device cuda`` runs the model on the GPU and times
+on the wall clock, waiting for the device around each decode (the entropy
+decoding and the guard stay on the CPU).
 
 Example (the BENCHMARKS.md figures)::
 
@@ -26,42 +28,59 @@ __all__ = ["bench", "build_parser", "main"]
 DEFAULT_ARCHITECTURES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
 
 
-def bench(architecture: str, quality: int, height: int, width: int, repeats: int):
+def bench(
+    architecture: str,
+    quality: int,
+    height: int,
+    width: int,
+    repeats: int,
+    device: str = "cpu",
+):
     """Figures of one architecture (see the module docstring)."""
     import torch
+
+    on_gpu = torch.device(device).type == "cuda"
+    clock = time.perf_counter if on_gpu else time.process_time
 
     from compressai_psic import zoo
     from compressai_psic.models import guard as decode_guard
 
     torch.manual_seed(0)
-    model = zoo.image_models[architecture](quality).eval()
+    model = zoo.image_models[architecture](quality).eval().to(device)
     with torch.no_grad():
-        model(torch.zeros(1, 3, 64, 64))
+        model(torch.zeros(1, 3, 64, 64, device=device))
     model.update(force=True)
     x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(1))
+    x = x.to(device)
     with torch.no_grad():
         out = model.compress(x)
     strings, shape = out["strings"], out["shape"]
     decode_guard.latent_layout(model)  # probed once per model, not timed
 
+    def wait():
+        if on_gpu:
+            torch.cuda.synchronize(device)
+
     def plain():
         with torch.no_grad():
             model.decompress(strings, shape)
+        wait()
 
     def guarded():
         padded = decode_guard.guard_decode_inputs(model, strings, shape)
         with torch.no_grad():
             x_hat = model.decompress(padded, shape)["x_hat"]
         decode_guard.check_finite(x_hat)
+        wait()
 
     ratios, plain_s, guarded_s = [], [], []
     plain()  # warm-up
     for _ in range(repeats):
-        began = time.process_time()
+        began = clock()
         plain()
-        middle = time.process_time()
+        middle = clock()
         guarded()
-        end = time.process_time()
+        end = clock()
         plain_s.append(middle - began)
         guarded_s.append(end - middle)
         ratios.append((end - middle) / (middle - began))
@@ -71,6 +90,7 @@ def bench(architecture: str, quality: int, height: int, width: int, repeats: int
     return {
         "architecture": architecture,
         "quality": quality,
+        "device": device,
         "size": f"{width}x{height}",
         "plain_s_median": round(statistics.median(plain_s), 3),
         "guarded_s_median": round(statistics.median(guarded_s), 3),
@@ -91,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quality", type=int, default=3)
     parser.add_argument("--size", type=int, nargs=2, default=(512, 768))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (process CPU clock, one thread) or cuda (wall clock)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     return parser
 
@@ -103,7 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     torch.set_num_threads(1)
     rows = [
-        bench(name, args.quality, args.size[0], args.size[1], args.repeats)
+        bench(name, args.quality, args.size[0], args.size[1], args.repeats, args.device)
         for name in args.architectures
     ]
     print(
