@@ -1,7 +1,8 @@
 r"""Cost of :mod:`compressai_psic.models.guard` on a decode: time and padding.
 
-For each architecture (random weights, one synthetic image) every repeat times,
-interleaved, ``model.decompress(strings, shape)`` alone and the guarded decode
+For each architecture (CompressAI's own model, random weights, one synthetic
+image) every repeat times, interleaved, ``model.decompress(strings, shape)`` alone
+and the guarded decode
 (``guard_decode_inputs``, ``decompress``, ``check_finite``), on the process CPU
 clock with one thread. Reports min/median/max of the per-repeat ratio
 guarded/plain, the zeros appended (``76 S + 132`` bytes per string) and the
@@ -42,11 +43,14 @@ def bench(
     on_gpu = torch.device(device).type == "cuda"
     clock = time.perf_counter if on_gpu else time.process_time
 
-    from compressai_psic import zoo
+    # CompressAI's own model: its decompress runs no guard (a shielded model's
+    # does, so the plain decode would be guarded too, and the guarded one twice).
+    from compressai.zoo import image_models
+
     from compressai_psic.models import guard as decode_guard
 
     torch.manual_seed(0)
-    model = zoo.image_models[architecture](quality).eval().to(device)
+    model = image_models[architecture](quality, pretrained=False).eval().to(device)
     with torch.no_grad():
         model(torch.zeros(1, 3, 64, 64, device=device))
     model.update(force=True)

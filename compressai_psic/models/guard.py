@@ -131,6 +131,8 @@ _READS_PER_SYMBOL = 19
 _READS_AT_END = 33
 _READS_PER_ONES_WORD = 16
 _WORDS_PER_SYMBOL = 10
+#: Bytes looked at per step when finding where a string's trailing zeros begin.
+_SCAN_BLOCK = 1 << 16
 
 _DEFAULT: Any = object()
 
@@ -327,7 +329,18 @@ def _shape(shape: Any, layout: LatentLayout) -> Tuple[int, ...]:
 
 def _data_length(string: bytes) -> int:
     """Length of ``string`` without trailing zero words (padding, if any)."""
-    length = len(string.rstrip(b"\0"))
+    # Block by block from the end, without copies: ``bytes.rstrip`` walks an
+    # already padded string's zeros one byte at a time (37 ms for the 22 MB of
+    # a 512x768 image).
+    view = np.frombuffer(string, dtype=np.uint8)
+    length, end = 0, view.size
+    while end > 0:
+        start = max(0, end - _SCAN_BLOCK)
+        nonzero = np.flatnonzero(view[start:end])
+        if nonzero.size:
+            length = start + int(nonzero[-1]) + 1
+            break
+        end = start
     return max(MIN_STRING_LENGTH, length + (-length) % _WORD)
 
 

@@ -303,3 +303,21 @@ def test_reference_detects_reads_past_the_end(entropy_tables):
     cdfs, lengths, offsets = entropy_tables[0]
     with pytest.raises(OutOfBounds):
         reference_decode(_valid_start(bytes(8)), [0] * 500, cdfs, lengths, offsets)
+
+
+@pytest.mark.parametrize("block", [1, 3, 4, 7, 1 << 16])
+def test_data_length_drops_trailing_zero_words_across_scan_blocks(monkeypatch, block):
+    # Found block by block from the end: the same answer as stripping the zeros
+    # byte by byte, wherever the blocks' edges fall.
+    monkeypatch.setattr(decode_guard, "_SCAN_BLOCK", block)
+    gen = torch.Generator().manual_seed(block)
+    strings = [b"", b"\0" * 5, b"\1", b"\1" + bytes(40), bytes(40) + b"\1"]
+    for _ in range(200):
+        n = int(torch.randint(0, 40, (1,), generator=gen))
+        values = torch.randint(0, 4, (n,), generator=gen).tolist()
+        strings.append(bytes(v if v == 3 else 0 for v in values))
+    for string in strings:
+        length = len(string.rstrip(b"\0"))
+        expected = max(8, length + (-length) % 4)
+        assert decode_guard._data_length(string) == expected, string
+        assert decode_guard._data_length(bytearray(string)) == expected
