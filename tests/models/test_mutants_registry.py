@@ -19,8 +19,8 @@ out):
 - ``guard.x__shape__mutmut_3`` (``dims = None`` → ``""`` for a shape that is not
   iterable): an empty string has length 0, never the layout's number of
   dimensions, so the same error is raised.
-- ``guard.x__data_length__mutmut_7`` / ``_9`` (the block scan starting from
-  ``length = 1``, or stopping at ``end > 1``): they change the answer only for
+- ``guard.x__data_length__mutmut_14`` (the block scan stopping at ``end > 1``):
+  it leaves only the first byte unscanned, which changes the answer only for
   strings whose data is at most one byte, and ``MIN_STRING_LENGTH`` (8) hides
   that.
 - ``guard.x__longest_ones_run__mutmut_21`` (``astype(np.int8)`` →
