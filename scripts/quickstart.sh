@@ -7,22 +7,35 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/psic ]; then
+# (Re)installs unless a previous run finished: psic installed and torchvision importing.
+if [ ! -x .venv/bin/psic ] || ! .venv/bin/python -c "import torchvision" 2>/dev/null; then
   python3 -m venv .venv
   # shellcheck disable=SC1091
   . .venv/bin/activate
   export PIP_DISABLE_PIP_VERSION_CHECK=1
+  cpu_route=0
   if ! python -c "import torch, torchvision" 2>/dev/null; then
-    # The lighter route first: PyTorch's CPU-only pair (no CUDA libraries, about a
-    # quarter of the size). Where PyTorch's index cannot be reached, the default
-    # wheels (a CUDA build on Linux x86_64); 2.14.1/0.29.1 is the newest pair
-    # some machines' pip serves.
-    pip install -q --timeout 15 --retries 1 \
+    # The lighter routes first. 1) PyTorch's CPU-only pair from its CPU index (no
+    # CUDA libraries, about a quarter of the size). 2) Where that index cannot be
+    # reached, a torch CPU wheel that pip finds locally (--find-links) with PyPI's
+    # torchvision, made to import beside it by scripts/torchvision_without_ops.py.
+    # 3) The default wheels (a CUDA build on Linux x86_64, about 6 GB); 2.14.1/0.29.1
+    # is the newest pair some machines' pip serves.
+    if pip install -q --timeout 15 --retries 1 \
       --index-url https://download.pytorch.org/whl/cpu \
-      "torch==2.9.1" "torchvision==0.24.1" 2>/dev/null \
-      || pip install -q "torch==2.14.1" "torchvision==0.29.1"
+      "torch==2.9.1" "torchvision==0.24.1" 2>/dev/null; then
+      :
+    elif pip install -q --no-cache-dir "torch==2.13.0+cpu" 2>/dev/null; then
+      pip install -q --no-cache-dir --no-deps "torchvision==0.28.0"
+      cpu_route=1
+    else
+      pip install -q --no-cache-dir "torch==2.14.1" "torchvision==0.29.1"
+    fi
   fi
-  pip install -q -e ".[demo]"
+  pip install -q --no-cache-dir -e ".[demo]"
+  if [ "$cpu_route" = 1 ]; then
+    python scripts/torchvision_without_ops.py
+  fi
 fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
