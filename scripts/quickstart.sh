@@ -13,7 +13,6 @@ if [ ! -x .venv/bin/psic ] || ! .venv/bin/python -c "import torchvision" 2>/dev/
   # shellcheck disable=SC1091
   . .venv/bin/activate
   export PIP_DISABLE_PIP_VERSION_CHECK=1
-  cpu_route=0
   if ! python -c "import torch, torchvision" 2>/dev/null; then
     # The lighter routes first. 1) PyTorch's CPU-only pair from its CPU index (no
     # CUDA libraries, about a quarter of the size). 2) Where that index cannot be
@@ -27,15 +26,12 @@ if [ ! -x .venv/bin/psic ] || ! .venv/bin/python -c "import torchvision" 2>/dev/
       :
     elif pip install -q --no-cache-dir "torch==2.13.0+cpu" 2>/dev/null; then
       pip install -q --no-cache-dir --no-deps "torchvision==0.28.0"
-      cpu_route=1
     else
       pip install -q --no-cache-dir "torch==2.14.1" "torchvision==0.29.1"
     fi
   fi
   pip install -q --no-cache-dir -e ".[demo]"
-  if [ "$cpu_route" = 1 ]; then
-    python scripts/torchvision_without_ops.py
-  fi
+  python scripts/torchvision_without_ops.py   # no change where torchvision imports
 fi
 # shellcheck disable=SC1091
 . .venv/bin/activate

@@ -72,7 +72,6 @@ deselect = '"--deselect", "tests/models/test_synthesis.py::test_compile_of_g_s_h
 text += f"""
 [tool.mutmut]
 source_paths = ["compressai_psic"]
-# tests/models/test_demo_pin.py imports tools.pin_demo_decodes and reads zoo/
 also_copy = ["tools", "zoo"]
 only_mutate = [{quoted}]
 pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", {marks}, {deselect}]
