@@ -3,7 +3,8 @@
 # generated scenes compressed once, decoded twice (full and protected), and a
 # bundled demo VLP asked what it sees. Offline once installed, CPU; the demo
 # itself takes about 45 s on 2 cores.
-# Extra arguments go to `psic demo` (e.g. --num-images 20 --output-dir out/).
+# Extra arguments go to `psic demo` (e.g. --num-images 20 --output-dir out/; -f to
+# replace the psic-demo/ files of an earlier run, which it refuses otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

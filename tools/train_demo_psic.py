@@ -35,6 +35,9 @@ Example (the shipped model)::
 
 ``--smoke`` runs a few steps of each stage and writes into ``WORK_DIR/zoo``
 (unless ``--zoo`` says otherwise): it checks the pipeline, not the model.
+
+The stages train into ``WORK_DIR/stage1`` .. ``stage3``; an earlier run's folder
+there is refused before any work, and replaced with ``--force``.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ __all__ = [
     "rewrite_card",
     "save_compact",
     "stage_argv",
+    "stage_dirs_to_train",
     "update_manifest",
 ]
 
@@ -318,6 +322,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "from its measured figures and rewrite DEMO_PSIC.md",
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the stage folders of an earlier run in --work-dir (refused "
+        "otherwise)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="a few steps per stage and a 10-image evaluation, to check the pipeline",
@@ -336,7 +346,46 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         _with_overrides(RECIPE, args.stage3_set)
     except ValueError as err:
         parser.error(str(err))
+    if not args.card_only:
+        problem = _work_dir_problem(args)
+        if problem:
+            parser.error(problem)
     return args
+
+
+def stage_dirs_to_train(args: argparse.Namespace) -> List[Path]:
+    """The stage folders of ``--work-dir`` this run trains into (a stage given
+    by ``--stageN-from`` is not trained)."""
+    given = (args.stage1_from, args.stage2_from, args.stage3_from)
+    return [
+        args.work_dir / f"stage{stage}"
+        for stage, path in enumerate(given, start=1)
+        if path is None
+    ]
+
+
+def _work_dir_problem(args: argparse.Namespace) -> Optional[str]:
+    """Why the stage folders cannot be trained into (``None`` when they can): an
+    earlier run's results are replaced only with ``--force``, and never when a
+    file this run reads lies in one of them."""
+    inputs = {
+        "--stage1-from": args.stage1_from,
+        "--stage2-from": args.stage2_from,
+        "--stage3-from": args.stage3_from,
+        "--bound-from": args.bound_from,
+    }
+    for folder in stage_dirs_to_train(args):
+        if not folder.exists():
+            continue
+        if not args.force:
+            return (
+                f"{folder} holds an earlier run; pass --force to replace it or "
+                "choose another --work-dir"
+            )
+        for flag, path in inputs.items():
+            if path is not None and folder.resolve() in path.resolve().parents:
+                return f"{flag} {path} lies in {folder}, which --force would remove"
+    return None
 
 
 def _with_overrides(
@@ -1296,9 +1345,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             sweep = sweep_from_pareto(zoo / PARETO_SUMMARY)
         return rewrite_card(zoo, sweep)
     recipe = _with_overrides(RECIPE, args.stage3_set)
-    for stage_dir in (work / "stage1", work / "stage2", work / "stage3"):
-        # A stale result must never seed a new stage.
-        if stage_dir.is_dir() and args.stage3_from is None:
+    for stage_dir in stage_dirs_to_train(args):
+        # A stale result must never seed a new stage; parse_args let an earlier
+        # run's folder through only with --force.
+        if stage_dir.is_dir():
             shutil.rmtree(stage_dir)
 
     wall_start, cpu_start = time.perf_counter(), time.process_time()

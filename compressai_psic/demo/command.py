@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from ..errors import CLIError
-from .pipeline import FIT_IMAGES, run_demo
+from .pipeline import FIT_IMAGES, GRID_FILE, REPORT_FILE, run_demo
 from .report import format_table
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "check_output_dir", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path("psic-demo"),
         help="where grid.png and report.json go (default psic-demo/)",
+    )
+    parser.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="replace the grid.png and report.json of an earlier run in --output-dir",
     )
     parser.add_argument(
         "--no-robustness",
@@ -67,6 +73,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def check_output_dir(output_dir: Path, force: bool) -> None:
+    """Refuses, before any work, a ``--output-dir`` that is a file, and one that
+    holds an earlier run's outputs unless ``force``.
+
+    Raises:
+        CLIError: naming the path
+    """
+    if output_dir.exists() and not output_dir.is_dir():
+        raise CLIError(f"--output-dir {output_dir}: exists and is not a folder")
+    if force:
+        return
+    for name in (GRID_FILE, REPORT_FILE):
+        if (output_dir / name).exists():
+            raise CLIError(
+                f"{output_dir / name} exists; pass -f/--force to replace it "
+                "or -o another folder"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs ``psic demo`` with parsed arguments; prints the table, returns 0.
 
@@ -76,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.num_images < 2:
         raise CLIError("--num-images must be at least 2 (retrieval needs choices)")
+    check_output_dir(args.output_dir, args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

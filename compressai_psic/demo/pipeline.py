@@ -48,11 +48,16 @@ __all__ = [
     "DEMO_MODEL_NAME",
     "FIT_IMAGES",
     "FIT_SPLIT",
+    "GRID_FILE",
+    "REPORT_FILE",
     "run_demo",
     "shipped_eval_vlps",
     "shipped_train_vlps",
 ]
 
+#: The files a run writes into its output folder.
+GRID_FILE = "grid.png"
+REPORT_FILE = "report.json"
 #: Manifest name of the shipped demo codec.
 DEMO_MODEL_NAME = "demo-psic"
 #: Scenes the informed colour attacks are fitted on, and their split: the
@@ -178,12 +183,12 @@ def run_demo(
             top1 = top1_captions(first, images, captions)
         truth = [dataset.image_captions_at(i)[0] for i in range(rows)]
         output_dir = Path(output_dir)
-        report["grid"] = str(draw_grid(images, truth, top1, output_dir / "grid.png"))
+        report["grid"] = str(draw_grid(images, truth, top1, output_dir / GRID_FILE))
     report["seconds"] = round(time.perf_counter() - start, 2)
     if output_dir is not None:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        report["report"] = str(output_dir / "report.json")
+        report["report"] = str(output_dir / REPORT_FILE)
         # Strict JSON: a number that is not finite is written as null.
-        write_json(output_dir / "report.json", report)
+        write_json(output_dir / REPORT_FILE, report)
     return report

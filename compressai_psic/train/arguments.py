@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..options import CROP_MODES, DEFAULT_TAU, ENSEMBLE_MODES, FEATURE_STAGES, ON_ERROR
 from .constants import (
     _PSIC_HY2018,
+    BEST_CHECKPOINT_NAME,
+    CHECKPOINT_NAME,
     DATASET_FORMATS,
     DEFAULT_LAMBDA,
     DEFAULT_MODEL,
@@ -21,7 +24,7 @@ from .constants import (
     VLP_PRECISIONS,
 )
 
-__all__ = ["build_parser", "parse_args"]
+__all__ = ["build_parser", "parse_args", "save_dir_problem"]
 
 
 def _model_choices() -> List[str]:
@@ -348,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.path.join("runs", "psic"),
         help="checkpoints, train.log and TensorBoard logs (default runs/psic)",
     )
+    run.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="replace the checkpoints of an earlier run in --save-dir (refused "
+        "otherwise, unless --checkpoint resumes that run)",
+    )
     run.add_argument("--seed", type=int, default=None, help="random seed")
     run.add_argument(
         "--log-every", type=int, default=50, help="steps between logs (50)"
@@ -362,6 +372,33 @@ def build_parser() -> argparse.ArgumentParser:
         "(default name psic-<architecture>-stage<k>)",
     )
     return parser
+
+
+def save_dir_problem(
+    save_dir: str, checkpoint: Optional[str], force: bool
+) -> Optional[str]:
+    """Why ``--save-dir`` cannot take this run (``None`` when it can).
+
+    A run writes ``checkpoint.pth.tar`` and ``checkpoint_best_loss.pth.tar``
+    there: an earlier run's files would be replaced, and its best checkpoint
+    could be taken for this run's. Allowed when ``force`` says to replace them,
+    or when ``checkpoint`` resumes from that folder (the same run, going on).
+    """
+    folder = Path(save_dir)
+    if folder.exists() and not folder.is_dir():
+        return f"--save-dir {save_dir}: exists and is not a folder"
+    if force or not folder.is_dir():
+        return None
+    if checkpoint is not None and Path(checkpoint).resolve().parent == folder.resolve():
+        return None
+    for name in (CHECKPOINT_NAME, BEST_CHECKPOINT_NAME):
+        if (folder / name).exists():
+            return (
+                f"--save-dir {save_dir} holds an earlier run's {name}: resume it "
+                f"with --checkpoint {folder / CHECKPOINT_NAME}, replace it with "
+                "-f/--force, or choose another --save-dir"
+            )
+    return None
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -419,6 +456,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(str(err))
     if args.checkpoint and args.init:
         parser.error("--checkpoint resumes a run; it cannot be combined with --init")
+    if args.save:
+        problem = save_dir_problem(args.save_dir, args.checkpoint, args.force)
+        if problem:
+            parser.error(problem)
     if args.init and (args.N is not None or args.M is not None):
         parser.error("--N/--M apply to models built from scratch, not to --init")
     if args.cuda is None:

@@ -275,3 +275,47 @@ def test_sweep_from_pareto_takes_the_worst_plotted_attack(tmp_path):
     assert "| a | 29.60 / 24.87 | – / – | 0.095 (0.290) |" in (
         train_demo_psic._sweep_text([point])
     )
+
+
+def test_an_earlier_runs_stage_folders_are_kept_unless_asked(tmp_path, capsys):
+    work = tmp_path / "work"
+    base = ["--work-dir", str(work), "--zoo", str(tmp_path / "zoo")]
+    args = train_demo_psic.parse_args(base)
+    assert train_demo_psic.stage_dirs_to_train(args) == [
+        work / "stage1",
+        work / "stage2",
+        work / "stage3",
+    ]
+    (work / "stage2").mkdir(parents=True)
+    (work / "stage2" / "checkpoint.pth.tar").write_bytes(b"an earlier run")
+    with pytest.raises(SystemExit):
+        train_demo_psic.parse_args(base)
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line.endswith(
+        f"error: {work / 'stage2'} holds an earlier run; pass --force to replace "
+        "it or choose another --work-dir"
+    )
+    assert train_demo_psic.parse_args([*base, "--force"]).force
+    assert train_demo_psic.parse_args([*base, "--card-only"]).card_only
+    # A stage given as a file is not trained: its folder is neither checked
+    # nor removed, and a file this run reads is never in a folder it removes.
+    given = work / "stage2" / "mine.pth.tar"
+    given.write_bytes(b"a stage-2 result")
+    args = train_demo_psic.parse_args([*base, "--stage2-from", str(given)])
+    assert train_demo_psic.stage_dirs_to_train(args) == [
+        work / "stage1",
+        work / "stage3",
+    ]
+    (work / "stage3").mkdir()
+    with pytest.raises(SystemExit):
+        train_demo_psic.parse_args([*base, "--stage1-from", str(given), "--force"])
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"error: --stage1-from {given} lies in {work / 'stage2'}, which --force "
+            "would remove"
+        )
+    )
+    assert given.read_bytes() == b"a stage-2 result"

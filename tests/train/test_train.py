@@ -30,6 +30,7 @@ from compressai_psic.train import (
     split_parameters,
     train_step,
 )
+from compressai_psic.train.arguments import save_dir_problem
 from compressai_psic.vlp import tiny_vlp
 
 from ..helpers import ROOT
@@ -526,3 +527,56 @@ def test_export_state_dict_keeps_the_affine_modulation(tmp_path):
     state = torch.load(path, weights_only=True)
     assert state["trigger_proj.g_s-4._extra_state"] == {"modulation": "affine"}
     assert load_checkpoint(path).modulation == "affine"
+
+
+# ------------------------------------------------------------- the save folder
+
+
+def _scenes(*extra: str) -> List[str]:
+    return ["--dataset-format", "scenes", "--no-cuda", *extra]
+
+
+@pytest.mark.parametrize("name", [CHECKPOINT_NAME, BEST_CHECKPOINT_NAME])
+def test_an_earlier_runs_checkpoints_are_kept_unless_asked(tmp_path, capsys, name):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "train.log").write_text("a log is appended to, never replaced")
+    assert parse_args(_scenes("--save-dir", str(run_dir))).save_dir == str(run_dir)
+    (run_dir / name).write_bytes(b"an earlier run")
+    with pytest.raises(SystemExit) as refused:
+        parse_args(_scenes("--save-dir", str(run_dir)))
+    assert refused.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"error: --save-dir {run_dir} holds an earlier run's {name}: resume it "
+            f"with --checkpoint {run_dir / CHECKPOINT_NAME}, replace it with "
+            "-f/--force, or choose another --save-dir"
+        )
+    )
+    # Asked to: replacing, resuming that run, or not saving at all.
+    assert parse_args(_scenes("--save-dir", str(run_dir), "-f")).force
+    resume = str(run_dir / CHECKPOINT_NAME)
+    assert parse_args(_scenes("--save-dir", str(run_dir), "--checkpoint", resume))
+    assert not parse_args(_scenes("--save-dir", str(run_dir), "--no-save")).save
+    assert (run_dir / name).read_bytes() == b"an earlier run"
+
+
+def test_save_dir_problem(tmp_path):
+    elsewhere = tmp_path / "other" / CHECKPOINT_NAME
+    assert save_dir_problem(str(tmp_path / "new"), None, False) is None
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"")
+    assert "holds an earlier run's" in save_dir_problem(str(tmp_path), None, False)
+    # Resuming another run into this folder would still replace its files.
+    assert "holds" in save_dir_problem(str(tmp_path), str(elsewhere), False)
+    same = str(tmp_path / "." / CHECKPOINT_NAME)
+    assert save_dir_problem(str(tmp_path), same, False) is None
+    assert save_dir_problem(str(tmp_path), None, True) is None
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    for force in (False, True):
+        assert save_dir_problem(str(a_file), None, force) == (
+            f"--save-dir {a_file}: exists and is not a folder"
+        )
