@@ -9,6 +9,8 @@ with exit status 2 (:func:`one_line` formats it). Code below the CLI layer
 __all__ = [
     "BitstreamError",
     "CLIError",
+    "KeyFileError",
+    "KeyRequiredError",
     "ModelMismatchError",
     "PSICFormatError",
     "PixelLimitError",
@@ -18,6 +20,16 @@ __all__ = [
 
 class CLIError(Exception):
     """A user error: reported as one line on stderr, exit status 2."""
+
+
+class KeyFileError(ValueError):
+    """A key file is missing, malformed or readable by others. Its message never
+    holds any of the file's content."""
+
+
+class KeyRequiredError(ValueError):
+    """A keyed model's protected decode was asked without the publisher's key,
+    or a key was given where none applies."""
 
 
 class PSICFormatError(ValueError):

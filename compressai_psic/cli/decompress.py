@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="the weights file the .psic file was written with (checked by sha256)",
     )
+    parser.add_argument(
+        "--key-file",
+        "-k",
+        default=None,
+        metavar="KEY",
+        help="the publisher's key (psic keygen) for a keyed model's protected decode",
+    )
     add_common_arguments(parser)
 
 
@@ -75,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_device_name(args.device)
     limit = max_pixels_of(args.max_pixels)
+    key = None
+    if args.key_file is not None:
+        from ..models.keys import read_key_file
+
+        key = read_key_file(args.key_file)  # before any file or model is read
     jobs, folder = pair_files(
         args.input,
         args.output,
@@ -107,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         check_targets(targets, args.force)
         header = container.read(source)
         model, _ = models.get(spec_from_header(header, args.checkpoint))
-        images = decompress_header(model, header, conditions, max_pixels=limit)
+        images = decompress_header(model, header, conditions, max_pixels=limit, key=key)
         for image, path in zip(images, targets):
             save_image(image.cpu(), path)
         names = ", ".join(

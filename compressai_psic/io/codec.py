@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
 
-from ..errors import CLIError, PSICFormatError, one_line
+from ..errors import CLIError, KeyRequiredError, PSICFormatError, one_line
 from ..options import MAX_DECODE_PIXELS
 from .container import PSICFile
 
@@ -119,8 +119,12 @@ def decompress_header(
     header: PSICFile,
     conditions: Sequence[str],
     max_pixels: Optional[int] = MAX_DECODE_PIXELS,
+    key: Optional[Any] = None,
 ) -> List[Tensor]:
     """Decodes a :class:`PSICFile` to one image per condition, cropped to size.
+
+    ``key`` is the publisher's :class:`~compressai_psic.models.keys.ShieldKey`
+    for a keyed model's protected decode (it is never part of the file).
 
     The header is validated against the model and its declared image size first
     (:func:`compressai_psic.models.guard.validate_decode_inputs`); the shielded
@@ -152,6 +156,7 @@ def decompress_header(
         image_size=(header.height, header.width),
     )
     strings = header.strings
+    keyed = {} if key is None else {"key": key}  # plain models take no key=
     try:
         with torch.no_grad():
             if len(conditions) == 1:
@@ -161,6 +166,7 @@ def decompress_header(
                         header.shape,
                         condition=conditions[0],
                         max_pixels=max_pixels,
+                        **keyed,
                     )["x_hat"]
                 ]
             else:
@@ -169,6 +175,7 @@ def decompress_header(
                     header.shape,
                     conditions=tuple(conditions),
                     max_pixels=max_pixels,
+                    **keyed,
                 )["x_hat"]
     except MemoryError:
         raise CLIError(
@@ -176,7 +183,7 @@ def decompress_header(
             "the pixel limit (max_pixels, --max-pixels) to refuse such files"
         ) from None
     except (RuntimeError, ValueError, IndexError) as exc:
-        if isinstance(exc, PSICFormatError):
+        if isinstance(exc, (PSICFormatError, KeyRequiredError)):
             raise
         raise CLIError(f"cannot decode the bitstream: {one_line(exc)}") from None
     cropped = []

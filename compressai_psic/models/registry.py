@@ -292,7 +292,7 @@ def architectures_matching(state_dict: Mapping) -> List[Tuple[str, Dict[str, int
         given = {
             k: v
             for k, v in internal.items()
-            if not k.startswith(("global_cond.", "trigger_proj."))
+            if not k.startswith(("global_cond.", "trigger_proj.", "key_shift."))
         }
         if set(given) != set(expected):
             continue

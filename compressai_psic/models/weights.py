@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional
 from torch import Tensor
 
 from ..utils import normalize_state_dict
+from .keyed import KeyedLatentShift
 from .registry import InjectionPoint, build_probe, infer_channels, rename_prefixes
 
 __all__ = ["ShieldedWeightsMixin"]
@@ -95,6 +96,10 @@ class ShieldedWeightsMixin:
             config["injection_points"] = [
                 InjectionPoint(t, n // 2 if halve else n) for t, n in rows.items()
             ]
+        if "key_shift.net.0.weight" in internal:  # a keyed model
+            shift = KeyedLatentShift.config_from_state_dict(internal, "key_shift.")
+            config["key_noise_channels"] = shift["noise_channels"]
+            config["key_hidden"] = shift["hidden"]
         config.update(kwargs)
         net = cls(**config)
         net.load_state_dict(given)
