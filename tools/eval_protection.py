@@ -102,7 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="test scenes of the per-image bound (0: no bound)",
     )
-    parser.add_argument("--bound-steps", type=int, default=10)
+    parser.add_argument(
+        "--bound-steps", type=int, default=100, help="PGD steps per budget (100)"
+    )
+    parser.add_argument(
+        "--bound-feature-weight",
+        type=float,
+        default=1.0,
+        help="weight of the ResNet feature term in the bound's objective (1)",
+    )
+    parser.add_argument(
+        "--bound-eot",
+        default="identity,jpeg,resize,greyworld,blur,median,downup,noisyup",
+        help="scraper transforms the bound's PGD sees at every step, as the "
+        "codec's training did (names of --eot, or none)",
+    )
+    parser.add_argument(
+        "--bound-budgets",
+        default="l2:3,6,10",
+        help="budgets as norm:levels[,levels];norm:… (default l2:3,6,10)",
+    )
     parser.add_argument(
         "--bound-from",
         type=Path,
@@ -349,9 +368,22 @@ def _bound(args: argparse.Namespace, test, train, evaluation) -> dict:
         with open(args.bound_from, encoding="utf-8") as f:
             bound = json.load(f)
     else:
+        from compressai_psic.train.criterion import build_eot
+
         vlps = {m.name: m for m in train + evaluation}
+        budgets = {}
+        for part in args.bound_budgets.split(";"):
+            norm, _, values = part.partition(":")
+            budgets[norm.strip()] = [float(v) for v in values.split(",") if v]
         bound = per_image_bound(
-            test, train, vlps, limit=args.bound_images, steps=args.bound_steps
+            test,
+            train,
+            vlps,
+            budgets=budgets,
+            limit=args.bound_images,
+            steps=args.bound_steps,
+            feature_weight=args.bound_feature_weight,
+            eot=build_eot(args.bound_eot, args.seed),
         )
     if (
         args.bound_from is None
