@@ -90,6 +90,10 @@ def protection_summary(
         images) and the ``*_ratio`` of each: R@1 over the original's R@1 on the
         same images
     """
+    # Latent inversions run in the report itself (psic demo) count as adaptive.
+    adaptive = list(adaptive) + [
+        a for a in report.get("attacks", []) if a.startswith("latent-")
+    ]
     latent = report.get("latent")
     latent_by_name = {v["name"]: v for v in latent["vlps"]} if latent else {}
     psnr = report.get("psnr", {})
