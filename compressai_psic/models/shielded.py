@@ -151,6 +151,8 @@ class ShieldedMixin(ShieldedWeightsMixin):
             publisher's key and the bitstream (:mod:`~compressai_psic.models.
             keyed`), and needs ``key=`` to decode
         key_hidden (int): width of the keyed shift's hidden layers (192)
+        key_form (str): how the key noise enters the shift, ``"mix"`` (default)
+            or ``"concat"`` (:data:`~compressai_psic.models.keyed.FORMS`)
 
     Conditions are ``"protected"`` (β = 1, the default), ``"full"`` (β = 0), a
     float in [0, 1] or a tensor of per-sample βs.
@@ -171,6 +173,7 @@ class ShieldedMixin(ShieldedWeightsMixin):
         modulation: str = "bias",
         key_noise_channels: int = 0,
         key_hidden: int = 192,
+        key_form: str = "mix",
         **kwargs: Any,
     ):
         if "trigger_dim" in inspect.signature(self._psic_base_class).parameters:
@@ -184,7 +187,7 @@ class ShieldedMixin(ShieldedWeightsMixin):
                 f"key_noise_channels must be >= 0, got {key_noise_channels}"
             )
         if key_noise_channels:
-            self.make_keyed(key_noise_channels, key_hidden)
+            self.make_keyed(key_noise_channels, key_hidden, key_form)
 
     # ------------------------------------------------------------------ setup
     def _init_shield(
@@ -320,12 +323,16 @@ class ShieldedMixin(ShieldedWeightsMixin):
         """Whether the protected decode needs the publisher's key."""
         return self.key_shift is not None
 
-    def make_keyed(self, noise_channels: int = 32, hidden: int = 192) -> ShieldedMixin:
+    def make_keyed(
+        self, noise_channels: int = 32, hidden: int = 192, form: str = "mix"
+    ) -> ShieldedMixin:
         """Gives the model a fresh keyed shift (replacing any): from now on its
         protected decode is ``g_s(ŷ + Δ(ŷ, noise(key, bitstream)), full)`` and
         needs ``key=``; train the shift with :mod:`compressai_psic.train.keyed`.
         Returns the model."""
-        shift = KeyedLatentShift(_latent_channels(self.g_s), noise_channels, hidden)
+        shift = KeyedLatentShift(
+            _latent_channels(self.g_s), noise_channels, hidden, form
+        )
         param = next(self.g_s.parameters(), None)
         if param is not None:
             shift.to(param.device)

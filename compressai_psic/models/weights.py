@@ -100,6 +100,7 @@ class ShieldedWeightsMixin:
             shift = KeyedLatentShift.config_from_state_dict(internal, "key_shift.")
             config["key_noise_channels"] = shift["noise_channels"]
             config["key_hidden"] = shift["hidden"]
+            config["key_form"] = shift["form"]
         config.update(kwargs)
         net = cls(**config)
         net.load_state_dict(given)

@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-lr", "--learning-rate", type=float, default=3e-4)
     parser.add_argument("--noise-channels", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=192)
+    parser.add_argument(
+        "--form",
+        choices=("mix", "concat"),
+        default="mix",
+        help="how the key noise enters the shift (compressai_psic.models.keyed)",
+    )
     parser.add_argument("--lambda-vlp", type=float, default=1.0)
     parser.add_argument("--lambda-feature", type=float, default=1.0)
     parser.add_argument("--lambda-mse", type=float, default=300.0)
@@ -58,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lambda-attacked",
         type=float,
-        default=1.0,
-        help="weight of the VLP term on the own-key inversion's first step",
+        default=0.0,
+        help="weight of the VLP term on the own-key inversion's first step (0: a "
+        "'mix' shift has no key-free part to subtract)",
     )
     parser.add_argument("--margin", type=float, default=2.0)
     parser.add_argument("--eot", default=DEFAULT_EOT, help="scraper transforms or none")
@@ -246,7 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     init = Path(args.init)
     model = load_checkpoint(init) if init.suffix else load_named(args.init)
     if not model.is_keyed:
-        model.make_keyed(args.noise_channels, args.hidden)
+        model.make_keyed(args.noise_channels, args.hidden, args.form)
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)

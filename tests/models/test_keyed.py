@@ -119,6 +119,7 @@ def test_keyed_weights_load_back_and_are_found_by_their_shapes(tmp_path):
         "latent_channels": 12,
         "noise_channels": 4,
         "hidden": 8,
+        "form": "mix",
     }
 
 
@@ -163,6 +164,26 @@ def test_call_triggers_checks_one_shift_per_trigger_and_unsets_them():
         same = model.g_s(y)
     assert not torch.equal(moved, plain) and torch.equal(same, plain)
     assert torch.equal(model.g_s(y + 1, trigger), moved)
+
+
+def test_both_forms_load_back_and_a_mix_shift_is_linear_in_the_noise():
+    y = torch.randn(2, 12, 4, 4)
+    noise = torch.randn(2, 4, 4, 4)
+    mix = KeyedLatentShift(12, 4, 8, "mix")
+    assert torch.allclose(mix(y, 2 * noise), 2 * mix(y, noise), atol=1e-6)
+    assert torch.allclose(mix(y, -noise), -mix(y, noise), atol=1e-6)
+    assert torch.equal(mix(y, torch.zeros_like(noise)), torch.zeros_like(y))
+    concat = KeyedLatentShift(12, 4, 8, "concat")
+    for shift in (mix, concat):
+        state = shift.state_dict(prefix="key_shift.")
+        config = KeyedLatentShift.config_from_state_dict(state, "key_shift.")
+        again = KeyedLatentShift(**config)
+        again.load_state_dict(shift.state_dict())
+        assert torch.equal(again(y, noise), shift(y, noise))
+    with pytest.raises(ValueError, match="'concat' keyed shift"):
+        mix.load_state_dict(concat.state_dict(), strict=False)
+    with pytest.raises(ValueError, match="Invalid form"):
+        KeyedLatentShift(12, 4, 8, "add")
 
 
 def test_make_keyed_rejects_nonsense_sizes():
