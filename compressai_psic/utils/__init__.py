@@ -6,7 +6,7 @@ models, for both decode paths::
     python -m compressai_psic.utils.eval_model checkpoint kodak/ -p ckpt.pth.tar
     python -m compressai_psic.utils.eval_model pretrained kodak/ -a mbt2018 -q 1,2,3
     python -m compressai_psic.utils.update_model ckpt.pth.tar -n psic-hyperprior-q3
-    python -m compressai_psic.utils.plot -f out/*.json -o rd.png
+    python -m compressai_psic.utils.plot out/*.json -o rd.png
     python -m compressai_psic.utils.plot pareto sweep/*.json -o pareto.png
 
 - :mod:`~compressai_psic.utils.eval_model`: rate–distortion of each path on a

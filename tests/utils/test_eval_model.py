@@ -204,7 +204,7 @@ def test_plot_tool_and_bd_against_an_anchor(run, tmp_path, capsys):
     anchor_file.write_text(json.dumps(data))
     png = tmp_path / "rd.png"
     rows = plot.main(
-        ["-f", str(anchor_file), str(test_file), "--anchor", "base", "-o", str(png)]
+        [str(anchor_file), "-r", str(test_file), "--anchor", "base", "-o", str(png)]
     )
     assert rows[0]["test"] == f"{NAME}-full"
     assert rows[0]["bd_rate"] == pytest.approx(100 * (1 / 1.1 - 1), abs=1e-6)
@@ -212,10 +212,10 @@ def test_plot_tool_and_bd_against_an_anchor(run, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Existing output: refused without --force, in one line.
     with pytest.raises(SystemExit) as exc:
-        plot.main(["-f", str(full), "-o", str(png)])
+        plot.main([str(full), "-o", str(png)])
     assert exc.value.code == 2
     assert "--force" in capsys.readouterr().err
-    plot.main(["-f", str(full), "-o", str(png), "--force"])
+    plot.main([str(full), "-o", str(png), "-f"])  # -f is --force, as everywhere
 
 
 def test_checkpoint_runs_with_conditions(dataset, tmp_path, capsys):
@@ -246,7 +246,10 @@ def test_checkpoint_runs_with_conditions(dataset, tmp_path, capsys):
         (["pretrained", "{d}/missing", "-a", "mbt2018"], "dataset folder not found"),
         (["checkpoint", "{d}", "-p", "{d}/none.pth.tar"], "checkpoint not found"),
         (["pretrained", "{d}", "-a", "nope", "--random-init"], "unknown architecture"),
-        (["pretrained", "{d}", "-a", "mbt2018", "-c", "zip"], "invalid -c"),
+        (
+            ["pretrained", "{d}", "-a", "mbt2018", "--entropy-coder", "zip"],
+            "invalid --entropy-coder",
+        ),
     ],
 )
 def test_argument_errors_are_one_line(dataset, capsys, argv, message):
