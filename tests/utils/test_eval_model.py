@@ -285,3 +285,13 @@ def test_tools_build_their_parsers_without_torch():
         "rss_mib()"
     )
     assert modules_loaded_by(code, ("torch", "compressai", "matplotlib")) == []
+
+
+def test_rgba_images_warn_in_the_package_style(tmp_path, capsys):
+    Image.fromarray(_pattern(64, 64, 0)).convert("RGBA").save(tmp_path / "a.png")
+    eval_model.main(_argv(tmp_path, "-q", "1", "--condition", "protected"))
+    err = capsys.readouterr().err.strip().splitlines()
+    (line,) = [x for x in err if "alpha" in x]
+    assert line.startswith("eval_model: warning: ")
+    assert "alpha channel dropped" in line
+    assert not [x for x in err if "UserWarning" in x or "warnings.warn" in x]
