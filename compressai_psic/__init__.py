@@ -23,7 +23,7 @@ import importlib
 import warnings
 from typing import Any, List
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: Public name → module that defines it.
 _EXPORTS = {

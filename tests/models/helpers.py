@@ -46,3 +46,14 @@ def tiny_zoo_model(name: str, seed: int = 0) -> nn.Module:
         model(torch.zeros(1, 3, factor, factor))
     model.update(force=True)
     return model
+
+
+def register_toy(name: str, base: type, plans, **kwargs) -> type:
+    """Registers a shielded class of ``base`` (declared here, as a maintainer
+    declares one) as architecture ``name``; returns the class."""
+    from compressai_psic.models import ShieldedMixin, register_architecture
+
+    qualname = f"Shielded_{name.replace('-', '_')}"
+    shielded = type(qualname, (ShieldedMixin, base), {"__module__": __name__})
+    shielded.__qualname__ = qualname
+    return register_architecture(name, plans=plans, **kwargs)(shielded)

@@ -416,12 +416,13 @@ class WideCodec(TinyCodec):
     pass
 
 
-def test_registered_architecture_checkpoint_loads_with_its_config(tmp_path, image):
+def test_registered_architecture_checkpoint_loads_with_its_config(
+    tmp_path, image, registries
+):
     @register_architecture(
         "wide-codec",
         plans={"every-stage": ["g_s.0", "g_s.1"], "late": ["g_s.1"]},
         config_from_state_dict=_tiny_config,
-        override=True,
     )
     class ShieldedWideCodec(psic.ShieldedMixin, WideCodec):
         pass

@@ -41,7 +41,7 @@ from compressai_psic.models.synthesis import (
     register_block_runner,
 )
 
-from .helpers import perturb_triggers, tiny_base
+from .helpers import perturb_triggers, register_toy, tiny_base
 
 
 def _projections(points, channels, trigger_dim=4, scale=1, seed=0):
@@ -918,10 +918,9 @@ def test_modulation_from_shapes_of_files_without_the_mark():
     assert (
         _modulation_from_shapes(ShieldedFactorizedPrior, config, {"g_s.4": 7}) == "bias"
     )
-    bad = {"N": 8}  # no model can be built: bias
-    assert _modulation_from_shapes(ShieldedFactorizedPrior, bad, {"g_s.4": 16}) == (
-        "bias"
-    )
+    bad = {"N": 8}  # no model can be built: the constructor's own error
+    with pytest.raises(TypeError, match="missing 1 required positional argument"):
+        _modulation_from_shapes(ShieldedFactorizedPrior, bad, {"g_s.4": 16})
 
 
 # -------------------------------------------------------------------- upgrade
@@ -1204,8 +1203,8 @@ def test_auto_injection_points():
     ]
     message = (
         "Model cannot be shielded automatically: its g_s is not an nn.Sequential "
-        "of at least two layers; register it with "
-        "compressai_psic.register_architecture(name, cls, plans={...})"
+        "of at least two layers; register a shielded class of it with "
+        "@compressai_psic.register_architecture(name, plans={...})"
     )
     model.g_s = nn.Sequential(nn.Conv2d(3, 4, 1))
     _raises(message, auto_injection_points, model)
@@ -1238,9 +1237,7 @@ def test_registry_lookups(registries):
     assert find_architecture(FactorizedPrior) is factorized
     assert find_architecture(ShieldedFactorizedPrior) is factorized
     assert find_architecture(nn.Linear) is None
-    newer = psic.models.register_architecture(
-        "factorized-again", FactorizedPrior, plans={"late": ["g_s.4"]}
-    )
+    newer = register_toy("factorized-again", FactorizedPrior, {"late": ["g_s.4"]})
     assert find_architecture(FactorizedPrior).shielded_class is newer
 
 
@@ -1253,7 +1250,8 @@ def test_build_probe():
     assert probe.weight.is_meta
     probe = build_probe(FactorizedPrior, {"N": 8, "M": 12})
     assert probe.g_a[0].weight.shape == (8, 3, 5, 5)
-    assert build_probe(FactorizedPrior, {"N": 8, "Q": 1}) is None
+    with pytest.raises(TypeError, match="missing 1 required positional argument"):
+        build_probe(FactorizedPrior, {"N": 8, "Q": 1})  # the constructor's error
 
     class NeedsRealTensors(nn.Module):
         def __init__(self):
@@ -1291,56 +1289,21 @@ def test_register_architecture_checks_its_arguments(registries):
     from compressai_psic.models.registry import ARCHITECTURES
 
     register = psic.models.register_architecture
-    _raises(
-        "Give plans= or injection_points=, not both",
-        register,
-        "toy",
-        FactorizedPrior,
-        ["g_s.0"],
-        plans={"a": ["g_s.0"]},
-    )
-    _raises(
-        "plans must name at least one injection plan",
-        register,
-        "toy",
-        FactorizedPrior,
-        plans={},
-    )
-    _raises(
-        "default_plan \"z\" is not one of the plans ['a', 'b']",
-        register,
-        "toy",
-        FactorizedPrior,
-        plans={"b": ["g_s.0"], "a": ["g_s.2"]},
-        default_plan="z",
-    )
+
+    class ShieldedToy(psic.models.ShieldedMixin, FactorizedPrior):
+        pass
+
+    _raises("plans must name at least one injection plan", register, "toy", plans={})
     for taken in ("bmshj2018-factorized", "psic-bmshj2018-factorized"):
-        _raises(
-            f'Architecture "{taken}" is already registered (pass override=True to '
-            "replace it)",
-            register,
-            taken,
-            FactorizedPrior,
-            plans={"a": ["g_s.0"]},
+        with pytest.raises(ValueError) as info:
+            register(taken, plans={"a": ["g_s.0"]})(ShieldedToy)
+        assert str(info.value) == (
+            f'Architecture "{taken}" is already registered by '
+            "compressai_psic.models.google.ShieldedFactorizedPrior"
         )
-    _raises(
-        "model_class must be a compressai CompressionModel subclass, got "
-        f"{nn.Linear!r}",
-        register,
-        "toy",
-        nn.Linear,
-    )
-    _raises(
-        "model_class must be a compressai CompressionModel subclass, got 3",
-        register,
-        "toy",
-        3,
-    )
-    with pytest.raises(ValueError) as info:
-        register("toy", plans={"a": ["g_s.0"]})(FactorizedPrior)
-    assert str(info.value) == (
-        "FactorizedPrior must derive from ShieldedMixin (put it first)"
-    )
+    for not_shielded in (FactorizedPrior, nn.Linear, 3):
+        with pytest.raises(ValueError, match="must derive from ShieldedMixin"):
+            register("toy", plans={"a": ["g_s.0"]})(not_shielded)
 
     class Lonely(psic.models.ShieldedMixin, nn.Module):
         pass
@@ -1352,10 +1315,11 @@ def test_register_architecture_checks_its_arguments(registries):
 def test_register_architecture_entries(registries):
     from compressai.registry import MODELS
 
-    from compressai_psic.models.registry import ARCHITECTURES, auto_injection_points
+    from compressai_psic.models.registry import ARCHITECTURES
 
-    register = psic.models.register_architecture
-    made = register("toy", FactorizedPrior, ["g_s.0"], description="a toy")
+    made = register_toy(
+        "toy", FactorizedPrior, {"default": ["g_s.0"]}, description="a toy"
+    )
     arch = ARCHITECTURES["toy"]
     assert MODELS["psic-toy"] is made and arch.shielded_class is made
     assert made._psic_architecture is arch and made._psic_base_class is FactorizedPrior
@@ -1363,25 +1327,23 @@ def test_register_architecture_entries(registries):
     assert arch.name == "toy" and arch.model_class is FactorizedPrior
     assert arch.description == "a toy" and arch.key_aliases == {}
     assert arch.anchor_full and not arch.trigger_argument
-    register("auto", FactorizedPrior)
-    assert ARCHITECTURES["auto"].plans == {"default": auto_injection_points}
-    register("psic-named", FactorizedPrior, plans={"b": ["g_s.2"], "a": ["g_s.0"]})
+    register_toy("psic-named", FactorizedPrior, {"b": ["g_s.2"], "a": ["g_s.0"]})
     assert "psic-named" in MODELS and "psic-psic-named" not in MODELS
-    assert ARCHITECTURES["psic-named"].default_plan == "b"
-    again = register("toy", FactorizedPrior, ["g_s.2"], override=True)
+    assert ARCHITECTURES["psic-named"].default_plan == "b"  # the first plan
+    # The same class registered again (a module reloaded) replaces itself.
+    again = register_toy("toy", FactorizedPrior, {"late": ["g_s.2"]})
     assert MODELS["psic-toy"] is again and again is not made
 
     def config(sd):
         return {"N": 8, "M": 12}
 
-    @register(
+    @psic.models.register_architecture(
         "toy-class",
-        plans={"a": ["g_s.0"], "b": ["g_s.2"]},
-        default_plan="b",
-        anchor_full=False,
-        trigger_argument=False,
-        key_aliases={"g_s.": "dec."},
+        plans={"b": ["g_s.2"], "a": ["g_s.0"]},
         config_from_state_dict=config,
+        layout=psic.models.CheckpointLayout(
+            anchor_full=False, key_aliases={"g_s.": "dec."}
+        ),
     )
     class ShieldedToy(psic.models.ShieldedMixin, FactorizedPrior):
         pass
@@ -1395,4 +1357,4 @@ def test_register_architecture_entries(registries):
     assert arch.default_plan == "b" and arch.anchor_full is False
     assert arch.key_aliases == {"g_s.": "dec."}
     assert arch.config_from_state_dict is config
-    assert arch.plans == {"a": ["g_s.0"], "b": ["g_s.2"]}
+    assert arch.plans == {"b": ["g_s.2"], "a": ["g_s.0"]}

@@ -55,6 +55,8 @@ from compressai_psic.models.registry import (
     infer_channels,
 )
 
+from .helpers import register_toy
+
 
 def _factorized_state():
     torch.manual_seed(0)
@@ -85,13 +87,16 @@ def test_decorator_registers_and_returns_the_decorated_class_itself(registries):
 
 
 def test_registration_defaults_and_trigger_argument(registries):
-    register = psic.models.register_architecture
-    register("toy-plain", FactorizedPrior, ["g_s.0"])
+    register_toy("toy-plain", FactorizedPrior, {"default": ["g_s.0"]})
     plain = ARCHITECTURES["toy-plain"]
     assert plain.description == ""
     assert plain.trigger_argument is False and plain.anchor_full is True
 
-    @register("toy-trigger", plans={"a": ["g_s.0"]}, trigger_argument=True)
+    @psic.models.register_architecture(
+        "toy-trigger",
+        plans={"a": ["g_s.0"]},
+        layout=psic.models.CheckpointLayout(trigger_argument=True),
+    )
     class ShieldedTriggerToy(ShieldedMixin, FactorizedPrior):
         pass
 
@@ -141,11 +146,11 @@ def test_architectures_matching_goes_on_after_a_model_it_cannot_build(registries
     assert "bmshj2018-factorized" in dict(architectures_matching(state))
 
     # The newest registration reads a config its model class cannot be built
-    # from (build_probe gives None): the older architectures are still asked.
-    psic.models.register_architecture(
+    # from (its constructor raises): the older architectures are still asked.
+    register_toy(
         "toy-unbuildable",
         FactorizedPrior,
-        ["g_s.0"],
+        {"default": ["g_s.0"]},
         config_from_state_dict=lambda sd: {"N": 8, "Q": 1},
     )
     assert list(ARCHITECTURES)[-1] == "toy-unbuildable"
@@ -153,6 +158,22 @@ def test_architectures_matching_goes_on_after_a_model_it_cannot_build(registries
     assert "toy-unbuildable" not in matches
     assert matches["bmshj2018-factorized"] == {"N": 8, "M": 12}
     assert psic.guess_architecture(state) == "bmshj2018-factorized"
+
+
+def test_guess_architecture_chains_the_error_of_a_constructor(registries):
+    register_toy(
+        "toy-unbuildable",
+        FactorizedPrior,
+        {"default": ["g_s.0"]},
+        config_from_state_dict=lambda sd: {"N": 8, "Q": 1},
+    )
+    with pytest.raises(ValueError) as info:
+        psic.guess_architecture({"g_a.0.weight": torch.zeros(4, 3, 5, 5)})
+    message = str(info.value)
+    assert message.startswith("No registered architecture has these weights")
+    assert "toy-unbuildable could not be built with {'N': 8, 'Q': 1}" in message
+    assert "TypeError" in message and "argument: 'M'" in message
+    assert isinstance(info.value.__cause__, TypeError)
 
 
 # ------------------------------------------------------------------- checkpoints

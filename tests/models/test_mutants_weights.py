@@ -18,6 +18,7 @@ from compressai_psic.models import (
     InjectionPoint,
     PSICHyperprior,
     ShieldedFactorizedPrior,
+    ShieldedMixin,
 )
 from compressai_psic.models.weights import _modulation_from_shapes
 
@@ -147,8 +148,9 @@ def test_from_state_dict_keeps_the_channels_the_weights_give(modulation):
 
 def test_modulation_from_shapes_of_a_point_the_model_lacks():
     config = {"N": 8, "M": 12, "trigger_dim": 4}
-    rows = {"g_s.99": 16}
-    assert _modulation_from_shapes(ShieldedFactorizedPrior, config, rows) == "bias"
+    rows = {"g_s.99": 16}  # the model's own refusal, not a guess
+    with pytest.raises(ValueError, match='Injection point "g_s.99" does not exist'):
+        _modulation_from_shapes(ShieldedFactorizedPrior, config, rows)
 
 
 def test_the_modulation_argument_reads_unmarked_weights_the_shapes_cannot():
@@ -303,24 +305,31 @@ class _Twice(_Tiny):
     """A codec registered under two architectures."""
 
 
+class ShieldedTwiceFirst(ShieldedMixin, _Twice):
+    pass
+
+
+class ShieldedTwiceSecond(ShieldedMixin, _Twice):
+    pass
+
+
 def test_unpickling_rebuilds_the_class_of_the_model_s_own_architecture(registries):
     import pickle
 
     from compressai_psic.models.upgrade import rebuild_dynamic
 
-    first = psic.models.register_architecture(
-        "twice-first", _Twice, injection_points=["g_s.0"]
-    )
-    second = psic.models.register_architecture(
-        "twice-second", _Twice, injection_points=["g_s.2"]
-    )
-    assert first is not second
-    assert type(rebuild_dynamic(_Twice, "twice-first")) is first
-    assert type(rebuild_dynamic(_Twice, "twice-second")) is second
+    register = psic.models.register_architecture
+    first = register("twice-first", plans={"a": ["g_s.0"]})(ShieldedTwiceFirst)
+    second = register("twice-second", plans={"a": ["g_s.2"]})(ShieldedTwiceSecond)
     torch.manual_seed(0)
-    net = first()
-    again = pickle.loads(pickle.dumps(net))
-    assert type(again) is first and again.injection_points == net.injection_points
+    for cls in (first, second):
+        net = cls()
+        again = pickle.loads(pickle.dumps(net))
+        assert type(again) is cls and again.injection_points == net.injection_points
+    # A class built at run time (a model shielded without registration) is
+    # rebuilt from its base class.
+    auto = psic.shielded_class(_Tiny)
+    assert type(rebuild_dynamic(_Tiny, auto._psic_architecture.name)) is auto
 
 
 def test_shield_puts_the_new_weights_on_the_model_s_device():

@@ -331,10 +331,12 @@ def _check_custom(model, base):
         assert not torch.equal(both[0], ref)
 
 
-def test_custom_architecture_registers_in_a_few_lines():
-    cls = psic.register_architecture(
-        "tiny-codec", TinyCodec, injection_points=["g_s.0", "g_s.1"], override=True
-    )
+def test_custom_architecture_registers_in_a_few_lines(registries):
+    @psic.register_architecture("tiny-codec", plans={"default": ["g_s.0", "g_s.1"]})
+    class ShieldedTinyCodec(psic.ShieldedMixin, TinyCodec):
+        pass
+
+    cls = ShieldedTinyCodec
     assert MODELS["psic-tiny-codec"] is cls
     torch.manual_seed(0)
     base = TinyCodec().eval()

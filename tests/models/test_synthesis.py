@@ -471,3 +471,23 @@ def test_block_runner_sites_are_changed_in_place_unless_they_are_the_input(affin
             assert torch.equal(decoded, expected)
     finally:
         BLOCK_RUNNERS.pop(_Runnable, None)
+
+
+def test_projection_modules_is_part_of_the_synthesis_interface():
+    # ShieldedMixin.projection_modules asks g_s for them (trigger_argument).
+    from compressai_psic.models.psic import PSICSynthesis
+    from compressai_psic.models.synthesis import ShieldedSynthesis, TriggeredSynthesis
+
+    assert "projection_modules" in vars(TriggeredSynthesis)
+    with pytest.raises(NotImplementedError):
+        TriggeredSynthesis().projection_modules()
+    for synthesis in (ShieldedSynthesis, PSICSynthesis):
+        assert "projection_modules" in vars(synthesis)
+
+
+def test_the_synthesis_lists_the_model_s_projections():
+    for net in (
+        tiny_zoo_model("bmshj2018-hyperprior"),
+        psic.PSICHyperprior(N=8, M=12, trigger_dim=4),
+    ):
+        assert list(net.g_s.projection_modules()) == net.projection_modules()
