@@ -7,7 +7,7 @@ from typing import Any, Mapping, Optional, Union
 
 import torch.nn as nn
 
-from ..utils import load_torch_file, normalize_state_dict
+from ..state_dicts import load_torch_file, normalize_state_dict
 from .registry import ARCHITECTURES, get_architecture, match_architectures
 from .upgrade import shield
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from torch import Tensor
 
-from ..utils import normalize_state_dict
+from ..state_dicts import normalize_state_dict
 from .registry import InjectionPoint, build_probe, infer_channels, rename_prefixes
 
 __all__ = ["ShieldedWeightsMixin"]

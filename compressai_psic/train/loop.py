@@ -363,7 +363,7 @@ def _train_epochs(
     if args.export is not None and ctx.is_main:
         best_file = save_dir / BEST_CHECKPOINT_NAME if save_dir else None
         if best_file is not None and best_file.is_file():
-            from ..utils import load_torch_file
+            from ..state_dicts import load_torch_file
 
             best_state = load_torch_file(best_file, map_location=ctx.device)
             net.load_state_dict(best_state["state_dict"])

@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..utils import load_torch_file
+from ..state_dicts import load_torch_file
 from ..zoo import manifest_entry, manifest_path, weights_file
 from .adapters import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .open_clip import OpenCLIPAdapter

@@ -15,8 +15,8 @@ from PIL import Image
 from compressai_psic import zoo
 from compressai_psic.evaluation import rd
 from compressai_psic.io import container
+from compressai_psic.padding import pad_to_multiple
 from compressai_psic.utils import eval_model
-from compressai_psic.utils.core import pad_to_multiple
 from compressai_psic.utils.results import load_results
 
 TINY = {"N": 16, "M": 24}
