@@ -203,3 +203,23 @@ def test_shared_option_values_have_one_home():
     choices = {a.dest: a.choices for a in parser._actions if a.choices}
     assert choices["ensemble"] == options.ENSEMBLE_MODES
     assert choices["feature_stage"] == options.FEATURE_STAGES
+
+
+def test_log_lines_go_above_the_progress_bar(monkeypatch, tmp_path):
+    import logging
+
+    import tqdm
+
+    from compressai_psic.train import logs
+
+    written = []
+    monkeypatch.setattr(
+        tqdm.tqdm, "write", classmethod(lambda cls, s, file=None: written.append(s))
+    )
+    handlers = logs._setup_logging(None, True)
+    try:
+        logs.logger.info("step %d: loss=%.1f", 50, 1.5)
+    finally:
+        logs._teardown_logging(handlers)
+    assert len(written) == 1 and written[0].endswith("INFO step 50: loss=1.5")
+    assert isinstance(handlers[0], logging.StreamHandler)
