@@ -1,7 +1,8 @@
 """The tests mirror the package: each module of ``compressai_psic.models``,
 ``compressai_psic.losses`` and ``compressai_psic.io`` has its test module
-(``tests/<package>/test_<module>.py``), and no test module is named after how
-its tests were found (a mutation run, a refactor)."""
+(``tests/<package>/test_<module>.py``), each of their test modules tests its
+module (or is listed with what it tests instead), and no test module is named
+after how its tests were found (a mutation run, a refactor)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,26 @@ def test_each_core_module_has_its_test_module():
     assert missing == []
 
 
+#: Test modules of the mirrored packages that test no module of theirs.
+OTHER_TESTS = {
+    "models/test_demo_pin.py": "the shipped demo codec's decodes, pinned",
+    "io/test_fuzzing.py": "the decode fuzzer of tools/_lib/fuzzing.py",
+}
+
+
+def test_each_test_module_of_the_core_tests_its_module():
+    stray = []
+    for package in MIRRORED:
+        for test in sorted((ROOT / "tests" / package).glob("test_*.py")):
+            module = ROOT / "compressai_psic" / package / test.name[len("test_") :]
+            key = f"{package}/{test.name}"
+            if not module.is_file() and key not in OTHER_TESTS:
+                stray.append(key)
+    assert stray == []
+
+
 def test_no_test_module_is_named_after_a_tool_run_or_a_refactor():
     names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
-    bad = [n for n in names if re.search(r"mutant|mutation|_v\d|refactor", n)]
+    pattern = r"mutant|mutation|_v\d|refactor|contracts"
+    bad = [n for n in names if re.search(pattern, n)]
     assert bad == []
