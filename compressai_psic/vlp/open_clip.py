@@ -210,15 +210,9 @@ def _create_open_clip_model(
     cfg = get_pretrained_cfg(model_name, pretrained)
     # Weights trained with QuickGELU (all OpenAI ones) need it at inference.
     quick_gelu = bool(cfg.get("quick_gelu", False))
-    cached = _cached_hub_file(cfg, cache_dir)
-    if cached is not None:  # no network request at all (offline, no retries)
-        return open_clip.create_model(
-            model_name,
-            pretrained=cached,
-            precision=precision,
-            force_quick_gelu=quick_gelu,
-        )
-    unreachable = _unreachable(cfg)
+    # Not cached and no way to the host: fail at once, not after the hub
+    # client's retries (cached weights load as open_clip loads them).
+    unreachable = None if _cached_hub_file(cfg, cache_dir) else _unreachable(cfg)
     try:
         if unreachable is not None:
             raise ConnectionError(unreachable)
@@ -259,11 +253,8 @@ def _hub_file(cfg: Dict) -> Optional[tuple]:
 
 
 def _cached_hub_file(cfg: Dict, cache_dir: Optional[str]) -> Optional[str]:
-    """The tag's weights file in the Hugging Face cache, or ``None``.
-
-    Found without a network request, so that cached weights load offline at
-    once instead of after the hub client's retries.
-    """
+    """The tag's weights file in the Hugging Face cache, or ``None`` (found
+    without a network request)."""
     hub = _hub_file(cfg)
     if hub is None:
         return None
@@ -283,7 +274,11 @@ def _cached_hub_file(cfg: Dict, cache_dir: Optional[str]) -> Optional[str]:
 
 def _unreachable(cfg: Dict, timeout: float = 5.0) -> Optional[str]:
     """Why the host the tag downloads from cannot be reached (``None`` when it
-    can): one connection attempt, instead of the hub client's retries."""
+    can, or when a proxy is configured and only the download itself can tell):
+    one connection attempt, instead of the hub client's retries."""
+    proxies = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    if any(os.environ.get(name) for name in proxies):
+        return None
     if cfg.get("hf_hub"):
         host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     elif cfg.get("url"):

@@ -84,6 +84,8 @@ def test_offline_vlp_tag_fails_at_once_in_one_line(monkeypatch, tmp_path, capsys
     def no_download(*args, **kwargs):
         raise AssertionError("a download was tried without a network")
 
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(open_clip, "create_model", no_download)
     with pytest.raises(FileNotFoundError) as info:
