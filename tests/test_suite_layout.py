@@ -1,5 +1,6 @@
-"""The tests mirror the package: each module of ``compressai_psic.models``,
-``compressai_psic.losses`` and ``compressai_psic.io`` has its test module
+"""The tests mirror the package: each module of the packages in
+:data:`MIRRORED` (the core, the losses, the ``.psic`` files, the zoo, the
+scraper transforms and the ``utils`` tools) has its test module
 (``tests/<package>/test_<module>.py``), each of their test modules tests its
 module (or is listed with what it tests instead), and no test module is named
 after how its tests were found (a mutation run, a refactor)."""
@@ -11,7 +12,7 @@ import re
 from .helpers import ROOT
 
 #: Packages whose every module has ``tests/<package>/test_<module>.py``.
-MIRRORED = ("models", "losses", "io")
+MIRRORED = ("models", "losses", "io", "zoo", "transforms", "utils")
 
 #: Modules tested elsewhere, and where.
 TESTED_ELSEWHERE = {
@@ -19,6 +20,10 @@ TESTED_ELSEWHERE = {
     # are checked per architecture in test_registry.py, the classes'
     # registration in test_registration.py.
     "models/google.py": ("models/test_registry.py", "models/test_registration.py"),
+    # The BD-rate helpers, through eval_model's BD-rates and the plot tool.
+    "utils/bd.py": ("utils/test_eval_model.py", "utils/test_plot.py"),
+    # The Pareto plot of retrieval reports, with the retrieval tools' reports.
+    "utils/pareto.py": ("evaluation/test_retrieval_tools.py",),
 }
 
 
