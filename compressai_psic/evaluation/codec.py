@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..io.images import pil_to_tensor
-from ..utils import crop_padding, pad_to_multiple
+from ..padding import crop_padding, pad_to_multiple
 
 __all__ = [
     "codec_batches",

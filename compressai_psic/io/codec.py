@@ -95,7 +95,7 @@ def compress_tensor(
     """
     import torch
 
-    from ..utils import pad_to_multiple
+    from ..padding import pad_to_multiple
 
     height, width = x.shape[-2:]
     x_padded, _ = pad_to_multiple(x, int(model.downsampling_factor))
@@ -144,7 +144,7 @@ def decompress_header(
     import torch
 
     from ..models import guard
-    from ..utils import crop_padding
+    from ..padding import crop_padding
 
     # The stricter check a file allows (its latents must be exactly those of the
     # declared size); padding and the finite check happen once, in the model.

@@ -224,7 +224,9 @@ class TriggeredSynthesis(nn.Sequential):
     """A sequential synthesis whose ``forward`` takes an optional trigger.
 
     Subclasses implement :meth:`synthesize` (one run with one trigger, or
-    ``None``: no change). Without a trigger argument, ``forward`` decodes the
+    ``None``: no change) and :meth:`projection_modules` (the projections
+    ``P_k`` of the trigger, which the model trains, freezes and counts).
+    Without a trigger argument, ``forward`` decodes the
     triggers of the call in progress (:func:`call_triggers`), else the default
     condition of its :class:`TriggerSource`, else no change at all (a base model
     without a condition encoder).
@@ -235,6 +237,12 @@ class TriggeredSynthesis(nn.Sequential):
         self.trigger_source: Optional[TriggerSource] = None
 
     def synthesize(self, x: Tensor, trigger: Optional[Tensor]) -> Tensor:
+        """``x`` decoded with ``trigger`` (``None``: the base synthesis)."""
+        raise NotImplementedError
+
+    def projection_modules(self) -> Iterator[nn.Module]:
+        """The bias-free projections ``P_k`` of the trigger, in the order the
+        synthesis applies them."""
         raise NotImplementedError
 
     def synthesize_each(self, x: Tensor, triggers: Sequence[Tensor]) -> Tensor:
@@ -357,6 +365,11 @@ class ShieldedSynthesis(TriggeredSynthesis):
         )
         sliced.trigger_source = self.trigger_source
         return sliced
+
+    def projection_modules(self) -> Iterator[nn.Module]:
+        """The projections of the points (held by the model's ``trigger_proj``)."""
+        for _, projection in self.projections:
+            yield projection
 
     def extra_repr(self) -> str:
         kind = "affine" if self.affine else "bias"
