@@ -85,7 +85,67 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-f", "--force", action="store_true", help="replace an earlier run's files"
     )
+    parser.add_argument(
+        "--export",
+        metavar="NAME",
+        default=None,
+        help="write the best step as ZOO/NAME-<sha256[:8]>.pth.tar (float16 "
+        "parameters) and add its entry to ZOO/manifest.json (replacing NAME's)",
+    )
+    parser.add_argument("--zoo", type=Path, default=Path("zoo"), help="zoo folder")
     return parser
+
+
+def export_keyed(
+    checkpoint: Path, zoo: Path, name: str, record: Dict[str, Any]
+) -> Dict[str, Any]:
+    """Writes ``checkpoint``'s model with float16 parameters (CDF tables
+    recomputed from the rounded weights) as ``zoo/<name>-<sha256[:8]>.pth.tar``
+    and puts its entry, with ``record`` (how it was made), in
+    ``zoo/manifest.json``. Returns the entry."""
+    import torch
+
+    from .. import load_checkpoint
+    from ..io.files import save_state_dict, write_bytes
+
+    model = load_checkpoint(checkpoint)
+    names = {n for n, _ in model.named_parameters()}
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.half().float())
+    model.update(force=True)
+    state = type(model.state_dict())(
+        (k, v.detach().cpu().half() if k in names else v)
+        for k, v in model.state_dict().items()
+    )
+    written = save_state_dict(state, zoo, name)
+    path = Path(written["path"])
+    shift = model.key_shift
+    entry = {
+        "name": name,
+        "kind": "codec",
+        "architecture": model.architecture,
+        "includes_base": True,
+        "image_size": 64,
+        "file": path.name,
+        "sha256": written["sha256"],
+        "size_bytes": path.stat().st_size,
+        "dtype": "float16",
+        "keyed": {
+            "form": shift.form,
+            "noise_channels": shift.noise_channels,
+            "parameters": sum(p.numel() for p in shift.parameters()),
+        },
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **record,
+    }
+    manifest_file = zoo / "manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    models = [m for m in manifest["models"] if m.get("name") != name]
+    models.append(entry)
+    manifest["models"] = models
+    write_bytes(manifest_file, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    return entry
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -102,6 +162,8 @@ def _check(args: argparse.Namespace) -> None:
             f"--vlp {args.vlp} is an evaluation VLP: codecs are never trained or "
             "chosen against it"
         )
+    if args.export and not (args.zoo / "manifest.json").is_file():
+        raise ValueError(f"--export: {args.zoo / 'manifest.json'} does not exist")
     init = Path(args.init)
     if init.suffix and not init.is_file():
         raise ValueError(f"--init {args.init}: no such file")
@@ -338,6 +400,26 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             f"{args.max_psnr_drop} dB of the full decode; nothing saved as best",
             file=sys.stderr,
         )
+    elif args.export:
+        summary["export"] = export_keyed(
+            args.save_dir / BEST_FILE,
+            args.zoo,
+            args.export,
+            {
+                "recipe": {"command": summary["command"]},
+                "training": {
+                    "steps_run": args.steps,
+                    "best_step": best["step"],
+                    "minutes": summary["minutes"],
+                    "threads": summary["threads"],
+                    "validation": {
+                        k: best[k]
+                        for k in ("recall", "recall_attacked", "psnr_protected")
+                    },
+                },
+            },
+        )
+        (args.save_dir / "keyed_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
