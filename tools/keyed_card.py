@@ -231,7 +231,8 @@ def main(argv: Optional[List[str]] = None) -> str:
         "",
         f"![full, protected, 8×|difference|; then 3× crops](./{args.name}-photos.png)",
         "",
-        f"![scenes: original, full, protected, 4×|difference|](./{args.name}-images.png)",
+        "![scenes: original, full, protected, 4×|difference|]"
+        f"(./{args.name}-images.png)",
         "",
     ]
     text = "\n".join(lines)
