@@ -93,8 +93,10 @@ def _bound_lines(bound: Dict[str, Any], report: Dict[str, Any]) -> List[str]:
     for name in bound["original"]:
         for d in ("i2t", "t2i"):
             codec = summary.get(name, {}).get(d, {})
-            value = _at(points, psnr, lambda p: p["recall"][name]["perturbed"][d])
-            worst = _at(points, psnr, lambda p: p["worst"][name][d])
+            value = _at(
+                points, psnr, lambda p, n=name, d=d: p["recall"][n]["perturbed"][d]
+            )
+            worst = _at(points, psnr, lambda p, n=name, d=d: p["worst"][n][d])
             lines.append(
                 f"| {name} | {d} | {_f(bound['original'][name][d])} | "
                 f"{_f(codec.get('protected'))} | {_f(value)} | "
