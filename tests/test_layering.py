@@ -389,3 +389,29 @@ def test_the_core_imports_nothing_above_it():
         if name.startswith("tests") or layer_of(name) not in ("base", "models")
     ]
     assert not above, f"import compressai_psic.models loaded {above}"
+
+
+def test_the_package_never_imports_the_harness():
+    """``tools/`` (retraining the demo models, benchmarks, fuzzers, mutation runs,
+    sweeps) imports the package; nothing in the package imports it back, by
+    statement or by string."""
+    harness = ("tools", "tests", "scripts")
+    found = []
+    for module, path in module_files().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif _is_import_call(node) and node.args:
+                first = node.args[0]
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    names = [first.value]
+            found += [
+                f"{module}:{node.lineno} imports {name}"
+                for name in names
+                if name.split(".")[0] in harness
+            ]
+    assert not found, found

@@ -70,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only the VLP the codec was trained against",
     )
     parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="a named codec of the manifest (default demo-psic; demo-psic-keyed: "
+        "the keyed one, decoded with a key derived from --seed)",
+    )
+    parser.add_argument(
         "--latent-steps",
         type=int,
         default=LATENT_STEPS,
@@ -122,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             attacks=args.attacks,
             fit_images=args.fit_images,
             latent_steps=args.latent_steps,
+            model_name=args.model,
         )
     except (RuntimeError, ValueError) as err:
         raise CLIError(str(err)) from err

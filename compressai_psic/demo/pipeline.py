@@ -52,6 +52,7 @@ __all__ = [
     "GRID_FILE",
     "LATENT_STEPS",
     "REPORT_FILE",
+    "demo_key",
     "run_demo",
     "shipped_eval_vlps",
     "shipped_train_vlps",
@@ -68,6 +69,16 @@ LATENT_STEPS = 50
 #: benchmark's validation stream, disjoint from the test scenes evaluated.
 FIT_IMAGES = 50
 FIT_SPLIT = "val"
+
+
+def demo_key(seed: int) -> Any:
+    """The demo's publisher key: derived from the benchmark seed, so that a run
+    can be repeated exactly. A publisher's own key comes from ``psic keygen``."""
+    import hashlib
+
+    from ..models.keys import ShieldKey
+
+    return ShieldKey(hashlib.sha256(f"psic-demo-publisher:{seed}".encode()).digest())
 
 
 def shipped_eval_vlps() -> List[str]:
@@ -99,6 +110,7 @@ def run_demo(
     fit_images: int = FIT_IMAGES,
     latent_steps: int = LATENT_STEPS,
     key: Any = None,
+    model_name: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Runs the demo and returns its report (also written to ``output_dir``).
 
@@ -126,14 +138,19 @@ def run_demo(
         latent_steps: Adam steps of the latent inversion through the public
             model (:mod:`~compressai_psic.evaluation.latent_attacks`: the public
             trigger, or for a keyed codec a key of the attacker's own); 0 skips it
-        key: the publisher's key of a keyed codec
+        key: the publisher's key of a keyed codec (default: one derived from
+            ``seed``, :func:`demo_key`)
+        model_name: a named codec of the manifest instead of ``demo-psic``
     """
     start = time.perf_counter()
+    name = model_name or DEMO_MODEL_NAME
     if model is None:
-        model = load_named(DEMO_MODEL_NAME, progress=False)
+        model = load_named(name, progress=False)
+    if key is None and getattr(model, "is_keyed", False):
+        key = demo_key(seed)
     if vlp is None:
         vlp = shipped_train_vlps()
-    entry = manifest_entry(name=DEMO_MODEL_NAME) or {}
+    entry = manifest_entry(name=name) or {}
     image_size = int(entry.get("image_size", 64))
     dataset = SceneCaptions(
         split="test",
@@ -177,7 +194,8 @@ def run_demo(
     report["summary"] = protection_summary(report)
     if report["fit"] is not None:
         report["fit"]["dataset"] = f"scenes:{FIT_SPLIT}:seed{seed}:{fit_images}"
-    report["model"] = DEMO_MODEL_NAME if entry else type(model).__name__
+    report["model"] = name if entry else type(model).__name__
+    report["keyed"] = key is not None
     report["seed"] = seed
     report["image_size"] = image_size
 
