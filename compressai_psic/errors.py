@@ -9,6 +9,7 @@ with exit status 2 (:func:`one_line` formats it). Code below the CLI layer
 __all__ = [
     "BitstreamError",
     "CLIError",
+    "DesyncError",
     "ModelMismatchError",
     "PSICFormatError",
     "PixelLimitError",
@@ -40,6 +41,16 @@ class BitstreamError(PSICFormatError):
     wrong number of strings, batch sizes that differ, a latent shape that is not
     the one of the declared image, strings that CompressAI's encoder cannot have
     written) and after it, when the decoded image holds non-finite values.
+    """
+
+
+class DesyncError(BitstreamError):
+    """The decoder's latent symbols are not the ones the encoder coded.
+
+    The ``.psic`` header carries a CRC-32 of the symbols the encoder quantised
+    (:mod:`compressai_psic.models.symbols`); a decode that gets other symbols
+    (its entropy parameters differ from the encoder's, e.g. another device, or
+    the file was altered) raises this instead of returning a wrong image.
     """
 
 

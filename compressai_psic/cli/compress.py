@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output .psic file, or folder when the input is a folder (default: "
         "next to the input)",
     )
+    parser.add_argument(
+        "--portable",
+        action="store_true",
+        help="entropy parameters in integer arithmetic, so that the file decodes "
+        "identically on every machine (bmshj2018-*, mbt2018-mean, demo-psic, "
+        "psic-hy2018; not the autoregressive models)",
+    )
     add_model_arguments(parser)
     add_common_arguments(parser)
 
@@ -79,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         model, sha256 = models.get(spec)
         _check_decodable(model, source, height, width, limit)
         try:
-            header = compress_tensor(model, x.to(device), spec, sha256)
+            header = compress_tensor(
+                model, x.to(device), spec, sha256, portable=args.portable
+            )
         except ValueError as exc:
             if isinstance(exc, PSICFormatError):
                 raise

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from . import guard
+from . import guard, symbols
 from .conditions import (
     BOTH_CONDITIONS,
     DEFAULT_CONDITION,
@@ -42,6 +42,7 @@ from .conditions import (
     as_condition_list,
     trigger_of,
 )
+from .portable import install_hyper_synthesis, portable_mode
 from .registry import Architecture, InjectionPoint, infer_channels
 from .synthesis import (
     ShieldedSynthesis,
@@ -196,6 +197,7 @@ class ShieldedMixin(ShieldedWeightsMixin):
             )
         self._psic_modulation = modulation
         self.global_cond = condition_encoder
+        self._init_entropy_checks()
         if injection_points is not None:
             if plan is not None:
                 raise ValueError("Give plan= or injection_points=, not both")
@@ -233,6 +235,13 @@ class ShieldedMixin(ShieldedWeightsMixin):
         shielded.trigger_source = source
         shielded.train(g_s.training)
         self.g_s = shielded
+
+    def _init_entropy_checks(self) -> None:
+        # The symbol digest (symbols.py) and portable entropy parameters
+        # (portable.py): subclasses of the entropy models and of h_s with the
+        # same state, set up once per model.
+        symbols.install_symbol_taps(self)
+        self._psic_portable = install_hyper_synthesis(self)
 
     def _resolve_points(
         self, points: Sequence[InjectionPoint], trigger_dim: int
@@ -285,6 +294,13 @@ class ShieldedMixin(ShieldedWeightsMixin):
     def modulation(self) -> str:
         """``"bias"`` (the paper: ``h + b``) or ``"affine"`` (``h·(1 + s) + b``)."""
         return self._psic_modulation
+
+    @property
+    def supports_portable(self) -> bool:
+        """Whether ``compress(x, portable=True)`` is available: the entropy
+        parameters then come out bit-identical on every machine
+        (:mod:`~compressai_psic.models.portable`)."""
+        return bool(getattr(self, "_psic_portable", False))
 
     @property
     def architecture(self) -> str:
@@ -406,11 +422,58 @@ class ShieldedMixin(ShieldedWeightsMixin):
         out["beta"] = list(self.condition_betas(conditions, x.size(0)).chunk(k))
         return out
 
-    def compress(self, x: Tensor, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+    def compress(
+        self, x: Tensor, *args: Any, portable: bool = False, **kwargs: Any
+    ) -> Dict[str, Any]:
         """The base model's ``compress``, after refusing non-finite or
-        out-of-range pixels (NaN makes CompressAI's entropy coder loop forever)."""
+        out-of-range pixels (NaN makes CompressAI's entropy coder loop forever).
+
+        Returns CompressAI's ``{"strings", "shape"}`` plus ``"symbols_digest"``
+        (CRC-32 of the coded symbols, :mod:`~compressai_psic.models.symbols`;
+        ``None`` when the entropy models are not CompressAI's) and
+        ``"portable"``. ``portable=True`` computes the entropy parameters in
+        integer arithmetic (:mod:`~compressai_psic.models.portable`): decode it
+        with ``portable=True`` on any machine.
+
+        Raises:
+            ValueError: for bad pixels, or ``portable=True`` on a model that
+                does not support it (see :attr:`supports_portable`).
+        """
         guard.check_compress_input(x)
-        return super().compress(x, *args, **kwargs)
+        self._check_portable(portable)
+        with symbols.record_symbols("encode") as recorder:
+            with portable_mode(portable):
+                out = super().compress(x, *args, **kwargs)
+        out["symbols_digest"] = recorder.digest
+        out["portable"] = bool(portable)
+        return out
+
+    def _check_portable(self, portable: bool) -> None:
+        if portable and not self.supports_portable:
+            raise ValueError(
+                f"{self.architecture} cannot code portable bitstreams (its entropy "
+                "parameters come from a context model); use portable=False"
+            )
+
+    def _entropy_decode(
+        self,
+        strings: List,
+        shape: Any,
+        triggers: List[Tensor],
+        portable: bool,
+        symbols_digest: Optional[int],
+        kwargs: Dict[str, Any],
+    ) -> Dict[str, Any]:
+        """The base model's ``decompress`` with ``triggers``, its symbols
+        checked against ``symbols_digest`` before the image is returned."""
+        self._check_portable(portable)
+        with symbols.record_symbols("decode") as recorder, portable_mode(portable):
+            with call_triggers(self.g_s, triggers):
+                out = super().decompress(strings, shape, **kwargs)
+        symbols.check_symbols_digest(symbols_digest, recorder.digest, portable)
+        guard.check_finite(out["x_hat"])
+        out["symbols_digest"] = recorder.digest
+        return out
 
     def decompress(
         self,
@@ -419,6 +482,8 @@ class ShieldedMixin(ShieldedWeightsMixin):
         condition: Condition = None,
         *,
         max_pixels: Optional[int] = guard.MAX_DECODE_PIXELS,
+        portable: bool = False,
+        symbols_digest: Optional[int] = None,
         **kwargs: Any,
     ) -> Dict[str, Tensor]:
         """Decodes one reconstruction; with no condition, the **protected** one.
@@ -429,13 +494,17 @@ class ShieldedMixin(ShieldedWeightsMixin):
         entropy decoder sees a byte, a decode of more than ``max_pixels`` pixels
         (``None``: no limit) raises a ``PixelLimitError``, and a non-finite
         decode raises too.
+
+        ``portable`` must be what ``compress`` was given. With the
+        ``symbols_digest`` that ``compress`` returned, a decode whose symbols
+        differ raises :class:`~compressai_psic.errors.DesyncError` instead of
+        returning a wrong image. Returns ``{"x_hat", "symbols_digest"}``.
         """
         strings = guard.guard_decode_inputs(self, strings, shape, max_pixels)
         trigger = self.trigger(condition, len(strings[0]))
-        with call_triggers(self.g_s, [trigger]):
-            out = super().decompress(strings, shape, **kwargs)
-        guard.check_finite(out["x_hat"])
-        return out
+        return self._entropy_decode(
+            strings, shape, [trigger], portable, symbols_digest, kwargs
+        )
 
     def decompress_multi(
         self,
@@ -444,21 +513,26 @@ class ShieldedMixin(ShieldedWeightsMixin):
         conditions: Sequence[Condition] = BOTH_CONDITIONS,
         *,
         max_pixels: Optional[int] = guard.MAX_DECODE_PIXELS,
+        portable: bool = False,
+        symbols_digest: Optional[int] = None,
         **kwargs: Any,
-    ) -> Dict[str, List[Tensor]]:
+    ) -> Dict[str, Any]:
         """Decodes several conditions from one bitstream.
 
         Entropy decoding runs once; ``g_s`` runs once per condition on the same
         latents, so each decode equals the one :meth:`decompress` gives for that
-        condition. Returns ``{"x_hat": [...]}`` in the order of ``conditions``.
+        condition. Returns ``{"x_hat": [...], "symbols_digest"}``, the images
+        in the order of ``conditions``; ``portable`` and ``symbols_digest`` as
+        for :meth:`decompress`.
         """
         conditions = as_condition_list(conditions)
         strings = guard.guard_decode_inputs(self, strings, shape, max_pixels)
         triggers = [self.trigger(c, len(strings[0])) for c in conditions]
-        with call_triggers(self.g_s, triggers):
-            out = super().decompress(strings, shape, **kwargs)
-        guard.check_finite(out["x_hat"])
-        return {"x_hat": list(out["x_hat"].chunk(len(conditions), dim=0))}
+        out = self._entropy_decode(
+            strings, shape, triggers, portable, symbols_digest, kwargs
+        )
+        out["x_hat"] = list(out["x_hat"].chunk(len(conditions), dim=0))
+        return out
 
     def __reduce_ex__(self, protocol: int):
         if not getattr(type(self), "_psic_dynamic", False):

@@ -49,6 +49,8 @@ psic_files = st.builds(
         max_size=8,
     ),
     seed=st.none() | st.integers(0, 2**64 - 1),
+    symbols_digest=st.none() | st.integers(0, 2**32 - 1),
+    portable=st.booleans(),
 )
 
 
@@ -103,6 +105,46 @@ def test_layout_matches_documentation():
     assert data[-CHECKSUM_SIZE:].hex() == "5228265921875e1c070358f3b5ef7ce3"
 
 
+def test_version_2_layout_matches_documentation():
+    obj = make_file(strings=[[b"abc"], [b"zz"]], seed=5)
+    obj.symbols_digest = 0x1234ABCD
+    obj.portable = True
+    data = dumps(obj)
+    assert obj.format_version == 2
+    expected_body = (
+        b"PSIC"
+        + bytes([2, len(b"bmshj2018-hyperprior")])
+        + b"bmshj2018-hyperprior"
+        + bytes([3, 1, 0x0E])  # flags: seed, symbol digest, portable
+        + struct.pack(">Q", 5)
+        + struct.pack(">I", 0x1234ABCD)
+        + struct.pack(">HHB", 40, 57, 2)
+        + struct.pack(">II", 1, 1)
+        + bytes([2, 1])
+        + struct.pack(">I", 3)
+        + b"abc"
+        + struct.pack(">I", 2)
+        + b"zz"
+    )
+    assert data == with_checksum(expected_body)
+    assert loads(data) == obj
+
+
+def test_files_without_the_new_fields_stay_version_1():
+    obj = make_file()
+    assert obj.format_version == 1
+    assert dumps(obj)[4] == 1
+    for fields in (dict(symbols_digest=0), dict(portable=True)):
+        assert dumps(make_file(**fields))[4] == 2
+
+
+def test_every_truncation_of_a_version_2_file_is_refused():
+    data = dumps(make_file(symbols_digest=7, portable=True, seed=1))
+    for length in range(len(data)):
+        with pytest.raises(PSICFormatError):
+            loads(data[:length])
+
+
 def test_model_description_and_payload():
     obj = make_file(seed=3)
     assert obj.payload_size() == 5
@@ -127,6 +169,10 @@ def test_model_description_and_payload():
         (dict(checkpoint_sha256="AB" * 32), "checkpoint_sha256"),
         (dict(seed=-1), "seed"),
         (dict(seed=2**64), "seed"),
+        (dict(symbols_digest=-1), "symbols_digest"),
+        (dict(symbols_digest=2**32), "symbols_digest"),
+        (dict(symbols_digest=1.0), "symbols_digest"),
+        (dict(portable=1), "portable"),
         (dict(height=0), "height"),
         (dict(width=65536), "width"),
         (dict(shape=()), "shape"),

@@ -182,12 +182,17 @@ def test_a_string_over_32_bits_is_refused():
 # -- what loads refuses, exactly --
 
 
+def _flags(version: int, flags: int, rest: bytes = b"") -> bytes:
+    """A header of ``version`` up to its flags (architecture "a", no quality)."""
+    return MAGIC + bytes([version, 1]) + b"a" + bytes([0, 0, flags]) + rest
+
+
 def test_loads_messages_before_the_fields():
     refused(b"x" * 40, "not a PSIC file (wrong magic bytes)")
     refused(MAGIC, "truncated file: no format version")
     refused(
         MAGIC + b"\x07" + bytes(20),
-        "unsupported PSIC format version 7: this reader supports version 1",
+        "unsupported PSIC format version 7: this reader supports versions 1, 2",
     )
     refused(MAGIC + b"\x01" + bytes(15), "truncated file: only 20 bytes")
     refused([1, 2], "expected bytes, got list")
@@ -228,7 +233,18 @@ def test_the_shortest_lengths_reach_the_field_parser():
         (MAGIC + bytes([1, 1]) + b"\xff" + bytes(3), "architecture name is not ASCII"),
         (
             MAGIC + bytes([1, 1]) + b"a" + bytes([0, 0, 0x84]),
-            "unknown header flags 0x84",
+            "unknown header flags 0x84 for format version 1",
+        ),
+        (_flags(1, 0x04), "unknown header flags 0x04 for format version 1"),
+        (_flags(2, 0x10), "unknown header flags 0x10 for format version 2"),
+        (
+            _flags(2, 0x01),
+            "format version 2 without a symbol digest or the portable flag: such "
+            "a file is written as version 1",
+        ),
+        (
+            _flags(2, 0x04, bytes(2)),
+            "truncated or corrupted file: symbol digest needs 4 bytes, 2 left",
         ),
         (
             MAGIC + bytes([1, 1]) + b"a" + bytes([1, 3, 0]),
