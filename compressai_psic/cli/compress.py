@@ -45,10 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--portable",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="entropy parameters in integer arithmetic, so that the file decodes "
-        "identically on every machine (bmshj2018-*, mbt2018-mean, demo-psic, "
-        "psic-hy2018; not the autoregressive models)",
+        "the same on every machine (default: on for the models that have it: "
+        "bmshj2018-*, mbt2018-mean, demo-psic, psic-hy2018; the autoregressive "
+        "mbt2018 and cheng2020-* have not)",
     )
     add_model_arguments(parser)
     add_common_arguments(parser)
@@ -86,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
         model, sha256 = models.get(spec)
         _check_decodable(model, source, height, width, limit)
         try:
-            header = compress_tensor(
-                model, x.to(device), spec, sha256, portable=args.portable
-            )
+            portable = args.portable
+            if portable is None:
+                portable = bool(getattr(model, "supports_portable", False))
+            header = compress_tensor(model, x.to(device), spec, sha256, portable)
         except ValueError as exc:
             if isinstance(exc, PSICFormatError):
                 raise

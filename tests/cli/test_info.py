@@ -49,7 +49,7 @@ def test_help_and_info_import_no_torch(valid_psic, argv):
 
 def test_info_shows_the_symbol_digest_and_portable(tmp_path, capsys):
     write_image(tmp_path / "in.png", "RGB", 40, 57)
-    for name, extra in (("d.psic", []), ("p.psic", ["--portable"])):
+    for name, extra in (("d.psic", ["--no-portable"]), ("p.psic", [])):
         argv = ("compress", tmp_path / "in.png", "-o", tmp_path / name, *RANDOM)
         assert run(*argv, *extra) == 0
     capsys.readouterr()
@@ -57,12 +57,17 @@ def test_info_shows_the_symbol_digest_and_portable(tmp_path, capsys):
     default, portable = map(json.loads, capsys.readouterr().out.splitlines())
     assert default["format_version"] == portable["format_version"] == 2
     assert len(default["symbols_digest"]) == 8 and not default["portable"]
-    assert portable["portable"] is True
+    assert portable["portable"] is True  # the default where the model has it
     assert run("decompress", tmp_path / "p.psic", "-o", tmp_path / "p.png") == 0
 
 
-def test_version_1_files_decode_with_a_note(valid_psic, tmp_path, capsys):
-    old = rewrite(valid_psic, symbols_digest=None)
+def test_version_1_files_decode_with_a_note(tmp_path, capsys):
+    write_image(tmp_path / "in.png", "RGB", 12, 12)
+    new = tmp_path / "new.psic"
+    assert (
+        run("compress", tmp_path / "in.png", "-o", new, *RANDOM, "--no-portable") == 0
+    )
+    old = rewrite(new, symbols_digest=None)
     assert old.read_bytes()[4] == 1
     capsys.readouterr()
     assert run("info", old) == 0
@@ -77,7 +82,7 @@ def test_a_wrong_digest_is_one_line_and_no_image(valid_psic, tmp_path, capsys):
     wrong = rewrite(valid_psic, symbols_digest=header.symbols_digest ^ 1)
     capsys.readouterr()
     assert run("decompress", wrong, "-o", tmp_path / "w.png") == 2
-    assert_one_line_error(capsys, "not the encoder's", "--portable")
+    assert_one_line_error(capsys, "not the encoder's", "the file is portable")
     assert not (tmp_path / "w.png").exists()
 
 

@@ -1,0 +1,189 @@
+r"""What portable bitstreams cost: rate and decode time, portable against default.
+
+For each model, every photo is encoded both ways (``compress(x)`` and
+``compress(x, portable=True)``) and the compressed sizes are compared; then each
+repeat times, interleaved, the default decode and the portable one of the first
+photo (the shielded model's whole ``decompress``: guard, entropy decoding with
+the symbol check, synthesis), on the process CPU clock with one thread
+(``--device cuda``: wall clock, waiting for the device). Reports the size ratio
+over all photos and min/median/max of the per-repeat time ratio.
+
+Models: ``demo-psic`` (the shipped, trained demo codec: real entropy
+parameters) and zoo architectures with random weights (``-a``). Photos:
+matplotlib's sample photographs, resized to ``--size`` (a random image when
+matplotlib is missing).
+
+Example (the BENCHMARKS.md figures)::
+
+    OMP_WAIT_POLICY=PASSIVE python tools/bench_portable.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["bench", "build_parser", "main", "photos"]
+
+DEFAULT_MODELS = ("demo-psic", "bmshj2018-hyperprior", "mbt2018-mean")
+_PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
+
+
+def photos(height: int, width: int) -> List[Any]:
+    """matplotlib's sample photos as ``(1, 3, height, width)`` tensors."""
+    import numpy as np
+    import torch
+
+    try:
+        from matplotlib import cbook
+        from PIL import Image
+    except ImportError:
+        gen = torch.Generator().manual_seed(0)
+        return [torch.rand(1, 3, height, width, generator=gen)]
+    images = []
+    for name in _PHOTOS:
+        with cbook.get_sample_data(name) as handle, Image.open(handle) as image:
+            image = image.convert("RGB").resize((width, height), Image.BICUBIC)
+            array = np.asarray(image, dtype=np.float32) / 255
+        images.append(torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0))
+    return images
+
+
+def _model(name: str, quality: int, device: str):
+    import torch
+
+    from compressai_psic import zoo
+    from compressai_psic.zoo.image import load_named
+
+    torch.manual_seed(0)
+    if name in zoo.image_models:
+        model = zoo.image_models[name](quality, pretrained=False)
+    else:
+        model = load_named(name)
+    model = model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64))
+    model.update(force=True)
+    return model.to(device)
+
+
+def bench(
+    name: str,
+    quality: int,
+    height: int,
+    width: int,
+    repeats: int,
+    device: str = "cpu",
+) -> Dict[str, Any]:
+    """Figures of one model (see the module docstring)."""
+    import torch
+
+    on_gpu = torch.device(device).type == "cuda"
+    clock = time.perf_counter if on_gpu else time.process_time
+    model = _model(name, quality, device)
+    sizes = {False: 0, True: 0}
+    coded = {}
+    for index, x in enumerate(photos(height, width)):
+        for portable in (False, True):
+            with torch.no_grad():
+                out = model.compress(x.to(device), portable=portable)
+            sizes[portable] += sum(len(s) for latent in out["strings"] for s in latent)
+            if index == 0:
+                coded[portable] = out
+
+    def decode(portable: bool) -> None:
+        out = coded[portable]
+        with torch.no_grad():
+            model.decompress(
+                out["strings"],
+                out["shape"],
+                portable=portable,
+                symbols_digest=out["symbols_digest"],
+            )
+        if on_gpu:
+            torch.cuda.synchronize(device)
+
+    decode(False), decode(True)  # warm-up
+    ratios, default_s, portable_s = [], [], []
+    for _ in range(repeats):
+        began = clock()
+        decode(False)
+        middle = clock()
+        decode(True)
+        end = clock()
+        default_s.append(middle - began)
+        portable_s.append(end - middle)
+        ratios.append((end - middle) / (middle - began))
+    return {
+        "model": name if name not in _zoo_names() else f"{name} q{quality}",
+        "device": device,
+        "size": f"{width}x{height}",
+        "bytes_default": sizes[False],
+        "bytes_portable": sizes[True],
+        "rate_ratio": round(sizes[True] / sizes[False], 5),
+        "default_s_median": round(statistics.median(default_s), 3),
+        "portable_s_median": round(statistics.median(portable_s), 3),
+        "time_ratio_min": round(min(ratios), 3),
+        "time_ratio_median": round(statistics.median(ratios), 3),
+        "time_ratio_max": round(max(ratios), 3),
+        "repeats": repeats,
+    }
+
+
+def _zoo_names():
+    from compressai_psic import zoo
+
+    return zoo.image_models
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-a", "--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("-q", "--quality", type=int, default=3)
+    parser.add_argument("--size", type=int, nargs=2, default=(512, 768))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (process CPU clock, one thread) or cuda (wall clock)",
+    )
+    parser.add_argument("--json", type=Path, default=None)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    if args.repeats < 3:
+        raise SystemExit("bench_portable: --repeats must be >= 3 (min/median/max)")
+    import torch
+
+    torch.set_num_threads(1)
+    rows = [
+        bench(name, args.quality, args.size[0], args.size[1], args.repeats, args.device)
+        for name in args.models
+    ]
+    print(
+        "| model | size | bytes default / portable (ratio) | default s | portable s "
+        "| portable/default time min / median / max |"
+    )
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['model']} | {row['size']} | {row['bytes_default']} / "
+            f"{row['bytes_portable']} ({row['rate_ratio']}) | "
+            f"{row['default_s_median']} | {row['portable_s_median']} | "
+            f"{row['time_ratio_min']} / {row['time_ratio_median']} / "
+            f"{row['time_ratio_max']} |"
+        )
+    report = {"rows": rows}
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
