@@ -21,11 +21,13 @@ Example (the BENCHMARKS.md figures)::
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
+
+if not __package__:  # run as a script: the harness lives in tools/_lib
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 __all__ = ["bench", "build_parser", "main", "photos"]
 
@@ -107,17 +109,9 @@ def bench(
         if on_gpu:
             torch.cuda.synchronize(device)
 
-    decode(False), decode(True)  # warm-up
-    ratios, default_s, portable_s = [], [], []
-    for _ in range(repeats):
-        began = clock()
-        decode(False)
-        middle = clock()
-        decode(True)
-        end = clock()
-        default_s.append(middle - began)
-        portable_s.append(end - middle)
-        ratios.append((end - middle) / (middle - began))
+    from tools._lib.benchmarks import interleaved
+
+    times = interleaved(lambda: decode(False), lambda: decode(True), repeats, clock)
     return {
         "model": name if name not in _zoo_names() else f"{name} q{quality}",
         "device": device,
@@ -125,11 +119,11 @@ def bench(
         "bytes_default": sizes[False],
         "bytes_portable": sizes[True],
         "rate_ratio": round(sizes[True] / sizes[False], 5),
-        "default_s_median": round(statistics.median(default_s), 3),
-        "portable_s_median": round(statistics.median(portable_s), 3),
-        "time_ratio_min": round(min(ratios), 3),
-        "time_ratio_median": round(statistics.median(ratios), 3),
-        "time_ratio_max": round(max(ratios), 3),
+        "default_s_median": times["first_s_median"],
+        "portable_s_median": times["second_s_median"],
+        "time_ratio_min": times["ratio_min"],
+        "time_ratio_median": times["ratio_median"],
+        "time_ratio_max": times["ratio_max"],
         "repeats": repeats,
     }
 
@@ -141,48 +135,30 @@ def _zoo_names():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-a", "--models", nargs="+", default=list(DEFAULT_MODELS))
-    parser.add_argument("-q", "--quality", type=int, default=3)
-    parser.add_argument("--size", type=int, nargs=2, default=(512, 768))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--device",
-        default="cpu",
-        help="cpu (process CPU clock, one thread) or cuda (wall clock)",
+    from tools._lib.benchmarks import ab_parser
+
+    return ab_parser(__doc__.splitlines()[0], DEFAULT_MODELS)
+
+
+def _row(row: Dict[str, Any]) -> str:
+    return (
+        f"| {row['model']} | {row['size']} | {row['bytes_default']} / "
+        f"{row['bytes_portable']} ({row['rate_ratio']}) | "
+        f"{row['default_s_median']} | {row['portable_s_median']} | "
+        f"{row['time_ratio_min']} / {row['time_ratio_median']} / "
+        f"{row['time_ratio_max']} |"
     )
-    parser.add_argument("--json", type=Path, default=None)
-    return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    if args.repeats < 3:
-        raise SystemExit("bench_portable: --repeats must be >= 3 (min/median/max)")
-    import torch
+    from tools._lib.benchmarks import report
 
-    torch.set_num_threads(1)
-    rows = [
-        bench(name, args.quality, args.size[0], args.size[1], args.repeats, args.device)
-        for name in args.models
-    ]
-    print(
+    header = (
         "| model | size | bytes default / portable (ratio) | default s | portable s "
         "| portable/default time min / median / max |"
     )
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        print(
-            f"| {row['model']} | {row['size']} | {row['bytes_default']} / "
-            f"{row['bytes_portable']} ({row['rate_ratio']}) | "
-            f"{row['default_s_median']} | {row['portable_s_median']} | "
-            f"{row['time_ratio_min']} / {row['time_ratio_median']} / "
-            f"{row['time_ratio_max']} |"
-        )
-    report = {"rows": rows}
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    args = build_parser().parse_args(argv)
+    return report(args, "bench_portable", bench, header, _row)
 
 
 if __name__ == "__main__":
