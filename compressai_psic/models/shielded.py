@@ -42,6 +42,7 @@ from .conditions import (
     as_condition_list,
     trigger_of,
 )
+from .folding import fold_synthesis
 from .portable import install_hyper_synthesis, portable_mode
 from .registry import Architecture, InjectionPoint, infer_channels
 from .synthesis import (
@@ -55,6 +56,7 @@ from .weights import ShieldedWeightsMixin
 __all__ = [
     "AffineTriggerProjection",
     "FixedConditionSynthesis",
+    "FoldedConditionSynthesis",
     "MODULATIONS",
     "ShieldedMixin",
     "TriggerProjection",
@@ -116,6 +118,16 @@ class FixedConditionSynthesis(nn.Module):
 
     def forward(self, y_hat: Tensor) -> Tensor:
         return self.synthesis(y_hat, self.trigger)
+
+
+class FoldedConditionSynthesis(FixedConditionSynthesis):
+    """A :class:`FixedConditionSynthesis` whose ``synthesis`` is a plain
+    ``nn.Sequential`` with the trigger folded into it
+    (:meth:`ShieldedMixin.synthesis_for` with ``fold=True``); ``trigger`` is
+    kept as a buffer for reference."""
+
+    def forward(self, y_hat: Tensor) -> Tensor:
+        return self.synthesis(y_hat)
 
 
 class ShieldedMixin(ShieldedWeightsMixin):
@@ -371,14 +383,29 @@ class ShieldedMixin(ShieldedWeightsMixin):
             self._psic_architecture.anchor_full,
         )
 
-    def synthesis_for(self, condition: Condition = None) -> FixedConditionSynthesis:
+    def synthesis_for(
+        self, condition: Condition = None, fold: bool = False
+    ) -> FixedConditionSynthesis:
         """``g_s`` with the trigger of ``condition`` fixed (``None``: the default).
 
         A module of the model's own layers (shared, not copied) for deployment:
         ``torch.export``, ONNX or ``torch.compile`` of one decoding path.
+
+        ``fold=True`` folds the condition's constant change into the
+        convolutions whose output it modulates
+        (:func:`~compressai_psic.models.folding.fold_synthesis`: copies of
+        those layers), so that the decoder does the base model's work; equal to
+        the unfolded decoder up to float rounding. Where the layout does not
+        allow it (points inside a block that are not a convolution's output,
+        layouts whose blocks take the trigger themselves), the decoder is the
+        unfolded one.
         """
         with torch.no_grad():
             trigger = self.trigger(condition)
+        if fold and isinstance(self.g_s, ShieldedSynthesis):
+            folded = fold_synthesis(self.g_s, trigger)
+            if folded is not None:
+                return FoldedConditionSynthesis(folded, trigger)
         return FixedConditionSynthesis(self.g_s, trigger)
 
     # ---------------------------------------------------------- public API
