@@ -32,27 +32,20 @@ if not __package__:  # run as a script: the harness lives in tools/_lib
 __all__ = ["bench", "build_parser", "main", "photos"]
 
 DEFAULT_MODELS = ("demo-psic", "bmshj2018-hyperprior", "mbt2018-mean")
-_PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
 
 
 def photos(height: int, width: int) -> List[Any]:
-    """matplotlib's sample photos as ``(1, 3, height, width)`` tensors."""
-    import numpy as np
+    """matplotlib's sample photos as ``(1, 3, height, width)`` tensors (one
+    random image without matplotlib)."""
     import torch
 
+    from tools._lib.photos import resized_photos
+
     try:
-        from matplotlib import cbook
-        from PIL import Image
+        return resized_photos(height, width)
     except ImportError:
         gen = torch.Generator().manual_seed(0)
         return [torch.rand(1, 3, height, width, generator=gen)]
-    images = []
-    for name in _PHOTOS:
-        with cbook.get_sample_data(name) as handle, Image.open(handle) as image:
-            image = image.convert("RGB").resize((width, height), Image.BICUBIC)
-            array = np.asarray(image, dtype=np.float32) / 255
-        images.append(torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0))
-    return images
 
 
 def _model(name: str, quality: int, device: str):

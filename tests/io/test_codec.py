@@ -15,9 +15,9 @@ from compressai_psic.io.codec import (
     header_from_compressed,
 )
 from compressai_psic.io.container import CHECKSUM_SIZE, PSICFile
+from tools._lib.photos import photo_crops
 
 from ..models.helpers import calibrated_zoo_model, tiny_zoo_model
-from ..models.photos import photo_crops
 
 
 def test_compress_tensor_builds_a_valid_header():

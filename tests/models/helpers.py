@@ -48,38 +48,10 @@ def tiny_zoo_model(name: str, seed: int = 0) -> nn.Module:
     return model
 
 
-def _last_conv(module: nn.Module) -> nn.Module:
-    return [m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)][-1]
-
-
-def _rescale(module: nn.Module, factor: float) -> None:
-    layer = _last_conv(module)
-    with torch.no_grad():
-        layer.weight.mul_(factor)
-        if layer.bias is not None:
-            layer.bias.mul_(factor)
-
-
 def calibrated_zoo_model(name: str, x: torch.Tensor, seed: int = 0) -> nn.Module:
-    """:func:`tiny_zoo_model` with its random layers rescaled so that, on the
-    image ``x``, the latents have the spread of a trained model's (``y`` of
-    standard deviation 4, ``z`` 2) and the entropy parameters cover the scale
-    table (median scale about 1): random weights otherwise code everything as
-    zeros with the smallest scale, and no drift could show."""
-    model = tiny_zoo_model(name, seed)
-    with torch.no_grad():
-        _rescale(model.g_a, 4 / float(model.g_a(x).std()))
-        y = model.g_a(x)
-        if hasattr(model, "h_a"):
-            h_a_input = y.abs() if name == "bmshj2018-hyperprior" else y
-            _rescale(model.h_a, 2 / float(model.h_a(h_a_input).std()))
-            z_hat = model.entropy_bottleneck(model.h_a(h_a_input))[0]
-            params = model.h_s(z_hat)
-            if hasattr(model, "entropy_parameters"):
-                context = model.context_prediction(y.round())
-                params = model.entropy_parameters(torch.cat((params, context), 1))
-                _rescale(model.entropy_parameters, 1.5 / float(params.std()))
-            else:
-                _rescale(model.h_s, 1.5 / float(params.std()))
-    model.update(force=True)
-    return model
+    """:func:`tiny_zoo_model` with the spread of a trained model's latents and
+    entropy parameters on the image ``x`` (:func:`tools._lib.calibration.
+    calibrate`)."""
+    from tools._lib.calibration import calibrate
+
+    return calibrate(tiny_zoo_model(name, seed), x)

@@ -13,9 +13,9 @@ from compressai.models.utils import conv, deconv
 from torch import nn
 
 from compressai_psic.models import ZOO_ARCHITECTURES, portable
+from tools._lib.photos import photo_crops
 
 from .helpers import calibrated_zoo_model, tiny_zoo_model
-from .photos import photo_crops
 from .test_symbols import (
     caught_or_close,
     decode,

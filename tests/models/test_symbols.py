@@ -14,9 +14,9 @@ import torch
 
 from compressai_psic.errors import BitstreamError, DesyncError
 from compressai_psic.models import ZOO_ARCHITECTURES, symbols
+from tools._lib.photos import photo_crops
 
 from .helpers import calibrated_zoo_model, tiny_zoo_model
-from .photos import photo_crops
 
 ARCHITECTURES = ZOO_ARCHITECTURES
 HYPER = [name for name in ARCHITECTURES if name != "bmshj2018-factorized"]
