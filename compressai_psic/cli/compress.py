@@ -48,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="entropy parameters in integer arithmetic, so that the file decodes "
-        "the same on every machine (default: on for the models that have it: "
-        "bmshj2018-*, mbt2018-mean, demo-psic, psic-hy2018; the autoregressive "
-        "mbt2018 and cheng2020-* have not)",
+        "the same on every machine (default: on for bmshj2018-*, demo-psic and "
+        "psic-hy2018, where it costs 1-3%% of a decode; mbt2018-mean has it on "
+        "request (7-10%%); the autoregressive mbt2018 and cheng2020-* have not)",
     )
     add_model_arguments(parser)
     add_common_arguments(parser)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             portable = args.portable
             if portable is None:
-                portable = bool(getattr(model, "supports_portable", False))
+                portable = bool(getattr(model, "portable_by_default", False))
             header = compress_tensor(model, x.to(device), spec, sha256, portable)
         except ValueError as exc:
             if isinstance(exc, PSICFormatError):

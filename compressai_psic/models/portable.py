@@ -53,6 +53,7 @@ from torch import Tensor, nn
 __all__ = [
     "ACTIVATION_BITS",
     "FRACTION_BITS",
+    "PORTABLE_BY_DEFAULT",
     "HyperSynthesis",
     "IntegerConv",
     "IntegerNetwork",
@@ -61,6 +62,11 @@ __all__ = [
     "supports_portable",
 ]
 
+#: Architectures whose files ``psic compress`` writes portable unless told
+#: otherwise: their integer hyper-synthesis costs 1–3 % of a CPU decode at
+#: 512×768 (BENCHMARKS.md). mbt2018-mean's larger one (means and scales, 3M/2
+#: channels) costs 7–10 %: portable on request only.
+PORTABLE_BY_DEFAULT = ("bmshj2018-factorized", "bmshj2018-hyperprior", "psic-hy2018")
 #: Fractional bits of the fixed-point activations.
 FRACTION_BITS = 12
 #: Activations are saturated to ``|a| < 2**ACTIVATION_BITS`` units.

@@ -43,7 +43,11 @@ from .conditions import (
     trigger_of,
 )
 from .folding import fold_synthesis
-from .portable import install_hyper_synthesis, portable_mode
+from .portable import (
+    PORTABLE_BY_DEFAULT,
+    install_hyper_synthesis,
+    portable_mode,
+)
 from .registry import Architecture, InjectionPoint, infer_channels
 from .synthesis import (
     ShieldedSynthesis,
@@ -313,6 +317,13 @@ class ShieldedMixin(ShieldedWeightsMixin):
         parameters then come out bit-identical on every machine
         (:mod:`~compressai_psic.models.portable`)."""
         return bool(getattr(self, "_psic_portable", False))
+
+    @property
+    def portable_by_default(self) -> bool:
+        """Whether ``psic compress`` writes this model's files portable unless
+        told otherwise (:data:`~compressai_psic.models.portable.
+        PORTABLE_BY_DEFAULT`: where it costs little decode time)."""
+        return self.supports_portable and self.architecture in PORTABLE_BY_DEFAULT
 
     @property
     def architecture(self) -> str:

@@ -93,3 +93,12 @@ def test_portable_is_refused_for_autoregressive_models(tmp_path, capsys):
     capsys.readouterr()
     assert run(*argv) == 2
     assert_one_line_error(capsys, "cannot code portable bitstreams")
+
+
+def test_mbt2018_mean_is_portable_on_request_only(tmp_path, capsys):
+    write_image(tmp_path / "in.png", "RGB", 16, 16)
+    for name, extra in (("d.psic", []), ("p.psic", ["--portable"])):
+        argv = ("compress", tmp_path / "in.png", "-o", tmp_path / name, *RANDOM)
+        assert run(*argv, "--arch", "mbt2018-mean", *extra) == 0
+    assert not container.read(tmp_path / "d.psic").portable
+    assert container.read(tmp_path / "p.psic").portable
