@@ -58,6 +58,7 @@ __all__ = [
     "IntegerConv",
     "IntegerNetwork",
     "install_hyper_synthesis",
+    "remove_hyper_synthesis",
     "portable_mode",
     "supports_portable",
 ]
@@ -299,3 +300,13 @@ def install_hyper_synthesis(model: nn.Module) -> bool:
         wrapped.train(h_s.training)
         model.h_s = wrapped
     return True
+
+
+def remove_hyper_synthesis(model: nn.Module) -> None:
+    """Makes a :class:`HyperSynthesis` ``h_s`` a plain ``nn.Sequential`` of the
+    same layers again (for :func:`~compressai_psic.models.unshield`)."""
+    h_s = getattr(model, "h_s", None)
+    if isinstance(h_s, HyperSynthesis):
+        plain = nn.Sequential(OrderedDict(h_s.named_children()))
+        plain.train(h_s.training)
+        model.h_s = plain

@@ -49,6 +49,7 @@ __all__ = [
     "SymbolTapGaussianConditional",
     "check_symbols_digest",
     "install_symbol_taps",
+    "remove_symbol_taps",
     "record_symbols",
 ]
 
@@ -157,6 +158,16 @@ def install_symbol_taps(model: nn.Module) -> int:
         elif isinstance(module, _SymbolTap):
             count += 1
     return count
+
+
+def remove_symbol_taps(model: nn.Module) -> None:
+    """Gives the tapped entropy models of ``model`` back their CompressAI
+    class (for :func:`~compressai_psic.models.unshield`)."""
+    untapped = {tap: base for base, tap in _TAPS.items()}
+    for module in model.modules():
+        base = untapped.get(type(module))
+        if base is not None:
+            module.__class__ = base
 
 
 def check_symbols_digest(

@@ -168,3 +168,16 @@ def _scaled(layer, factor):
     finally:
         with torch.no_grad():
             layer.weight.div_(factor)
+
+
+def test_unshield_gives_compressai_classes_back():
+    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+    from compressai_psic.models import unshield
+
+    base = unshield(tiny_zoo_model("mbt2018-mean"))
+    assert type(base.h_s) is nn.Sequential
+    assert type(base.entropy_bottleneck) is EntropyBottleneck
+    assert type(base.gaussian_conditional) is GaussianConditional
+    shielded = tiny_zoo_model("mbt2018-mean")
+    assert base.state_dict().keys() <= shielded.state_dict().keys()
