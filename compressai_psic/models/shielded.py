@@ -572,6 +572,12 @@ class ShieldedMixin(ShieldedWeightsMixin):
         out["x_hat"] = list(out["x_hat"].chunk(len(conditions), dim=0))
         return out
 
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "_psic_portable" not in self.__dict__:
+            # Pickled before the symbol digest and portable mode existed.
+            self._init_entropy_checks()
+
     def __reduce_ex__(self, protocol: int):
         if not getattr(type(self), "_psic_dynamic", False):
             return super().__reduce_ex__(protocol)

@@ -202,3 +202,21 @@ def test_decompress_multi_checks_the_digest_too():
         assert len(both["x_hat"]) == 2
         with pytest.raises(DesyncError):
             model.decompress_multi(*args, symbols_digest=out["symbols_digest"] ^ 1)
+
+
+def test_models_pickled_before_the_digest_get_it_on_load():
+    from compressai.entropy_models import GaussianConditional
+
+    from compressai_psic.models import portable
+
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    # As a pickle of an earlier version: no taps, a plain h_s, no flag.
+    symbols.remove_symbol_taps(model)
+    portable.remove_hyper_synthesis(model)
+    del model._psic_portable
+    assert type(model.gaussian_conditional) is GaussianConditional
+    loaded = pickle.loads(pickle.dumps(model))
+    assert isinstance(loaded.gaussian_conditional, symbols.SymbolTapGaussianConditional)
+    assert loaded.supports_portable
+    with torch.no_grad():
+        assert loaded.compress(torch.rand(1, 3, 64, 64))["symbols_digest"] is not None
