@@ -93,6 +93,13 @@ def portable_mode(enabled: bool = True) -> Iterator[None]:
         _PORTABLE.reset(token)
 
 
+def _pow2(exponent: Tensor) -> Tensor:
+    """``2.0**exponent`` in float64, built from its bits (exact on every device,
+    where ``ldexp`` may go through ``pow``); ``|exponent| < 1023``."""
+    biased = exponent.to(torch.int64) + 1023
+    return torch.bitwise_left_shift(biased, 52).view(torch.float64)
+
+
 def _round_half_up(x: Tensor) -> Tensor:
     return torch.floor(x + 0.5)
 
@@ -133,7 +140,7 @@ class IntegerConv:
         budget = _EXACT_BITS - ACTIVATION_BITS - (fan_in - 1).bit_length()
         shift = (budget - exponent).clamp(max=_MAX_WEIGHT_BITS)
         shift = torch.where(largest > 0, shift, torch.zeros_like(shift))
-        scale = torch.ldexp(torch.ones_like(largest), shift)
+        scale = _pow2(shift)
         view = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
         weight_int = torch.round(weight * scale.view(view))
         bias = module.bias
@@ -141,7 +148,7 @@ class IntegerConv:
             bias_int = torch.zeros_like(largest)
         else:
             bias64 = bias.detach().to(torch.float64)
-            bias_int = torch.round(torch.ldexp(bias64, shift + FRACTION_BITS))
+            bias_int = torch.round(bias64 * _pow2(shift + FRACTION_BITS))
             limit = float(2**_EXACT_BITS)
             bias_int = bias_int.clamp(-limit, limit)
         return cls(
@@ -158,7 +165,7 @@ class IntegerConv:
         """Integer activations (units ``2**-FRACTION_BITS``) in and out."""
         acc = self._transposed(x) if self.transposed else self._convolution(x)
         acc = acc + self.bias.view(1, -1, 1, 1)
-        scale = torch.ldexp(torch.ones_like(self.shift), -self.shift.long())
+        scale = _pow2(-self.shift)
         return _saturate(_round_half_up(acc * scale.view(1, -1, 1, 1)))
 
     def _convolution(self, x: Tensor) -> Tensor:
@@ -221,7 +228,7 @@ class IntegerNetwork:
                 raise ValueError(f"no integer version of {type(layer).__name__}")
 
     def __call__(self, x: Tensor) -> Tensor:
-        h = torch.ldexp(x.to(torch.float64), _int(x, FRACTION_BITS))
+        h = x.to(torch.float64) * 2.0**FRACTION_BITS
         h = _saturate(torch.round(h))
         for step in self.steps:
             if isinstance(step, IntegerConv):
@@ -232,11 +239,7 @@ class IntegerNetwork:
                 slope = step[1]
                 scaled = torch.floor(h * (slope / 2**_SLOPE_BITS))
                 h = torch.where(h < 0, scaled, h)
-        return torch.ldexp(h, _int(h, -FRACTION_BITS)).to(x.dtype)
-
-
-def _int(like: Tensor, value: int) -> Tensor:
-    return torch.full((), value, dtype=torch.int64, device=like.device)
+        return (h * 2.0**-FRACTION_BITS).to(x.dtype)
 
 
 def _supported_layer(layer: nn.Module) -> bool:
