@@ -25,6 +25,9 @@ from .test_symbols import (
     to_8bit,
 )
 
+# torch.backends.mkldnn.flags() warns that TF32 on oneDNN needs an Intel GPU.
+pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+
 PORTABLE = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
 
 

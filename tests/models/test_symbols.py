@@ -18,6 +18,9 @@ from tools._lib.photos import photo_crops
 
 from .helpers import calibrated_zoo_model, tiny_zoo_model
 
+# torch.backends.mkldnn.flags() warns that TF32 on oneDNN needs an Intel GPU.
+pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+
 ARCHITECTURES = ZOO_ARCHITECTURES
 HYPER = [name for name in ARCHITECTURES if name != "bmshj2018-factorized"]
 
