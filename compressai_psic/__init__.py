@@ -23,7 +23,7 @@ import importlib
 import warnings
 from typing import Any, List
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: Public name → module that defines it.
 _EXPORTS = {
@@ -54,8 +54,8 @@ _EXPORTS = {
         name: "compressai_psic.losses"
         for name in ("DualPathRateDistortionLoss", "PSICLoss", "UAEOLoss")
     },
-    "crop_padding": "compressai_psic.utils",
-    "pad_to_multiple": "compressai_psic.utils",
+    "crop_padding": "compressai_psic.padding",
+    "pad_to_multiple": "compressai_psic.padding",
 }
 
 __all__ = sorted(_EXPORTS) + ["register"]

@@ -6,19 +6,39 @@ with exit status 2 (:func:`one_line` formats it). Code below the CLI layer
 :mod:`compressai_psic.cli`.
 """
 
+import argparse
+import contextlib
+import sys
+import warnings
+from typing import Iterator, NoReturn
+
 __all__ = [
     "BitstreamError",
     "CLIError",
     "DesyncError",
+    "KeyFileError",
+    "KeyRequiredError",
     "ModelMismatchError",
+    "OneLineArgumentParser",
     "PSICFormatError",
     "PixelLimitError",
     "one_line",
+    "one_line_warnings",
 ]
 
 
 class CLIError(Exception):
     """A user error: reported as one line on stderr, exit status 2."""
+
+
+class KeyFileError(ValueError):
+    """A key file is missing, malformed or readable by others. Its message never
+    holds any of the file's content."""
+
+
+class KeyRequiredError(ValueError):
+    """A keyed model's protected decode was asked without the publisher's key,
+    or a key was given where none applies."""
 
 
 class PSICFormatError(ValueError):
@@ -69,3 +89,25 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         text = f"unknown key {exc.args[0]!r}"
     return " ".join(text.split())
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose refusals are one line, ``PROG: error: …``,
+    exit status 2, without the usage text (the style of every tool here)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
+
+
+@contextlib.contextmanager
+def one_line_warnings(prog: str) -> Iterator[None]:
+    """Shows the warnings raised inside as ``PROG: warning: …`` on one line of
+    stderr (no category, file name or source line), like ``psic``'s own."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"{prog}: warning: {text}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

@@ -3,12 +3,13 @@ higher layer, and no import circle exists.
 
 Layers, lowest first (a module may import its own layer and those below)::
 
-    base        compressai_psic (lazy __init__), errors, utils (its helpers)
+    base        compressai_psic (lazy __init__), errors, options, padding,
+                state_dicts, system (the helpers every layer may use)
     models      compressai_psic.models: the shielded core
     components  losses, transforms, vlp, datasets, zoo, io (the .psic format,
                 images, the codec between them)
-    pipelines   train, evaluation, the tools of utils (eval_model, update_model,
-                plot, pareto, bd, results)
+    pipelines   train, evaluation, utils (CompressAI-style tools: eval_model,
+                update_model, plot, pareto, bd, results, export_decoder)
     demo        demo
     cli         cli, __main__
 
@@ -40,7 +41,9 @@ LAYER_NAMES = ("base", "models", "components", "pipelines", "demo", "cli")
 LAYERS: Dict[str, str] = {
     PACKAGE: "base",
     f"{PACKAGE}.errors": "base",
-    f"{PACKAGE}.utils": "base",
+    f"{PACKAGE}.padding": "base",
+    f"{PACKAGE}.state_dicts": "base",
+    f"{PACKAGE}.system": "base",
     f"{PACKAGE}.models": "models",
     **{
         f"{PACKAGE}.{name}": "components"
@@ -55,18 +58,7 @@ LAYERS: Dict[str, str] = {
     },
     f"{PACKAGE}.train": "pipelines",
     f"{PACKAGE}.evaluation": "pipelines",
-    **{
-        f"{PACKAGE}.utils.{name}": "pipelines"
-        for name in (
-            "eval_model",
-            "update_model",
-            "plot",
-            "pareto",
-            "bd",
-            "results",
-            "export_decoder",
-        )
-    },
+    f"{PACKAGE}.utils": "pipelines",
     f"{PACKAGE}.demo": "demo",
     f"{PACKAGE}.cli": "cli",
     f"{PACKAGE}.__main__": "cli",
@@ -283,6 +275,20 @@ def _describe(edge: Edge, modules: Dict[str, Path]) -> str:
 def test_every_module_has_a_layer():
     unlisted = [name for name in module_files() if layer_of(name) is None]
     assert not unlisted, f"modules without a layer (add them to LAYERS): {unlisted}"
+
+
+def test_each_subpackage_is_one_layer():
+    """A subpackage's modules share its layer, so that the import graph of the
+    packages (``compressai_psic.utils`` → ``compressai_psic.models``) has no
+    upward edge either: no package holds both bottom helpers and top tools."""
+    split = [
+        name
+        for name in module_files()
+        if name.count(".") > 1
+        and layer_of(name) != layer_of(".".join(name.split(".")[:2]))
+    ]
+    assert not split, f"modules in another layer than their package: {split}"
+    assert all(key.count(".") <= 1 for key in LAYERS), "list packages, not modules"
 
 
 def upward_edges(edges: List[Edge]) -> List[Edge]:

@@ -78,6 +78,8 @@ def test_wheel_metadata(installed):
     assert (info / "licenses" / "LICENSE").is_file()
     assert (installed / "compressai_psic" / "py.typed").is_file()
     assert list((installed / "compressai_psic" / "zoo_files").glob("demo-psic-*"))
+    configs = installed / "compressai_psic" / "vlp" / "model_configs"
+    assert (configs / "vit.json").is_file() and len(list(configs.glob("*.json"))) == 6
 
 
 def test_wheel_runs_the_tools(installed, tmp_path):

@@ -33,7 +33,7 @@ import sys
 import time
 from typing import Dict, List
 
-from compressai_psic.utils import peak_rss_mib, rss_mib
+from compressai_psic.system import peak_rss_mib, rss_mib
 
 VLP_SPECS = {"tiny": "tiny", "ViT-B-32": "open_clip:ViT-B-32:random"}
 

@@ -34,7 +34,7 @@ import sys
 import time
 from typing import Dict, List
 
-from compressai_psic.utils import peak_rss_mib, rss_mib
+from compressai_psic.system import peak_rss_mib, rss_mib
 
 VLP_CHOICES = ("tiny", "ViT-B-32")
 CAPTION_WORDS = ("a", "photo", "of", "red", "dog", "car", "street", "sunny", "two")

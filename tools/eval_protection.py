@@ -102,7 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="test scenes of the per-image bound (0: no bound)",
     )
-    parser.add_argument("--bound-steps", type=int, default=10)
+    parser.add_argument(
+        "--bound-steps", type=int, default=100, help="PGD steps per budget (100)"
+    )
+    parser.add_argument(
+        "--bound-feature-weight",
+        type=float,
+        default=1.0,
+        help="weight of the ResNet feature term in the bound's objective (1)",
+    )
+    parser.add_argument(
+        "--bound-eot",
+        default="identity,jpeg,resize,greyworld,blur,median,downup,noisyup",
+        help="scraper transforms the bound's PGD sees at every step, as the "
+        "codec's training did (names of --eot, or none)",
+    )
+    parser.add_argument(
+        "--bound-budgets",
+        default="l2:6,12",
+        help="budgets as norm:levels[,levels];norm:… (default l2:6,12: about 32.6 "
+        "and 26.6 dB, around a protected decode's PSNR)",
+    )
     parser.add_argument(
         "--bound-from",
         type=Path,
@@ -113,6 +133,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--bound-only",
         action="store_true",
         help="compute only the per-image bound (bound.json; no codec needed)",
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        help="the publisher's key of a keyed codec (default: a key derived from "
+        "--seed, so that the figures can be rebuilt; attackers never get it)",
+    )
+    parser.add_argument(
+        "--latent-steps",
+        type=int,
+        default=300,
+        help="Adam steps of the latent inversions through the public model (300; "
+        "0 skips them)",
+    )
+    parser.add_argument(
+        "--latent-images",
+        type=int,
+        default=200,
+        help="test scenes the latent inversions run on, in a pass of their own "
+        "(200; their retrieval is N-way over these)",
+    )
+    parser.add_argument(
+        "--latent-starts", type=int, default=2, help="restarts of the random starts"
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/protection"))
@@ -138,7 +182,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error("--bound-only needs --bound-images >= 1")
     if args.model.endswith(".tar") and not Path(args.model).is_file():
         parser.error(f"codec checkpoint not found: {args.model}")
+    if args.key_file is not None and not args.key_file.is_file():
+        parser.error(f"--key-file: no such key file: {args.key_file}")
+    if args.latent_steps < 0 or args.latent_images < 2 or args.latent_starts < 1:
+        parser.error(
+            "need --latent-steps >= 0, --latent-images >= 2, --latent-starts >= 1"
+        )
     return args
+
+
+def publisher_key(args: argparse.Namespace):
+    """The publisher's key: ``--key-file``, or one derived from the benchmark
+    seed (evaluation only: the figures can then be rebuilt exactly)."""
+    import hashlib
+
+    from compressai_psic.models.keys import ShieldKey, read_key_file
+
+    if args.key_file is not None:
+        return read_key_file(args.key_file)
+    material = f"psic-evaluation-publisher:{args.seed}".encode()
+    return ShieldKey(hashlib.sha256(material).digest())
 
 
 def _codec(name: str):
@@ -156,7 +219,7 @@ def _members(specs: List[str]):
     return [member for spec in specs for member, _ in vlp_members(build_vlp(spec))]
 
 
-def _image_sheet(model, dataset, path: Path, rows: int = 8) -> None:
+def _image_sheet(model, dataset, path: Path, rows: int = 8, key=None) -> None:
     import torch
     from PIL import Image
 
@@ -165,7 +228,7 @@ def _image_sheet(model, dataset, path: Path, rows: int = 8) -> None:
 
     originals = torch.cat([pil_to_tensor(dataset.load_image(i)) for i in range(rows)])
     with torch.inference_mode():
-        decoded = codec_roundtrip(model, originals)
+        decoded = codec_roundtrip(model, originals, key)
     difference = (4 * (decoded["protected"] - decoded["full"]).abs()).clamp(0, 1)
     columns = [originals, decoded["full"], decoded["protected"], difference]
     grid = torch.cat([torch.cat(list(c), dim=-1) for c in zip(*columns)], dim=-2)
@@ -173,6 +236,34 @@ def _image_sheet(model, dataset, path: Path, rows: int = 8) -> None:
     Image.fromarray(array).resize(
         (array.shape[1] * 2, array.shape[0] * 2), Image.NEAREST
     ).save(path)
+
+
+def _scene_objects(model, dataset, key) -> dict:
+    """Object colours and per-image colour casts of the protected decodes
+    (:mod:`compressai_psic.evaluation.objects`) over every evaluated scene."""
+    import torch
+
+    from compressai_psic.evaluation.codec import codec_batches
+    from compressai_psic.evaluation.objects import (
+        colour_shift_stats,
+        object_colour_stats,
+    )
+
+    originals, full, protected = [], [], []
+    with torch.inference_mode():
+        for _, group, decoded, _ in codec_batches(
+            model, dataset, len(dataset), None, 50, "cpu", key
+        ):
+            originals.append(group)
+            full.append(decoded["full"])
+            protected.append(decoded["protected"])
+    originals_t, full_t = torch.cat(originals), torch.cat(full)
+    protected_t = (torch.cat(protected) * 255).round() / 255
+    specs = [sample.spec for sample in dataset.samples]
+    return {
+        "objects": object_colour_stats(specs, originals_t, full_t, protected_t),
+        "colour_shift": colour_shift_stats(full_t, protected_t),
+    }
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -216,6 +307,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             split="train", num_samples=args.inversion_pairs, seed=args.attacker_seed,
             image_size=64,
         )  # fmt: skip
+    key = publisher_key(args) if getattr(model, "is_keyed", False) else None
     report = evaluate_protection(
         model,
         test,
@@ -230,7 +322,19 @@ def main(argv: Optional[List[str]] = None) -> dict:
             "seed": args.attacker_seed,
         },
         attacks=attacks,
+        key=key,
+        attacker_seed=args.attacker_seed,
+        latent_steps=args.latent_steps,
+        latent_images=min(args.latent_images, args.images),
+        latent_starts=args.latent_starts,
     )
+    report["keyed"] = key is not None
+    report["publisher_key"] = (
+        None
+        if key is None
+        else ("--key-file" if args.key_file else f"derived from --seed {args.seed}")
+    )
+    report["scene_objects"] = _scene_objects(model, test, key)
     report["model"] = args.model
     report["seed"] = args.seed
     report["inversion_dataset"] = (
@@ -238,7 +342,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if attacker is None
         else f"scenes:train:seed{args.attacker_seed}:{args.inversion_pairs}"
     )
-    _image_sheet(model, test, args.out / "images.png")
+    _image_sheet(model, test, args.out / "images.png", key=key)
     with open(args.out / "protection.json", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
 
@@ -265,9 +369,22 @@ def _bound(args: argparse.Namespace, test, train, evaluation) -> dict:
         with open(args.bound_from, encoding="utf-8") as f:
             bound = json.load(f)
     else:
+        from compressai_psic.train.criterion import build_eot
+
         vlps = {m.name: m for m in train + evaluation}
+        budgets = {}
+        for part in args.bound_budgets.split(";"):
+            norm, _, values = part.partition(":")
+            budgets[norm.strip()] = [float(v) for v in values.split(",") if v]
         bound = per_image_bound(
-            test, train, vlps, limit=args.bound_images, steps=args.bound_steps
+            test,
+            train,
+            vlps,
+            budgets=budgets,
+            limit=args.bound_images,
+            steps=args.bound_steps,
+            feature_weight=args.bound_feature_weight,
+            eot=build_eot(args.bound_eot, args.seed),
         )
     if (
         args.bound_from is None
@@ -293,6 +410,18 @@ def _print_summary(report: dict) -> None:
                 f"prot {row['protected']:.3f} worst-blind {row['worst_blind']:.3f} "
                 f"({row['worst_blind_attack']})"
                 + (f" inversion {row['inversion']:.3f}" if "inversion" in row else "")
+                + (
+                    f" worst-adaptive {row['worst_adaptive']:.3f} "
+                    f"({row['worst_adaptive_attack']})"
+                    if "worst_adaptive" in row
+                    else ""
+                )
+                + (
+                    f" worst-latent {row['worst_latent_ratio']:.2f}x of original "
+                    f"({row['worst_latent_attack']})"
+                    if row.get("worst_latent_ratio") is not None
+                    else ""
+                )
             )
         print(f"{vlp['name']} ({vlp['role']}): " + " | ".join(cells))
 

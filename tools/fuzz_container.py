@@ -63,7 +63,7 @@ def run_shard(args: argparse.Namespace) -> Dict[str, Any]:
     from compressai_psic.io import container
     from compressai_psic.io.files import file_sha256
     from compressai_psic.models import guard as decode_guard
-    from compressai_psic.utils import peak_rss_mib
+    from compressai_psic.system import peak_rss_mib
     from compressai_psic.zoo import named_codec_file
     from tools._lib import fuzzing
 

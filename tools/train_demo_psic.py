@@ -49,7 +49,6 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -62,7 +61,8 @@ import torch  # noqa: E402
 
 from compressai_psic import train as train_tool  # noqa: E402
 from compressai_psic.io.files import file_sha256 as sha256_file  # noqa: E402
-from compressai_psic.utils import machine_description  # noqa: E402
+from compressai_psic.io.files import save_state_dict  # noqa: E402
+from compressai_psic.system import machine_description  # noqa: E402
 from compressai_psic.zoo import update_manifest  # noqa: E402
 
 __all__ = [
@@ -974,18 +974,7 @@ def save_compact(exported: Path, zoo: Path, name: str = DEMO_PSIC_NAME) -> Path:
         (key, value.detach().cpu().half() if key in parameter_names else value)
         for key, value in model.state_dict().items()
     )
-    zoo.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".pth.tar", dir=zoo)
-    os.close(handle)
-    try:
-        torch.save(state, tmp)
-        target = zoo / f"{name}-{sha256_file(tmp)[:8]}.pth.tar"
-        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return save_state_dict(state, zoo, name)["path"]
 
 
 def _record_stage1(zoo: Path, stage1: Path, argv1: Optional[List[str]]) -> None:

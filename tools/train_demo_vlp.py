@@ -43,7 +43,6 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -58,7 +57,8 @@ if not __package__:  # run as a script: the harness lives in tools/_lib
 import torch  # noqa: E402
 
 from compressai_psic.io.files import file_sha256 as sha256_file  # noqa: E402
-from compressai_psic.utils import machine_description  # noqa: E402
+from compressai_psic.io.files import save_state_dict  # noqa: E402
+from compressai_psic.system import machine_description  # noqa: E402
 from compressai_psic.vlp import (  # noqa: E402
     DEMO_VLP_NAME,
     EVAL_VLPS,
@@ -216,16 +216,10 @@ def _recipe(args: argparse.Namespace) -> Dict[str, Any]:
 def save_weights(
     model: torch.nn.Module, zoo: Path, fp32: bool, name: str = DEMO_VLP_NAME
 ) -> Path:
-    """Writes the compact state dict as ``<name>-<sha256[:8]>.pth.tar``."""
-    zoo.mkdir(parents=True, exist_ok=True)
+    """Writes the compact state dict as ``<name>-<sha256[:8]>.pth.tar``
+    (reproducibly: the same weights give the same file)."""
     state = demo_state_dict(model, torch.float32 if fp32 else torch.float16)
-    handle, tmp = tempfile.mkstemp(suffix=".pth.tar", dir=zoo)
-    os.close(handle)
-    torch.save(state, tmp)
-    target = zoo / f"{name}-{sha256_file(tmp)[:8]}.pth.tar"
-    os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
-    os.replace(tmp, target)
-    return target
+    return save_state_dict(state, zoo, name)["path"]
 
 
 def _pct(value: float) -> str:

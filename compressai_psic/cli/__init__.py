@@ -48,10 +48,16 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from ..errors import CLIError, PSICFormatError, one_line
+from ..errors import (
+    CLIError,
+    KeyFileError,
+    KeyRequiredError,
+    PSICFormatError,
+    one_line,
+)
 from ..io.codec import ModelSpec, compress_tensor, decompress_header
 from ..io.images import ImageLoadError
-from . import compress, decompress, demo, info
+from . import compress, decompress, demo, info, keygen
 from .commands import (
     COMMANDS,
     Command,
@@ -77,7 +83,7 @@ __all__ = [
     "register_command",
 ]
 
-for _module in (compress, decompress, info, demo):
+for _module in (compress, decompress, info, keygen, demo):
     register_command(_module.COMMAND)
 
 
@@ -107,7 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (``psic info x.psic | head -2``): stop quietly.
         _discard_stdout()
         return EXIT_OK
-    except (CLIError, PSICFormatError, ImageLoadError, OSError) as exc:
+    except (
+        CLIError,
+        KeyFileError,
+        KeyRequiredError,
+        PSICFormatError,
+        ImageLoadError,
+        OSError,
+    ) as exc:
         print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

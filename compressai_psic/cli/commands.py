@@ -11,7 +11,8 @@ import argparse
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 
-from .output import EXIT_ERROR, PROG
+from ..errors import OneLineArgumentParser
+from .output import PROG
 
 __all__ = [
     "COMMANDS",
@@ -47,13 +48,6 @@ def register_command(command: Command) -> Command:
     return command
 
 
-class _Parser(argparse.ArgumentParser):
-    """Reports usage errors in one line, like every other ``psic`` error."""
-
-    def error(self, message: str):
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The ``psic`` argument parser.
 
@@ -62,7 +56,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
             are listed with their help line), so that a command never imports
             what another one needs; by default every subcommand is complete.
     """
-    parser = _Parser(
+    parser = OneLineArgumentParser(
         prog=PROG,
         description="Privacy-shielded image compression (PSIC) for CompressAI models.",
     )
@@ -73,7 +67,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         help="print the versions of psic, CompressAI and PyTorch, and exit",
     )
     subparsers = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=_Parser
+        dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser
     )
     subparsers.required = True
     for entry in COMMANDS.values():

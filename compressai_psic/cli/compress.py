@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from ..errors import CLIError, PSICFormatError, one_line
 from ..io import container
@@ -77,14 +77,14 @@ def run(args: argparse.Namespace) -> int:
     models = ModelCache(device)
 
     def work(source: Path, target: Path) -> str:
-        x = _load_image_reporting_warnings(source)
+        check_targets([target], args.force)
+        x, notices = _load_image_with_warnings(source)
         height, width = x.shape[-2:]
         if max(height, width) > container.MAX_IMAGE_SIDE:
             raise CLIError(
                 f"{source}: {width}x{height} is larger than the format's "
                 f"{container.MAX_IMAGE_SIDE}-pixel side limit"
             )
-        check_targets([target], args.force)
         model, sha256 = models.get(spec)
         _check_decodable(model, source, height, width, limit)
         try:
@@ -97,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
                 raise
             raise CLIError(f"{source}: {one_line(exc)}") from None
         size = container.write(target, header)
+        # Warnings about the image (an alpha channel dropped, …) only for files
+        # written: a file refused above gets its error alone.
+        for notice in notices:
+            warn(notice)
         return (
             f"{source} -> {target}: {size} bytes, {size * 8 / (height * width):.4f} bpp"
         )
@@ -121,15 +125,14 @@ def _check_decodable(
         )
 
 
-def _load_image_reporting_warnings(path: Path) -> Tensor:
+def _load_image_with_warnings(path: Path) -> Tuple[Tensor, List[str]]:
+    """The image and the warnings its loading gave, each on one line."""
     from ..io.images import load_image
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         x = load_image(path)
-    for warning in caught:
-        warn(" ".join(str(warning.message).split()))
-    return x
+    return x, [" ".join(str(warning.message).split()) for warning in caught]
 
 
 COMMAND = Command("compress", "encode images to .psic files", add_arguments, run)

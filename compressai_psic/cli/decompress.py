@@ -52,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="the weights file the .psic file was written with (checked by sha256)",
     )
+    parser.add_argument(
+        "--key-file",
+        "-k",
+        default=None,
+        metavar="KEY",
+        help="the publisher's key (psic keygen) for a keyed model's protected decode",
+    )
     add_common_arguments(parser)
 
 
@@ -76,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_device_name(args.device)
     limit = max_pixels_of(args.max_pixels)
+    key = None
+    if args.key_file is not None:
+        from ..models.keys import read_key_file
+
+        key = read_key_file(args.key_file)  # before any file or model is read
     jobs, folder = pair_files(
         args.input,
         args.output,
@@ -113,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{source} has no symbol digest (format version 1): a decode that "
                 "goes wrong on this machine cannot be detected"
             )
-        images = decompress_header(model, header, conditions, max_pixels=limit)
+        images = decompress_header(model, header, conditions, max_pixels=limit, key=key)
         for image, path in zip(images, targets):
             save_image(image.cpu(), path)
         names = ", ".join(

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Optional, Sequence
 
 from ..io import container
 from .commands import Command
+from .jobs import check_input_file
 from .output import EXIT_OK
 
-__all__ = ["COMMAND", "add_arguments", "describe_file", "run"]
+__all__ = ["COMMAND", "add_arguments", "describe_file", "latent_shapes", "run"]
+
+#: Size of ``y`` per unit of ``z`` in every CompressAI hyperprior model (``h_a``
+#: downsamples twice by 2).
+HYPER_FACTOR = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +24,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
 
 
+def latent_shapes(
+    shape: Sequence[int], num_latents: int
+) -> Dict[str, Optional[List[int]]]:
+    """The spatial sizes of ``y`` and ``z`` from the ``shape`` a file stores.
+
+    CompressAI's ``compress`` returns the size of the last latent it codes:
+    ``y`` for a model with one string list (``bmshj2018-factorized``), ``z``
+    for the hyperprior models (two lists), whose ``y`` is
+    :data:`HYPER_FACTOR` times larger. Other layouts give ``None``.
+    """
+    if num_latents == 1:
+        return {"latent_shape": list(shape), "hyper_latent_shape": None}
+    if num_latents == 2:
+        return {
+            "latent_shape": [HYPER_FACTOR * s for s in shape],
+            "hyper_latent_shape": list(shape),
+        }
+    return {"latent_shape": None, "hyper_latent_shape": None}
+
+
 def describe_file(path: Path) -> Dict[str, object]:
-    """Header fields, sizes and bpp of a ``.psic`` file."""
+    """Header fields, sizes and bpp of a ``.psic`` file.
+
+    ``latent_shape`` is the spatial size of ``y``, ``hyper_latent_shape`` that
+    of ``z`` (hyperprior models), ``coded_shape`` the ``shape`` the file stores
+    for ``decompress`` (see :func:`latent_shapes`).
+    """
+    check_input_file(path)
     header = container.read(path)
     size = path.stat().st_size
     pixels = header.height * header.width
@@ -36,7 +67,8 @@ def describe_file(path: Path) -> Dict[str, object]:
         "random_init": header.seed is not None,
         "width": header.width,
         "height": header.height,
-        "latent_shape": list(header.shape),
+        **latent_shapes(header.shape, len(header.strings)),
+        "coded_shape": list(header.shape),
         "symbols_digest": (
             f"{header.symbols_digest:08x}"
             if header.symbols_digest is not None

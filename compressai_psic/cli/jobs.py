@@ -2,23 +2,31 @@
 
 One file, several files, or a folder: :func:`pair_files` names the outputs
 (next to the inputs, or under ``-o``) and refuses collisions;
-:func:`check_jobs` refuses, before any model loads, missing or wrong inputs,
-missing output folders and existing outputs (unless ``--force``);
-:func:`run_jobs` runs a command on each pair, where in a folder one bad file
-is reported and the others go on.
+:func:`check_jobs` refuses, in one line before any model loads, existing
+outputs (unless ``--force``) and, for files given one by one, missing or wrong
+inputs; :func:`run_jobs` creates a missing output folder (saying so, in file
+and folder mode alike) and runs a command on each pair, where in a folder one
+bad input file is reported and the others go on.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Set, Tuple
 
 from ..errors import CLIError, PSICFormatError, one_line
 from ..io.images import ImageLoadError
 from .output import EXIT_OK, PROG, print_error
 
-__all__ = ["PSIC_SUFFIX", "check_jobs", "check_targets", "pair_files", "run_jobs"]
+__all__ = [
+    "PSIC_SUFFIX",
+    "check_input_file",
+    "check_jobs",
+    "check_targets",
+    "pair_files",
+    "run_jobs",
+]
 
 PSIC_SUFFIX = ".psic"
 
@@ -92,26 +100,55 @@ def check_jobs(
 ) -> None:
     """Fails in one line, before any model loads, on what would fail later.
 
-    For files given one by one: a missing input, one that ``check_input``
-    refuses (raising: not an image, not a ``.psic`` file), an output folder
-    that does not exist and an existing output (unless ``force``). In a folder
-    the same problems are reported per file by :func:`run_jobs` instead, so
-    that one bad file does not stop the others.
+    Existing outputs (unless ``force``) and outputs whose folder is a file, in
+    every mode: in a folder they are counted in the one line
+    (``out/a.png exists (and 6 more outputs); pass -f/--force``). For files
+    given one by one also a missing input and one that ``check_input``
+    refuses (raising: not an image, not a ``.psic`` file); in a folder those
+    are reported per file by :func:`run_jobs`, so that one bad input does not
+    stop the others.
     """
+    existing: List[Path] = []
     for source, target in jobs:
-        if folder:
-            continue
-        if not source.is_file():
-            what = "not a file" if source.exists() else "no such file"
-            raise CLIError(f"{source}: {what}")
-        check_input(source)
+        if not folder:
+            check_input_file(source)
+            check_input(source)
         targets = targets_of(target)
         for path in targets:
-            if not path.parent.is_dir():
-                raise CLIError(
-                    f"{path}: the output folder {path.parent} does not exist"
-                )
-        check_targets(targets, force)
+            _check_parent(path)
+        if not force:
+            existing.extend(path for path in targets if path.exists())
+    if existing:
+        more = len(existing) - 1
+        also = f" (and {more} more output{'s' if more > 1 else ''})" if more else ""
+        them = "them" if more else "it"
+        raise CLIError(f"{existing[0]} exists{also}; pass -f/--force to replace {them}")
+
+
+def check_input_file(source: Path) -> None:
+    """``FILE: no such file`` or ``FILE: not a file``, the words of every command."""
+    if not source.is_file():
+        what = "not a file" if source.exists() else "no such file"
+        raise CLIError(f"{source}: {what}")
+
+
+def _check_parent(path: Path) -> None:
+    """The output's folder exists or can be created (no file is in its way)."""
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise CLIError(f"{path}: {folder} is not a folder")
+            return
+
+
+def _make_folder(folder: Path, quiet: bool, made: Set[Path], bar: bool) -> None:
+    """Creates a missing output folder, and says so (once per folder)."""
+    if folder.is_dir() or folder in made:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    made.add(folder)
+    if not quiet:
+        print_error(f"{PROG}: note: created the output folder {folder}", bar)
 
 
 def _progress(items: List, enabled: bool, desc: str) -> Iterator:
@@ -139,14 +176,18 @@ def run_jobs(
     quiet: bool,
     desc: str,
 ) -> int:
-    """Runs ``work`` on every pair; in folders one bad file does not stop the rest."""
-    if folder:
-        jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
+    """Runs ``work`` on every pair; in folders one bad file does not stop the rest.
+
+    A missing output folder is created before the first file is written to it,
+    with a note on stderr (in file and folder mode alike).
+    """
+    made: Set[Path] = set()
     failures = 0
     bar = folder and not quiet
     say = _say(bar)
     for source, target in _progress(jobs, bar, desc):
         try:
+            _make_folder(target.parent, quiet, made, bar)
             message = work(source, target)
         except (CLIError, PSICFormatError, ImageLoadError, OSError) as exc:
             if not folder:

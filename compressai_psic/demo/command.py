@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CLIError
-from .pipeline import FIT_IMAGES, GRID_FILE, REPORT_FILE, run_demo
+from .pipeline import FIT_IMAGES, GRID_FILE, LATENT_STEPS, REPORT_FILE, run_demo
 from .report import format_table
 
 __all__ = ["add_arguments", "check_output_dir", "run"]
@@ -69,6 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only the VLP the codec was trained against",
     )
+    parser.add_argument(
+        "--latent-steps",
+        type=int,
+        default=LATENT_STEPS,
+        help="Adam steps of the latent inversion through the public model, an "
+        "attack every holder of the model can run (default %(default)s; 0 skips it)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -114,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             eval_vlps=[] if args.no_eval_vlps else args.eval_vlp,
             attacks=args.attacks,
             fit_images=args.fit_images,
+            latent_steps=args.latent_steps,
         )
     except (RuntimeError, ValueError) as err:
         raise CLIError(str(err)) from err

@@ -37,6 +37,7 @@ from ..evaluation import (
     codec_roundtrip,
     evaluate_shield,
 )
+from ..evaluation.latent_attacks import LatentInversionAttack
 from ..evaluation.protection import protection_summary
 from ..io.images import pil_to_tensor
 from ..utils.results import write_json
@@ -49,6 +50,7 @@ __all__ = [
     "FIT_IMAGES",
     "FIT_SPLIT",
     "GRID_FILE",
+    "LATENT_STEPS",
     "REPORT_FILE",
     "run_demo",
     "shipped_eval_vlps",
@@ -60,6 +62,8 @@ GRID_FILE = "grid.png"
 REPORT_FILE = "report.json"
 #: Manifest name of the shipped demo codec.
 DEMO_MODEL_NAME = "demo-psic"
+#: Adam steps of the demo's latent inversion through the public model.
+LATENT_STEPS = 50
 #: Scenes the informed colour attacks are fitted on, and their split: the
 #: benchmark's validation stream, disjoint from the test scenes evaluated.
 FIT_IMAGES = 50
@@ -93,6 +97,8 @@ def run_demo(
     eval_vlps: Optional[Sequence[Any]] = None,
     attacks: Optional[Sequence[str]] = None,
     fit_images: int = FIT_IMAGES,
+    latent_steps: int = LATENT_STEPS,
+    key: Any = None,
 ) -> Dict[str, Any]:
     """Runs the demo and returns its report (also written to ``output_dir``).
 
@@ -117,6 +123,10 @@ def run_demo(
             :data:`~compressai_psic.evaluation.attacks.DEFAULT_ATTACKS`)
         fit_images: scenes of the validation split (same seed) that the
             informed attacks are fitted on; never test scenes
+        latent_steps: Adam steps of the latent inversion through the public
+            model (:mod:`~compressai_psic.evaluation.latent_attacks`: the public
+            trigger, or for a keyed codec a key of the attacker's own); 0 skips it
+        key: the publisher's key of a keyed codec
     """
     start = time.perf_counter()
     if model is None:
@@ -144,13 +154,21 @@ def run_demo(
         fit_dataset = SceneCaptions(
             split=FIT_SPLIT, num_samples=fit_images, seed=seed, image_size=image_size
         )
+    attack_objects: Dict[str, Any] = dict(build_attacks(attack_names))
+    if robustness and latent_steps > 0:
+        mode = "own-key" if getattr(model, "is_keyed", False) else "public"
+        latent = LatentInversionAttack(
+            model, mode, steps=latent_steps, name=f"latent-{mode}"
+        )
+        attack_objects[latent.name] = latent
     with torch.inference_mode():
         report = evaluate_shield(
             model,
             dataset,
             train_vlps=vlp if isinstance(vlp, (list, tuple)) else [vlp],
             eval_vlps=list(eval_vlps),
-            attacks=attack_names,
+            attacks=attack_objects,
+            key=key,
             fit_dataset=fit_dataset,
             ks=(1, 5, 10),
             batch_size=25,
@@ -169,7 +187,7 @@ def run_demo(
             [pil_to_tensor(dataset.load_image(i)) for i in range(rows)]
         )
         with torch.inference_mode():
-            decoded = codec_roundtrip(model, originals)
+            decoded = codec_roundtrip(model, originals, key)
         images = {
             "original": originals,
             "full": decoded["full"],

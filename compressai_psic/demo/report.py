@@ -34,6 +34,14 @@ def _vlp_rows(
             f"({summary['i2t']['worst_blind_attack']} / "
             f"{summary['t2i']['worst_blind_attack']})"
         )
+    if summary and "worst_adaptive" in summary["i2t"]:
+        lines.append(
+            f"  {'worst adaptive attack (which)':34}"
+            f"{summary['i2t']['worst_adaptive']:12.3f}"
+            f"{summary['t2i']['worst_adaptive']:12.3f}  "
+            f"({summary['i2t']['worst_adaptive_attack']} / "
+            f"{summary['t2i']['worst_adaptive_attack']})"
+        )
     for reference, label in (("full", "full decode"), ("original", "originals")):
         lines.append(
             f"  {'ASR@1 vs ' + label:34}{asr['vs_' + reference]['i2t']['R@1']:12.3f}"

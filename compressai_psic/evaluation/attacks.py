@@ -34,6 +34,8 @@ downloads. Each attack maps ``(B, 3, H, W)`` images in ``[0, 1]`` to images in
 ``affine_fit``     informed: the least-squares global affine colour map
                    (3×3 matrix + offset) from decodes to originals, fitted on
                    every pixel of a fit set
+``filter_fit``     informed: the least-squares 5×5×3 linear filter (+ offset)
+                   from decodes to originals, fitted on every pixel of a fit set
 ``a+b``            ``a`` then ``b`` (at most one fitted step), e.g.
                    ``affine_fit+jpeg75``
 =================  ============================================================
@@ -73,6 +75,7 @@ __all__ = [
     "ChainAttack",
     "FunctionAttack",
     "GreyWorldAttack",
+    "LinearFilterAttack",
     "OffsetAttack",
     "PatternAttack",
     "apply_affine_colour",
@@ -97,7 +100,13 @@ PURIFICATION_ATTACKS = (
     "noisyup",
 )
 #: Attacks fitted on a separate set of (decode, original) pairs.
-FITTED_ATTACKS = ("greyworld_fit", "offset_fit", "pattern_fit", "affine_fit")
+FITTED_ATTACKS = (
+    "greyworld_fit",
+    "offset_fit",
+    "pattern_fit",
+    "affine_fit",
+    "filter_fit",
+)
 #: What the evaluation runs by default.
 DEFAULT_ATTACKS = BLIND_ATTACKS + PURIFICATION_ATTACKS + FITTED_ATTACKS
 
@@ -160,6 +169,9 @@ class Attack:
     """
 
     needs_fit = False
+    #: Whether a report also applies it to the full decodes (what it costs a
+    #: clean image); not for attacks that fit through the model.
+    on_full = True
 
     def __init__(self, name: str):
         self.name = name
@@ -413,6 +425,80 @@ class AffineColourAttack(Attack):
         return out
 
 
+class LinearFilterAttack(AffineColourAttack):
+    r"""The least-squares linear filter (``size``×``size``×3 taps per output
+    channel, plus an offset) from decodes to originals: a fitted colour map that
+    also sees each pixel's neighbours (sharpening, de-ringing, a learned
+    de-noiser of the simplest kind). Borders are replicated."""
+
+    def __init__(self, name: str = "filter_fit", size: int = 5, ridge: float = 1e-9):
+        if size < 1 or size % 2 == 0:
+            raise ValueError(f"The filter size must be odd and positive, got {size}")
+        self.size = int(size)
+        super().__init__(name, ridge)
+        self.weight: Optional[Tensor] = None
+
+    def _taps(self) -> int:
+        return 3 * self.size * self.size
+
+    def _reset(self) -> None:
+        taps = self._taps() + 1
+        self._gram = torch.zeros(taps, taps, dtype=torch.float64)
+        self._cross = torch.zeros(taps, 3, dtype=torch.float64)
+
+    def _patches(self, images: Tensor) -> Tensor:
+        """``(P, 3·size²)`` neighbourhoods of every pixel."""
+        pad = self.size // 2
+        padded = F.pad(images.double(), (pad, pad, pad, pad), mode="replicate")
+        columns = F.unfold(padded, self.size)  # (B, 3·size², H·W)
+        return columns.transpose(1, 2).reshape(-1, self._taps())
+
+    def _accumulate(self, decoded: ImageBatch, originals: ImageBatch) -> None:
+        pairs = [decoded] if isinstance(decoded, Tensor) else list(decoded)
+        targets = [originals] if isinstance(originals, Tensor) else list(originals)
+        for source, target in zip(pairs, targets):
+            source = source.detach().cpu()
+            target = target.detach().cpu()
+            if source.dim() == 3:
+                source, target = source[None], target[None]
+            if source.shape != target.shape:
+                raise ValueError(
+                    f"Decodes and originals differ in size: {tuple(source.shape)} "
+                    f"vs {tuple(target.shape)}"
+                )
+            rows = self._patches(source)
+            design = torch.cat([rows, torch.ones_like(rows[:, :1])], 1)
+            self._gram += design.t() @ design
+            self._cross += design.t() @ _pixels(target)
+            self.fit_pixels += rows.size(0)
+
+    def _solve(self) -> None:
+        taps = self._taps() + 1
+        gram = self._gram / self.fit_pixels
+        gram = gram + self.ridge * torch.eye(taps, dtype=torch.float64)
+        solution = torch.linalg.solve(gram, self._cross / self.fit_pixels)
+        self.weight = solution[:-1].t().contiguous().float()  # (3, 3·size²)
+        self.offset = solution[-1].float()
+
+    def apply(self, images: Tensor) -> Tensor:
+        batch, _, height, width = images.shape
+        rows = self._patches(images).float()
+        out = rows @ self.weight.t().to(rows) + self.offset.to(rows)
+        return (
+            out.reshape(batch, height * width, 3)
+            .transpose(1, 2)
+            .reshape(batch, 3, height, width)
+            .to(images.dtype)
+        )
+
+    def describe(self) -> Dict[str, Any]:
+        out = Attack.describe(self)
+        out["size"] = self.size
+        if self.offset is not None:
+            out["offset"] = [round(v, 5) for v in self.offset.tolist()]
+        return out
+
+
 class ChainAttack(Attack):
     r"""Steps applied in order; at most one of them is fitted.
 
@@ -484,6 +570,7 @@ def _named_factories() -> Dict[str, Callable[[], Attack]]:
         "offset_fit": lambda: OffsetAttack("offset_fit"),
         "pattern_fit": lambda: PatternAttack("pattern_fit"),
         "affine_fit": lambda: AffineColourAttack("affine_fit"),
+        "filter_fit": lambda: LinearFilterAttack("filter_fit", 5),
     }
 
 

@@ -130,6 +130,7 @@ def pgd_perturb(
     feature_weight: float = 0.0,
     feature_stage: str = "layer3",
     seed: int = 0,
+    eot: Optional[Any] = None,
 ) -> Tensor:
     r"""Per-image PGD on ``images`` against ``surrogate``.
 
@@ -144,6 +145,10 @@ def pgd_perturb(
         feature_weight: weight of ResNet feature disruption (ResNet members)
         feature_stage: the ResNet stage of that term
         seed: seed of the input diversity
+        eot: a differentiable transform applied before the surrogates at every
+            step (expectation over transformation, e.g. the codec's training
+            scrapers, :func:`~compressai_psic.train.criterion.build_eot`), so the
+            perturbation survives them
 
     Returns:
         the perturbed images in ``[0, 1]`` (not yet quantised)
@@ -176,6 +181,8 @@ def pgd_perturb(
         delta.requires_grad_(True)
         adversarial = (images + delta).clamp(0, 1)
         seen = _diverse(adversarial, generator) if input_diversity else adversarial
+        if eot is not None:
+            seen = eot(seen, generator=generator)
         total = torch.zeros_like(images)
         for index, (member, text, reference) in enumerate(
             zip(members, texts, references)
@@ -229,6 +236,7 @@ def per_image_bound(
     input_diversity: bool = True,
     feature_weight: float = 0.0,
     progress: bool = True,
+    eot: Optional[Any] = None,
 ) -> Dict[str, Any]:
     r"""PGD at every budget on the originals of ``dataset``, measured by every
     VLP of ``eval_vlps`` as published and after every attack.
@@ -250,6 +258,7 @@ def per_image_bound(
         input_diversity: see :func:`pgd_perturb`
         feature_weight: see :func:`pgd_perturb`
         progress: show a progress bar
+        eot: see :func:`pgd_perturb`
 
     Returns:
         JSON-serialisable dict: ``num_images``, ``surrogate`` (names),
@@ -293,6 +302,9 @@ def per_image_bound(
         "steps": steps,
         "input_diversity": input_diversity,
         "feature_weight": feature_weight,
+        "eot": None
+        if eot is None
+        else list(getattr(eot, "names", [type(eot).__name__])),
         "attacks": list(attack_objects),
         "original": {
             name: _recalls(vlp, {"original": originals}, captions, image_to_captions)[
@@ -319,6 +331,7 @@ def per_image_bound(
                     input_diversity=input_diversity,
                     feature_weight=feature_weight,
                     seed=start,
+                    eot=eot,
                 )
             )
             bar.update(stop - start)

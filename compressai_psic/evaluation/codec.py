@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..io.images import pil_to_tensor
-from ..utils import crop_padding, pad_to_multiple
+from ..padding import crop_padding, pad_to_multiple
 
 __all__ = [
     "codec_batches",
@@ -39,8 +39,12 @@ def _pil_to_tensor(image: Image.Image, image_size: Optional[int]) -> Tensor:
 
 
 @torch.no_grad()
-def codec_roundtrip(model: nn.Module, x: Tensor) -> Dict[str, Any]:
+def codec_roundtrip(model: nn.Module, x: Tensor, key: Any = None) -> Dict[str, Any]:
     r"""Compresses a batch once and decodes it to the full and protected images.
+
+    ``key``: the publisher's key of a keyed model
+    (:class:`~compressai_psic.models.keys.ShieldKey`), or a function of no
+    argument that returns one per call (an attacker's fresh keys).
 
     The batch is padded to ``model.downsampling_factor`` for coding and the
     decodes are cropped back. Call ``model.update(force=True)`` first (and, for
@@ -54,8 +58,11 @@ def codec_roundtrip(model: nn.Module, x: Tensor) -> Dict[str, Any]:
     x_padded, padding = pad_to_multiple(x, int(model.downsampling_factor))
     encoded = model.compress(x_padded)
     strings = encoded["strings"]
+    if callable(key):
+        key = key()
+    keyed = {} if key is None else {"key": key}
     decoded = model.decompress_multi(
-        strings, encoded["shape"], conditions=("full", "protected")
+        strings, encoded["shape"], conditions=("full", "protected"), **keyed
     )
     full, protected = (
         crop_padding(x_hat, padding).clamp(0, 1) for x_hat in decoded["x_hat"]
@@ -134,9 +141,11 @@ def codec_batches(
     image_size: Optional[int],
     batch_size: int,
     device: Union[str, torch.device],
+    key: Any = None,
 ) -> Iterator[Tuple[List[int], Tensor, Dict[str, Tensor], List[float]]]:
     r"""``(indices, originals, {"full", "protected"}, bpp)`` per codec call, on
-    the CPU; images of one size share a call, others go one by one."""
+    the CPU; images of one size share a call, others go one by one. ``key`` as
+    in :func:`codec_roundtrip`."""
     start = 0
     while start < total:
         indices = list(range(start, min(start + batch_size, total)))
@@ -147,6 +156,6 @@ def codec_batches(
         else:
             groups = [([i], o[None]) for i, o in zip(indices, originals)]
         for group_indices, group in groups:
-            out = codec_roundtrip(model, group.to(device))
+            out = codec_roundtrip(model, group.to(device), key)
             decoded = {"full": out["full"].cpu(), "protected": out["protected"].cpu()}
             yield group_indices, group, decoded, out["bpp"]

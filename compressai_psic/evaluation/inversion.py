@@ -107,6 +107,7 @@ def train_inversion(
     seed: int = 0,
     device: Union[str, torch.device] = "cpu",
     progress: bool = True,
+    key: Any = None,
 ) -> InversionAttack:
     r"""Trains the attacker's restoration network and returns it as an attack.
 
@@ -128,6 +129,8 @@ def train_inversion(
         seed: seed of initialisation and batch order
         device: where the network trains
         progress: show progress bars
+        key: for a keyed codec, the attacker's own key, or a function giving
+            a fresh one per codec call (it never has the publisher's)
 
     Returns:
         an :class:`InversionAttack` whose ``info`` states the budget: pairs,
@@ -149,7 +152,7 @@ def train_inversion(
     bar = tqdm(total=total, desc="inversion pairs", unit="img", disable=not progress)
     with torch.inference_mode():
         for indices, originals, decoded, _ in codec_batches(
-            codec, dataset, total, None, 50, codec_device
+            codec, dataset, total, None, 50, codec_device, key
         ):
             inputs.append(decoded["protected"])
             targets.append(decoded["full"] if target == "full" else originals)

@@ -38,7 +38,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..models.conditions import CONDITION_NAMES
-from ..utils import crop_padding, pad_to_multiple
+from ..padding import crop_padding, pad_to_multiple
 
 __all__ = [
     "BPP_SOURCES",

@@ -159,8 +159,10 @@ def _fit_attacks(
     batch_size: int,
     device: Union[str, torch.device],
     progress: bool,
+    key: Any = None,
 ) -> set:
-    """Fits every fitted attack of each source; returns the fit images' keys."""
+    """Fits every fitted attack of each source; returns the fit images' keys.
+    ``key``: the attacker's own key(s) for a keyed model's protected decodes."""
     from tqdm import tqdm
 
     fitted = [
@@ -174,7 +176,7 @@ def _fit_attacks(
     keys = set()
     bar = tqdm(total=total, desc="attack fit", unit="img", disable=not progress)
     for indices, originals, decoded, _ in codec_batches(
-        model, fit_dataset, total, image_size, batch_size, device
+        model, fit_dataset, total, image_size, batch_size, device, key
     ):
         keys.update(_image_key(o) for o in originals)
         for source, attack in fitted:
@@ -229,6 +231,8 @@ def evaluate_shield(
     attack_full: bool = False,
     device: Union[str, torch.device, None] = None,
     progress: bool = True,
+    key: Any = None,
+    fit_key: Any = None,
 ) -> Dict[str, Any]:
     r"""Retrieval privacy of a shielded codec as an attacker would measure it.
 
@@ -267,6 +271,12 @@ def evaluate_shield(
         device: where the codec runs (default: where its parameters are); VLPs
             given as specs are built there
         progress: show tqdm bars
+        key: the publisher's key, for a keyed model's protected decodes
+        fit_key: the attacker's own key (or a function giving a fresh one per
+            call) for the fit set's protected decodes of a keyed model
+
+    Attacks whose ``on_full`` is False (the latent inversions, which fit
+    through the model) are not applied to the full decodes.
 
     Returns:
         a JSON-serialisable dict with ``num_images``, ``num_captions``, ``ks``,
@@ -319,7 +329,7 @@ def evaluate_shield(
             raise ValueError("The fit set has no images")
         fit_keys = _fit_attacks(
             by_source, model, fit_dataset, fit_total, image_size, batch_size,
-            device, progress,
+            device, progress, fit_key,
         )  # fmt: skip
         fit_info = {"num_images": fit_total, "attacks": needs_fit}
 
@@ -334,7 +344,7 @@ def evaluate_shield(
 
     bar = tqdm(total=total, desc="privacy eval", unit="img", disable=not progress)
     for indices, originals, decoded, rates in codec_batches(
-        model, dataset, total, image_size, batch_size, device
+        model, dataset, total, image_size, batch_size, device, key
     ):
         for i, original in zip(indices, originals):
             if fit_keys and _image_key(original) in fit_keys:
@@ -355,6 +365,8 @@ def evaluate_shield(
         variants: Dict[str, Tensor] = {"original": originals, **decoded}
         for source in sources:
             for name, attack in by_source[source].items():
+                if source == "full" and not attack.on_full:
+                    continue
                 variants[f"{source}_{name}"] = attack(decoded[source])
         for variant, images in variants.items():
             if variant != "original" and images.shape == originals.shape:

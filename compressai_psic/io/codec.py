@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
 
-from ..errors import CLIError, PSICFormatError, one_line
+from ..errors import CLIError, KeyRequiredError, PSICFormatError, one_line
 from ..options import MAX_DECODE_PIXELS
 from .container import PSICFile
 
@@ -103,7 +103,7 @@ def compress_tensor(
     """
     import torch
 
-    from ..utils import pad_to_multiple
+    from ..padding import pad_to_multiple
 
     height, width = x.shape[-2:]
     x_padded, _ = pad_to_multiple(x, int(model.downsampling_factor))
@@ -128,8 +128,12 @@ def decompress_header(
     header: PSICFile,
     conditions: Sequence[str],
     max_pixels: Optional[int] = MAX_DECODE_PIXELS,
+    key: Optional[Any] = None,
 ) -> List[Tensor]:
     """Decodes a :class:`PSICFile` to one image per condition, cropped to size.
+
+    ``key`` is the publisher's :class:`~compressai_psic.models.keys.ShieldKey`
+    for a keyed model's protected decode (it is never part of the file).
 
     The header is validated against the model and its declared image size first
     (:func:`compressai_psic.models.guard.validate_decode_inputs`); the shielded
@@ -154,7 +158,7 @@ def decompress_header(
     import torch
 
     from ..models import guard
-    from ..utils import crop_padding
+    from ..padding import crop_padding
 
     # The stricter check a file allows (its latents must be exactly those of the
     # declared size); padding and the finite check happen once, in the model.
@@ -169,6 +173,8 @@ def decompress_header(
     checks = {"symbols_digest": header.symbols_digest}
     if header.portable:
         checks["portable"] = True
+    if key is not None:  # plain models take no key=
+        checks["key"] = key
     try:
         with torch.no_grad():
             if len(conditions) == 1:
@@ -195,7 +201,7 @@ def decompress_header(
             "the pixel limit (max_pixels, --max-pixels) to refuse such files"
         ) from None
     except (RuntimeError, ValueError, IndexError) as exc:
-        if isinstance(exc, PSICFormatError):
+        if isinstance(exc, (PSICFormatError, KeyRequiredError)):
             raise
         raise CLIError(f"cannot decode the bitstream: {one_line(exc)}") from None
     cropped = []

@@ -1,20 +1,36 @@
-"""Writing files atomically and hashing them (no torch needed).
+"""Writing files atomically and hashing them (torch only to save weights).
 
 :func:`write_bytes` is how the package writes ``.psic`` files, manifests and
 exported weights: a temporary file renamed into place, with the permissions of
 any new file. :func:`file_sha256` is the identity of a weights file, as stored
-in ``.psic`` headers and in the zoo manifest.
+in ``.psic`` headers and in the zoo manifest. :func:`save_state_dict` is the one
+writer of published weights, ``<name>-<sha256[:8]>.pth.tar``, which every
+exporter calls (``utils.update_model``, the demo codecs' and the demo VLPs'
+training tools).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Any, Dict, Mapping, Union
 
-__all__ = ["PathLike", "file_sha256", "write_bytes"]
+__all__ = [
+    "HASH_PREFIX_LENGTH",
+    "PathLike",
+    "WEIGHTS_SUFFIX",
+    "file_sha256",
+    "save_state_dict",
+    "write_bytes",
+]
+
+#: Suffix of weights files, as CompressAI names them.
+WEIGHTS_SUFFIX = ".pth.tar"
+#: Hex digits of the sha256 in a weights file's name (CompressAI: 8).
+HASH_PREFIX_LENGTH = 8
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -73,3 +89,36 @@ def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
         while chunk := f.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def save_state_dict(
+    state_dict: Mapping[str, Any], output_dir: PathLike, name: str
+) -> Dict[str, Any]:
+    """Writes ``state_dict`` as ``<output_dir>/<name>-<sha256[:8]>.pth.tar``.
+
+    The archive is serialised in memory: ``torch.save`` to a file names the
+    records of its zip archive after that file, so writing through a temporary
+    file would make every export differ. The same state dict therefore gives the
+    same bytes and the same name on every run; the file is then written with
+    :func:`write_bytes` (atomic, the umask's permissions, nothing left behind on
+    failure).
+
+    Returns:
+        ``{"path", "sha256"}`` of the written file.
+
+    Raises:
+        ValueError: when ``name`` is not a plain file name.
+    """
+    import torch
+
+    if not name or "/" in name or os.sep in name:
+        raise ValueError(f"Invalid model name {name!r}: a plain file name is needed")
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}-{digest[:HASH_PREFIX_LENGTH]}{WEIGHTS_SUFFIX}"
+    write_bytes(target, data)
+    return {"path": target, "sha256": digest}

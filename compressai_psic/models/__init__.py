@@ -22,7 +22,13 @@ from .google import (
 )
 from .psic import PSICHyperprior, PSICHyperpriorBase
 from .registration import register_architecture
-from .registry import ARCHITECTURES, Architecture, InjectionPoint, get_architecture
+from .registry import (
+    ARCHITECTURES,
+    Architecture,
+    CheckpointLayout,
+    InjectionPoint,
+    get_architecture,
+)
 from .shielded import ShieldedMixin, TriggerProjection
 from .synthesis import ShieldedSynthesis, register_block_runner
 from .upgrade import shield, shielded_class, unshield
@@ -49,6 +55,7 @@ __all__ = [
     "Architecture",
     "CHENG_PLANS",
     "CONDITION_NAMES",
+    "CheckpointLayout",
     "Condition",
     "ConditionEncoder",
     "FourierConditionEncoder",

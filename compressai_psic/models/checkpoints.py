@@ -7,8 +7,8 @@ from typing import Any, Mapping, Optional, Union
 
 import torch.nn as nn
 
-from ..utils import load_torch_file, normalize_state_dict
-from .registry import ARCHITECTURES, architectures_matching, get_architecture
+from ..state_dicts import load_torch_file, normalize_state_dict
+from .registry import ARCHITECTURES, get_architecture, match_architectures
 from .upgrade import shield
 
 __all__ = ["guess_architecture", "load_checkpoint"]
@@ -21,14 +21,26 @@ def guess_architecture(state_dict: Mapping[str, Any]) -> str:
     config from the state dict, then compares parameter names and shapes.
     """
     state_dict = normalize_state_dict(state_dict)
-    matches = architectures_matching(state_dict)
-    if not matches:
-        raise ValueError(
-            "No registered architecture has these weights; pass architecture=, one "
-            f"of {sorted(ARCHITECTURES)}, or register yours with "
-            "compressai_psic.register_architecture"
+    candidates = match_architectures(state_dict)
+    for candidate in candidates:
+        if candidate.matches:
+            return candidate.name
+    message = (
+        "No registered architecture has these weights; pass architecture=, one "
+        f"of {sorted(ARCHITECTURES)}, or register yours with "
+        "compressai_psic.register_architecture"
+    )
+    failed = [c for c in candidates if c.error is not None]
+    if failed:
+        # A constructor that raised may be the one meant: its error, chained.
+        first = failed[0]
+        reason = " ".join(str(first.error).split()) or type(first.error).__name__
+        message += (
+            f". {first.name} could not be built with {first.config} read from "
+            f"them: {type(first.error).__name__}: {reason}"
         )
-    return matches[0][0]
+        raise ValueError(message) from first.error
+    raise ValueError(message)
 
 
 def load_checkpoint(

@@ -23,7 +23,11 @@ from compressai.models import ScaleHyperprior
 from torch import Tensor
 
 from .registration import register_architecture
-from .registry import InjectionPoint, default_config_from_state_dict
+from .registry import (
+    CheckpointLayout,
+    InjectionPoint,
+    default_config_from_state_dict,
+)
 from .shielded import ShieldedMixin
 from .synthesis import TriggeredSynthesis
 
@@ -158,12 +162,13 @@ def _config(state_dict: Mapping) -> Dict[str, int]:
 @register_architecture(
     "psic-hy2018",
     plans={"paper": paper_points},
-    default_plan="paper",
-    anchor_full=False,
-    trigger_argument=True,
-    key_aliases={"g_s.": "g_s_cond.synthesis_transform."},
     config_from_state_dict=_config,
     description="official PSIC scale hyperprior (authors' checkpoint layout)",
+    layout=CheckpointLayout(
+        anchor_full=False,
+        trigger_argument=True,
+        key_aliases={"g_s.": "g_s_cond.synthesis_transform."},
+    ),
 )
 class PSICHyperprior(ShieldedMixin, PSICHyperpriorBase):
     r"""Scale hyperprior with the conditional synthesis of

@@ -12,9 +12,8 @@ from typing import Callable, Dict, Mapping, Optional, Type
 from compressai.models import CompressionModel
 from compressai.registry import MODELS
 
-from .registry import ARCHITECTURES, Architecture, PointsSpec, auto_injection_points
+from .registry import ARCHITECTURES, Architecture, CheckpointLayout, PointsSpec
 from .shielded import ShieldedMixin
-from .upgrade import make_shielded_class
 
 __all__ = ["register_architecture"]
 
@@ -33,82 +32,75 @@ def _base_of(shielded: type) -> Type[CompressionModel]:
 
 def register_architecture(
     name: str,
-    model_class: Optional[Type[CompressionModel]] = None,
-    injection_points: Optional[PointsSpec] = None,
     *,
-    plans: Optional[Mapping[str, PointsSpec]] = None,
-    default_plan: Optional[str] = None,
-    anchor_full: bool = True,
-    trigger_argument: bool = False,
-    key_aliases: Optional[Mapping[str, str]] = None,
+    plans: Mapping[str, PointsSpec],
     config_from_state_dict: Optional[Callable[[Mapping], Dict[str, int]]] = None,
     description: str = "",
-    override: bool = False,
-):
-    """Registers an architecture.
+    layout: Optional[CheckpointLayout] = None,
+) -> Callable[[type], type]:
+    """Registers the decorated shielded class as architecture ``name``.
 
-    As a decorator (no ``model_class``) it registers the decorated shielded class
-    and returns it unchanged. With ``model_class`` (a CompressAI class) it builds
-    the shielded class and returns it. ``injection_points`` is a shorthand for a
-    single plan called ``"default"``. The shielded class is also registered in
-    ``compressai.registry.MODELS`` as ``psic-<name>`` (the one place that writes
-    there); a name taken in either registry is refused unless ``override``.
+    The class derives from :class:`~compressai_psic.models.ShieldedMixin` and
+    a CompressAI model class, and is returned unchanged. It goes into this
+    package's registry (``ARCHITECTURES[name]``) and into CompressAI's
+    (``compressai.registry.MODELS["psic-<name>"]``): both are written here, and
+    only here.
+
+    Args:
+        name: the architecture's name (a CompressAI zoo name for its models)
+        plans: named injection plans, each a list of points (``"g_s.4"``,
+            :class:`InjectionPoint`) or a function of the model giving one;
+            the first is the default
+        config_from_state_dict: the constructor's kwargs (``N``, ``M``) read
+            from a state dict (default: from ``g_a.0.weight``/``g_a.6.weight``)
+        description: one line for listings
+        layout: weights written elsewhere (:class:`CheckpointLayout`)
+
+    Raises:
+        ValueError: for an empty ``plans``, a class that is not a shielded
+            CompressAI model, or a name registered by another class (the same
+            class registered again, e.g. a module reloaded, replaces itself)
     """
-    if plans is None:
-        plans = {"default": injection_points or auto_injection_points}
-    elif injection_points is not None:
-        raise ValueError("Give plans= or injection_points=, not both")
     if not plans:
         raise ValueError("plans must name at least one injection plan")
     plans = dict(plans)
-    if default_plan is None:
-        default_plan = next(iter(plans))
-    if default_plan not in plans:
-        raise ValueError(
-            f'default_plan "{default_plan}" is not one of the plans {sorted(plans)}'
-        )
+    layout = layout or CheckpointLayout()
     model_name = name if name.startswith("psic-") else f"psic-{name}"
-    if not override and (name in ARCHITECTURES or model_name in MODELS):
-        raise ValueError(
-            f'Architecture "{name}" is already registered (pass override=True to '
-            "replace it)"
-        )
 
-    def register(shielded: Optional[type], base: Type[CompressionModel]) -> type:
-        if not (isinstance(base, type) and issubclass(base, CompressionModel)):
+    def decorator(shielded: type) -> type:
+        if not (isinstance(shielded, type) and issubclass(shielded, ShieldedMixin)):
             raise ValueError(
-                f"model_class must be a compressai CompressionModel subclass, got "
-                f"{base!r}"
+                f"{getattr(shielded, '__name__', shielded)!r} must derive from "
+                "ShieldedMixin (put it first) and a CompressAI model class"
             )
+        base = _base_of(shielded)
+        for taken in (ARCHITECTURES.get(name), MODELS.get(model_name)):
+            owner = getattr(taken, "shielded_class", taken)
+            if owner is not None and _identity(owner) != _identity(shielded):
+                raise ValueError(
+                    f'Architecture "{name}" is already registered by {_identity(owner)}'
+                )
         arch = Architecture(
             name=name,
             model_class=base,
+            shielded_class=shielded,
             plans=plans,
-            default_plan=default_plan,
-            anchor_full=anchor_full,
-            trigger_argument=trigger_argument,
-            key_aliases=dict(key_aliases or {}),
+            default_plan=next(iter(plans)),
+            anchor_full=layout.anchor_full,
+            trigger_argument=layout.trigger_argument,
+            key_aliases=dict(layout.key_aliases),
             config_from_state_dict=config_from_state_dict,
             description=description,
         )
-        if shielded is None:
-            shielded = make_shielded_class(base, arch)
         shielded._psic_architecture = arch
         shielded._psic_base_class = base
-        arch.shielded_class = shielded
         ARCHITECTURES[name] = arch
         # CompressAI's registry is a view of this one: written here, only here.
         MODELS[model_name] = shielded
         return shielded
 
-    if model_class is not None:
-        return register(None, model_class)
-
-    def decorator(shielded: type) -> type:
-        if not issubclass(shielded, ShieldedMixin):
-            raise ValueError(
-                f"{shielded.__name__} must derive from ShieldedMixin (put it first)"
-            )
-        return register(shielded, _base_of(shielded))
-
     return decorator
+
+
+def _identity(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

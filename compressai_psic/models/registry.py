@@ -17,10 +17,9 @@ register_architecture`)::
         pass
 
 The class is added to ``compressai.registry.MODELS`` as ``psic-my-model``.
-``register_architecture("my-model", MyModel, plans=...)`` (without a class body)
-also works and builds the shielded class for you. Unregistered
-:class:`~compressai.models.CompressionModel` subclasses whose ``g_s`` is an
-``nn.Sequential`` get the points chosen by :func:`auto_injection_points`.
+Unregistered :class:`~compressai.models.CompressionModel` subclasses whose
+``g_s`` is an ``nn.Sequential`` get the points chosen by
+:func:`auto_injection_points` when they are shielded.
 """
 
 from __future__ import annotations
@@ -45,12 +44,17 @@ __all__ = [
     "ARCHITECTURES",
     "Architecture",
     "CUSTOM_PLAN",
+    "Candidate",
+    "CheckpointLayout",
     "InjectionPoint",
     "PointsSpec",
+    "architectures_matching",
     "auto_injection_points",
+    "build_probe",
     "find_architecture",
     "get_architecture",
     "infer_channels",
+    "match_architectures",
 ]
 
 #: Plan name of a model built with explicit ``injection_points``.
@@ -88,6 +92,29 @@ PointsSpec = Union[
 
 def _as_points(spec: Sequence[Union[str, InjectionPoint]]) -> List[InjectionPoint]:
     return [p if isinstance(p, InjectionPoint) else InjectionPoint(p) for p in spec]
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """How an architecture whose weights were written elsewhere differs from
+    the plugin's own (the authors' ``psic-hy2018`` layout); a new architecture
+    of this package needs none of it.
+
+    Args:
+        anchor_full: if True the bias is ``P(t(β) − t(0))``, so the ``"full"``
+            decode is the base synthesis whatever the trigger weights; the
+            authors' layout uses ``P(t(β))`` (False)
+        trigger_argument: ``g_s`` is a
+            :class:`~compressai_psic.models.synthesis.TriggeredSynthesis` that
+            takes the trigger and adds its own biases; plans then only describe
+            where those biases are
+        key_aliases: prefix renames between this package's module names and the
+            external checkpoint's (internal → external)
+    """
+
+    anchor_full: bool = True
+    trigger_argument: bool = False
+    key_aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,8 +245,8 @@ def auto_injection_points(model: nn.Module) -> List[InjectionPoint]:
     if not isinstance(g_s, nn.Sequential) or len(g_s) < 2:
         raise ValueError(
             f"{type(model).__name__} cannot be shielded automatically: its g_s is not "
-            "an nn.Sequential of at least two layers; register it with "
-            "compressai_psic.register_architecture(name, cls, plans={...})"
+            "an nn.Sequential of at least two layers; register a shielded class "
+            "of it with @compressai_psic.register_architecture(name, plans={...})"
         )
     points = []
     for index in range(len(g_s) - 1):
@@ -252,38 +279,63 @@ def find_architecture(model_class: type) -> Optional[Architecture]:
     return None
 
 
-def build_probe(model_class: type, config: Mapping) -> Optional[nn.Module]:
-    """A throw-away model for its parameter names and shapes (None if it cannot
-    be built from ``config``). The meta device skips allocating weights where
-    the model's constructor allows it."""
+def build_probe(model_class: type, config: Mapping) -> nn.Module:
+    """A throw-away model for its parameter names and shapes.
+
+    Built on the meta device (no weights allocated) where the constructor
+    allows it, else on the CPU; an exception of the constructor there (a config
+    it does not take, an error in a maintainer's own class) propagates as it is.
+    """
     import torch
 
-    for device in ("meta", "cpu"):
-        try:
-            with torch.device(device):
-                return model_class(**config)
-        except Exception:  # constructors that need real tensors, or a bad config
-            continue
-    return None
+    try:
+        with torch.device("meta"):
+            return model_class(**config)
+    except Exception:  # noqa: BLE001 - e.g. constructors that need real tensors
+        pass  # the CPU build below raises the constructor's own error, if any
+    with torch.device("cpu"):
+        return model_class(**config)
 
 
-def architectures_matching(state_dict: Mapping) -> List[Tuple[str, Dict[str, int]]]:
-    """Registered architectures whose base model has exactly these weights.
+@dataclass
+class Candidate:
+    """What :func:`match_architectures` found for one registered architecture.
+
+    Args:
+        name: the architecture
+        config: constructor kwargs read from the weights (``None`` when its
+            ``config_from_state_dict`` cannot read them: not this architecture)
+        matches: a model built with ``config`` has exactly these weights
+        error: the exception of the model's constructor, when it could not be
+            built with ``config`` (user code: reported, never replaced)
+    """
+
+    name: str
+    config: Optional[Dict[str, int]] = None
+    matches: bool = False
+    error: Optional[Exception] = None
+
+
+def match_architectures(state_dict: Mapping) -> List[Candidate]:
+    """Every registered architecture, newest first, asked about these weights.
 
     A candidate matches when its config can be read from the state dict and a
     model built with it has the same parameter and buffer names, with the same
-    parameter shapes (trigger weights aside). The newest registrations come first,
-    so a maintainer's own architecture wins over a built-in one it extends.
+    parameter shapes (trigger weights aside).
     """
-    matches = []
+    candidates = []
     for arch in reversed(list(ARCHITECTURES.values())):
+        candidate = Candidate(arch.name)
+        candidates.append(candidate)
         internal = arch.to_internal(state_dict)
         try:
-            config = arch.config(internal)
+            candidate.config = arch.config(internal)
         except (ValueError, KeyError, AttributeError, IndexError):
             continue
-        probe = build_probe(arch.model_class, config)
-        if probe is None:
+        try:
+            probe = build_probe(arch.model_class, candidate.config)
+        except Exception as err:  # noqa: BLE001 - kept, and reported by the caller
+            candidate.error = err
             continue
         expected = {
             k: tuple(v.shape) for k, v in probe.state_dict(keep_vars=True).items()
@@ -292,10 +344,20 @@ def architectures_matching(state_dict: Mapping) -> List[Tuple[str, Dict[str, int
         given = {
             k: v
             for k, v in internal.items()
-            if not k.startswith(("global_cond.", "trigger_proj."))
+            if not k.startswith(("global_cond.", "trigger_proj.", "key_shift."))
         }
-        if set(given) != set(expected):
-            continue
-        if all(tuple(given[k].shape) == expected[k] for k in parameters):
-            matches.append((arch.name, config))
-    return matches
+        candidate.matches = set(given) == set(expected) and all(
+            tuple(given[k].shape) == expected[k] for k in parameters
+        )
+    return candidates
+
+
+def architectures_matching(state_dict: Mapping) -> List[Tuple[str, Dict[str, int]]]:
+    """Registered architectures whose base model has exactly these weights, as
+    ``(name, config)``. The newest registrations come first, so a maintainer's
+    own architecture wins over a built-in one it extends."""
+    return [
+        (c.name, c.config)
+        for c in match_architectures(state_dict)
+        if c.matches and c.config is not None
+    ]

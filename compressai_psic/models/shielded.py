@@ -26,12 +26,13 @@ Nothing about a call is stored on the model, so one model serves many threads.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..errors import KeyRequiredError
 from . import guard, symbols
 from .conditions import (
     BOTH_CONDITIONS,
@@ -43,6 +44,8 @@ from .conditions import (
     trigger_of,
 )
 from .folding import fold_synthesis
+from .keyed import KeyedLatentShift
+from .keys import ShieldKey, image_seeds, key_noise
 from .portable import (
     PORTABLE_BY_DEFAULT,
     install_hyper_synthesis,
@@ -159,6 +162,14 @@ class ShieldedMixin(ShieldedWeightsMixin):
             (``h·(1 + s(β)) + b(β)``: a change proportional to the features, so
             it depends on the image even after linear layers; anchored at β = 0
             like the bias)
+        key_noise_channels (int): 0 (default) for the paper's public protected
+            path; K > 0 makes the model *keyed*: its protected decode is
+            ``g_s(ŷ + Δ(ŷ, noise), full)`` with noise derived from the
+            publisher's key and the bitstream (:mod:`~compressai_psic.models.
+            keyed`), and needs ``key=`` to decode
+        key_hidden (int): width of the keyed shift's hidden layers (192)
+        key_form (str): how the key noise enters the shift, ``"mix"`` (default)
+            or ``"concat"`` (:data:`~compressai_psic.models.keyed.FORMS`)
 
     Conditions are ``"protected"`` (β = 1, the default), ``"full"`` (β = 0), a
     float in [0, 1] or a tensor of per-sample βs.
@@ -177,6 +188,9 @@ class ShieldedMixin(ShieldedWeightsMixin):
         num_frequencies: int = 10,
         condition_encoder: Optional[ConditionEncoder] = None,
         modulation: str = "bias",
+        key_noise_channels: int = 0,
+        key_hidden: int = 192,
+        key_form: str = "mix",
         **kwargs: Any,
     ):
         if "trigger_dim" in inspect.signature(self._psic_base_class).parameters:
@@ -185,6 +199,12 @@ class ShieldedMixin(ShieldedWeightsMixin):
         if condition_encoder is None:
             condition_encoder = FourierConditionEncoder(trigger_dim, num_frequencies)
         self._init_shield(condition_encoder, plan, injection_points, modulation)
+        if key_noise_channels < 0:
+            raise ValueError(
+                f"key_noise_channels must be >= 0, got {key_noise_channels}"
+            )
+        if key_noise_channels:
+            self.make_keyed(key_noise_channels, key_hidden, key_form)
 
     # ------------------------------------------------------------------ setup
     def _init_shield(
@@ -330,6 +350,48 @@ class ShieldedMixin(ShieldedWeightsMixin):
         """Registry name of this model's architecture."""
         return self._psic_architecture.name
 
+    @property
+    def key_shift(self) -> Optional[KeyedLatentShift]:
+        """The keyed shift (:mod:`~compressai_psic.models.keyed`), or ``None``
+        for the paper's public protected path. A property over the module
+        registry, so models shielded in place (:func:`shield`) have it too."""
+        return self._modules.get("key_shift")
+
+    @property
+    def is_keyed(self) -> bool:
+        """Whether the protected decode needs the publisher's key."""
+        return self.key_shift is not None
+
+    def make_keyed(
+        self, noise_channels: int = 32, hidden: int = 192, form: str = "mix"
+    ) -> ShieldedMixin:
+        """Gives the model a fresh keyed shift (replacing any): from now on its
+        protected decode is ``g_s(ŷ + Δ(ŷ, noise(key, bitstream)), full)`` and
+        needs ``key=``; train the shift with :mod:`compressai_psic.train.keyed`.
+        Returns the model."""
+        shift = KeyedLatentShift(
+            _latent_channels(self.g_s), noise_channels, hidden, form
+        )
+        param = next(self.g_s.parameters(), None)
+        if param is not None:
+            shift.to(param.device)
+        self._modules["key_shift"] = shift  # the property above reads it
+        return self
+
+    def keyed_synthesis(self, y_hat: Tensor, noise: Tensor) -> Tensor:
+        """The keyed protected decode of ``y_hat`` under ``noise`` (unclamped):
+        ``g_s(ŷ + Δ(ŷ, noise), full)``. Differentiable (training, attacks)."""
+        shift = self._require_key_shift()
+        return self.g_s(y_hat + shift(y_hat, noise), self.trigger("full", 1))
+
+    def _require_key_shift(self) -> KeyedLatentShift:
+        if self.key_shift is None:
+            raise KeyRequiredError(
+                "This model is not keyed: its protected path is the public trigger "
+                "path (make_keyed() adds a keyed shift)"
+            )
+        return self.key_shift
+
     def projection_modules(self) -> List[nn.Module]:
         """The bias-free projections P_k, one per injection point."""
         if self._psic_architecture.trigger_argument:
@@ -347,7 +409,8 @@ class ShieldedMixin(ShieldedWeightsMixin):
 
     def parameter_groups(self) -> Dict[str, List[str]]:
         """Parameter names by role: ``synthesis``, ``trigger_encoder``,
-        ``trigger_projections``, ``rate`` (analysis, hyper and entropy models)."""
+        ``trigger_projections``, ``rate`` (analysis, hyper and entropy models),
+        and ``key_shift`` for a keyed model."""
         encoder = {id(p) for p in self.global_cond.parameters()}
         projections = {id(p) for m in self.projection_modules() for p in m.parameters()}
         synthesis = {id(p) for p in self.g_s.parameters()}
@@ -357,8 +420,14 @@ class ShieldedMixin(ShieldedWeightsMixin):
             "trigger_projections": [],
             "rate": [],
         }
+        keyed = set()
+        if self.key_shift is not None:
+            groups["key_shift"] = []
+            keyed = {id(p) for p in self.key_shift.parameters()}
         for name, param in self.named_parameters():
-            if id(param) in encoder:
+            if id(param) in keyed:
+                groups["key_shift"].append(name)
+            elif id(param) in encoder:
                 groups["trigger_encoder"].append(name)
             elif id(param) in projections:
                 groups["trigger_projections"].append(name)
@@ -498,15 +567,17 @@ class ShieldedMixin(ShieldedWeightsMixin):
         strings: List,
         shape: Any,
         triggers: List[Tensor],
+        shifts: Optional[List[Any]],
         portable: bool,
         symbols_digest: Optional[int],
         kwargs: Dict[str, Any],
     ) -> Dict[str, Any]:
-        """The base model's ``decompress`` with ``triggers``, its symbols
-        checked against ``symbols_digest`` before the image is returned."""
+        """The base model's ``decompress`` with ``triggers`` (and a keyed
+        model's latent ``shifts``), its symbols checked against
+        ``symbols_digest`` before the image is returned."""
         self._check_portable(portable)
         with symbols.record_symbols("decode") as recorder, portable_mode(portable):
-            with call_triggers(self.g_s, triggers):
+            with call_triggers(self.g_s, triggers, shifts):
                 out = super().decompress(strings, shape, **kwargs)
         symbols.check_symbols_digest(symbols_digest, recorder.digest, portable)
         guard.check_finite(out["x_hat"])
@@ -519,12 +590,19 @@ class ShieldedMixin(ShieldedWeightsMixin):
         shape: Any,
         condition: Condition = None,
         *,
+        key: Optional[ShieldKey] = None,
         max_pixels: Optional[int] = guard.MAX_DECODE_PIXELS,
         portable: bool = False,
         symbols_digest: Optional[int] = None,
         **kwargs: Any,
     ) -> Dict[str, Tensor]:
         """Decodes one reconstruction; with no condition, the **protected** one.
+
+        A keyed model (:attr:`is_keyed`) decodes ``"protected"`` only with the
+        publisher's ``key`` (:class:`~compressai_psic.models.keys.ShieldKey`) and
+        ``"full"`` without one; without the key its protected decode raises
+        :class:`~compressai_psic.errors.KeyRequiredError`, never decodes
+        something else. A key given to a model that is not keyed raises too.
 
         The strings and ``shape`` are checked against the model first
         (:mod:`~compressai_psic.models.guard`): anything that does not fit raises
@@ -538,11 +616,54 @@ class ShieldedMixin(ShieldedWeightsMixin):
         differ raises :class:`~compressai_psic.errors.DesyncError` instead of
         returning a wrong image. Returns ``{"x_hat", "symbols_digest"}``.
         """
-        strings = guard.guard_decode_inputs(self, strings, shape, max_pixels)
-        trigger = self.trigger(condition, len(strings[0]))
+        padded = guard.guard_decode_inputs(self, strings, shape, max_pixels)
+        # The key noise hashes the strings as written, not the guard's padding.
+        triggers, shifts = self._decode_plan([condition], strings, shape, key)
         return self._entropy_decode(
-            strings, shape, [trigger], portable, symbols_digest, kwargs
+            padded, shape, triggers, shifts, portable, symbols_digest, kwargs
         )
+
+    def _decode_plan(
+        self,
+        conditions: Sequence[Condition],
+        strings: List,
+        shape: Any,
+        key: Optional[ShieldKey],
+    ) -> Tuple[List[Tensor], Optional[List[Any]]]:
+        """The trigger of each condition and, for a keyed model, the latent shift
+        of each (the keyed shift for ``"protected"``, none for ``"full"``)."""
+        batch = len(strings[0])
+        if self.key_shift is None:
+            if key is not None:
+                raise KeyRequiredError(
+                    "This model is not keyed; key= (psic --key-file) applies to keyed "
+                    "models only"
+                )
+            return [self.trigger(c, batch) for c in conditions], None
+        roles = [_keyed_role(c) for c in conditions]
+        if "protected" in roles and key is None:
+            raise KeyRequiredError(
+                "This model's protected decode needs the publisher's key: pass "
+                "key=read_key_file(PATH) (psic decompress --key-file PATH); "
+                'condition="full" needs none'
+            )
+        if key is not None and not isinstance(key, ShieldKey):
+            raise KeyRequiredError(
+                f"key must be a ShieldKey (read_key_file or ShieldKey.generate), "
+                f"got {type(key).__name__}"
+            )
+        seeds = image_seeds(key, strings, shape) if key is not None else []
+        shift = self.key_shift
+
+        def protect(y_hat: Tensor) -> Tensor:
+            size = y_hat.shape[-2:]
+            noise = key_noise(seeds, shift.noise_channels, size, y_hat)
+            return y_hat + shift(y_hat, noise)
+
+        full = self.trigger("full", batch)
+        return [full] * len(roles), [
+            protect if r == "protected" else None for r in roles
+        ]
 
     def decompress_multi(
         self,
@@ -550,6 +671,7 @@ class ShieldedMixin(ShieldedWeightsMixin):
         shape: Any,
         conditions: Sequence[Condition] = BOTH_CONDITIONS,
         *,
+        key: Optional[ShieldKey] = None,
         max_pixels: Optional[int] = guard.MAX_DECODE_PIXELS,
         portable: bool = False,
         symbols_digest: Optional[int] = None,
@@ -564,10 +686,10 @@ class ShieldedMixin(ShieldedWeightsMixin):
         for :meth:`decompress`.
         """
         conditions = as_condition_list(conditions)
-        strings = guard.guard_decode_inputs(self, strings, shape, max_pixels)
-        triggers = [self.trigger(c, len(strings[0])) for c in conditions]
+        padded = guard.guard_decode_inputs(self, strings, shape, max_pixels)
+        triggers, shifts = self._decode_plan(conditions, strings, shape, key)
         out = self._entropy_decode(
-            strings, shape, triggers, portable, symbols_digest, kwargs
+            padded, shape, triggers, shifts, portable, symbols_digest, kwargs
         )
         out["x_hat"] = list(out["x_hat"].chunk(len(conditions), dim=0))
         return out
@@ -588,3 +710,33 @@ class ShieldedMixin(ShieldedWeightsMixin):
             (self._psic_base_class, self._psic_architecture.name),
             self.__dict__,
         )
+
+
+def _latent_channels(g_s: nn.Module) -> int:
+    """Channels of the latent ``g_s`` decodes: its first convolution's input."""
+    for module in g_s.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            return int(module.in_channels)
+    raise ValueError(f"Cannot find the latent channels of {type(g_s).__name__}")
+
+
+#: The conditions a keyed model decodes, by role.
+_KEYED_ROLES = {"protected": "protected", "full": "full", 1.0: "protected", 0.0: "full"}
+
+
+def _keyed_role(condition: Condition) -> str:
+    """``"protected"`` or ``"full"``: the only two decodes of a keyed model."""
+    if condition is None:
+        condition = DEFAULT_CONDITION
+    if isinstance(condition, (bool, Tensor)) or not isinstance(
+        condition, (str, int, float)
+    ):
+        role = None
+    else:
+        role = _KEYED_ROLES.get(condition)
+    if role is None:
+        raise ValueError(
+            "A keyed model decodes 'protected' (with key=) or 'full', got "
+            f"{condition!r}"
+        )
+    return role

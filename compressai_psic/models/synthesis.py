@@ -179,19 +179,44 @@ _CALL_TRIGGERS: contextvars.ContextVar[Mapping[int, Tuple[Tensor, ...]]] = (
 )
 
 
+#: A function of the latent per trigger (or ``None``: the latent as it is), for
+#: the keyed decodes of the calls in progress, by ``id(synthesis)``.
+LatentShift = Optional[Callable[[Tensor], Tensor]]
+_CALL_SHIFTS: contextvars.ContextVar[Mapping[int, Tuple[LatentShift, ...]]] = (
+    contextvars.ContextVar(
+        "compressai_psic_call_shifts", default=types.MappingProxyType({})
+    )
+)
+
+
 @contextlib.contextmanager
-def call_triggers(synthesis: nn.Module, triggers: Sequence[Tensor]) -> Iterator[None]:
+def call_triggers(
+    synthesis: nn.Module,
+    triggers: Sequence[Tensor],
+    shifts: Optional[Sequence[LatentShift]] = None,
+) -> Iterator[None]:
     """Within the block, ``synthesis(y_hat)`` decodes ``triggers`` (one run each).
 
     For CompressAI's ``forward``/``decompress``, which call ``g_s(y_hat)``
     themselves; call ``synthesis(y_hat, trigger)`` directly where you can.
+    ``shifts``, one per trigger, map the latent before that trigger's run (a
+    keyed protected decode, :mod:`~compressai_psic.models.keyed`).
     """
+    triggers = tuple(triggers)
+    if shifts is not None and len(shifts) != len(triggers):
+        raise ValueError(f"{len(shifts)} latent shifts for {len(triggers)} triggers")
     calls = dict(_CALL_TRIGGERS.get())
-    calls[id(synthesis)] = tuple(triggers)
+    calls[id(synthesis)] = triggers
+    moved = dict(_CALL_SHIFTS.get())
+    moved.pop(id(synthesis), None)
+    if shifts is not None and any(s is not None for s in shifts):
+        moved[id(synthesis)] = tuple(shifts)
     token = _CALL_TRIGGERS.set(types.MappingProxyType(calls))
+    shift_token = _CALL_SHIFTS.set(types.MappingProxyType(moved))
     try:
         yield
     finally:
+        _CALL_SHIFTS.reset(shift_token)
         _CALL_TRIGGERS.reset(token)
 
 
@@ -199,7 +224,9 @@ class TriggeredSynthesis(nn.Sequential):
     """A sequential synthesis whose ``forward`` takes an optional trigger.
 
     Subclasses implement :meth:`synthesize` (one run with one trigger, or
-    ``None``: no change). Without a trigger argument, ``forward`` decodes the
+    ``None``: no change) and :meth:`projection_modules` (the projections
+    ``P_k`` of the trigger, which the model trains, freezes and counts).
+    Without a trigger argument, ``forward`` decodes the
     triggers of the call in progress (:func:`call_triggers`), else the default
     condition of its :class:`TriggerSource`, else no change at all (a base model
     without a condition encoder).
@@ -210,6 +237,12 @@ class TriggeredSynthesis(nn.Sequential):
         self.trigger_source: Optional[TriggerSource] = None
 
     def synthesize(self, x: Tensor, trigger: Optional[Tensor]) -> Tensor:
+        """``x`` decoded with ``trigger`` (``None``: the base synthesis)."""
+        raise NotImplementedError
+
+    def projection_modules(self) -> Iterator[nn.Module]:
+        """The bias-free projections ``P_k`` of the trigger, in the order the
+        synthesis applies them."""
         raise NotImplementedError
 
     def synthesize_each(self, x: Tensor, triggers: Sequence[Tensor]) -> Tensor:
@@ -226,6 +259,15 @@ class TriggeredSynthesis(nn.Sequential):
                 return self.synthesize(x, None)
             default = source.trigger(source.default_condition, 1, x)
             return self.synthesize(x, default)
+        shifts = _CALL_SHIFTS.get().get(id(self))
+        if shifts is not None:
+            # Each run on its own latent, alone: what a single decode computes.
+            return torch.cat(
+                [
+                    self.synthesize(x if shift is None else shift(x), trigger)
+                    for trigger, shift in zip(triggers, shifts)
+                ]
+            )
         if len(triggers) == 1:
             return self.synthesize(x, triggers[0])
         return self.synthesize_each(x, triggers)
@@ -324,6 +366,11 @@ class ShieldedSynthesis(TriggeredSynthesis):
         sliced.trigger_source = self.trigger_source
         return sliced
 
+    def projection_modules(self) -> Iterator[nn.Module]:
+        """The projections of the points (held by the model's ``trigger_proj``)."""
+        for _, projection in self.projections:
+            yield projection
+
     def extra_repr(self) -> str:
         kind = "affine" if self.affine else "bias"
         return f"points={list(self.points)}, modulation={kind}"
@@ -342,6 +389,17 @@ class ShieldedSynthesis(TriggeredSynthesis):
         rest = self._steps[first:]
         return torch.cat([self._run(shared, t, rest) for t in triggers])
 
+    def synthesize_terms(self, x: Tensor, terms: Mapping[str, Tensor]) -> Tensor:
+        """One run with the per-point changes given directly instead of through
+        the projections: ``terms[point]`` holds ``b`` (bias) or ``[s, b]``
+        (affine) per row, for any subset of :attr:`points`. The whole modulation
+        space, as an attacker who searches it sees it
+        (:mod:`~compressai_psic.evaluation.latent_attacks`)."""
+        unknown = sorted(set(terms) - set(self.points))
+        if unknown:
+            raise ValueError(f"No injection points {unknown}: use {list(self.points)}")
+        return self._run_terms(x, dict(terms), self._steps)
+
     def _run(self, x: Tensor, trigger: Optional[Tensor], steps: Sequence[tuple]):
         if trigger is None:
             terms: Dict[str, Tensor] = {}
@@ -349,6 +407,9 @@ class ShieldedSynthesis(TriggeredSynthesis):
             self._check_rows(x, trigger)
             trigger = trigger.to(x.dtype)
             terms = {p: proj(trigger) for p, proj in self.projections}
+        return self._run_terms(x, terms, steps)
+
+    def _run_terms(self, x: Tensor, terms: Dict[str, Tensor], steps: Sequence[tuple]):
         for name, point, runner in steps:
             layer = self._modules[name]
             source = x
@@ -366,8 +427,9 @@ class ShieldedSynthesis(TriggeredSynthesis):
                 x = runner.run(layer, x, at)
             else:
                 x = layer(x)
-            if point is not None and terms:
-                x = modulate(x, terms[point], self.affine, _writable(x, source))
+            change = terms.get(point) if point is not None else None
+            if change is not None:
+                x = modulate(x, change, self.affine, _writable(x, source))
         return x
 
     def plain(self) -> nn.Sequential:

@@ -18,7 +18,6 @@ from compressai.models import CompressionModel
 from .conditions import ConditionEncoder, FourierConditionEncoder
 from .portable import remove_hyper_synthesis
 from .registry import (
-    ARCHITECTURES,
     Architecture,
     auto_injection_points,
     find_architecture,
@@ -202,13 +201,10 @@ def _replan(
 
 
 def rebuild_dynamic(base: type, architecture: str) -> nn.Module:
-    """Unpickles a model whose shielded class was built at run time."""
-    arch = ARCHITECTURES.get(architecture)
-    cls = (
-        arch.shielded_class
-        if arch is not None and arch.model_class is base
-        else shielded_class(base)
-    )
+    """Unpickles a model whose shielded class was built at run time (a model
+    class shielded without registration): the class of ``base`` now, found by
+    :func:`shielded_class`. ``architecture`` is the name it was pickled with."""
+    cls = shielded_class(base)
     return cls.__new__(cls)
 
 

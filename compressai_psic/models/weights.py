@@ -14,7 +14,8 @@ from typing import Any, Dict, Mapping, Optional
 
 from torch import Tensor
 
-from ..utils import normalize_state_dict
+from ..state_dicts import normalize_state_dict
+from .keyed import KeyedLatentShift
 from .registry import InjectionPoint, build_probe, infer_channels, rename_prefixes
 
 __all__ = ["ShieldedWeightsMixin"]
@@ -44,7 +45,7 @@ class ShieldedWeightsMixin:
                 "from_state_dict() or load_checkpoint()"
             )
         if rows and written is None and self.modulation == "affine":
-            # Written before the modulation was recorded (compressai_psic 0.2):
+            # Written by compressai_psic 0.2.0, before the modulation was recorded:
             # the shapes say affine (twice the rows), which the load checks.
             state_dict = dict(state_dict)
             for point in self._psic_points:
@@ -87,7 +88,7 @@ class ShieldedWeightsMixin:
         explicit = "plan" in kwargs or "injection_points" in kwargs
         if rows and "modulation" not in kwargs:
             modulation = _written_modulation(internal)
-            if modulation is None:  # files of compressai_psic 0.2
+            if modulation is None:  # files of compressai_psic 0.2.0
                 modulation = _modulation_from_shapes(cls, config, rows)
             config["modulation"] = modulation
         if rows and not explicit:
@@ -95,6 +96,11 @@ class ShieldedWeightsMixin:
             config["injection_points"] = [
                 InjectionPoint(t, n // 2 if halve else n) for t, n in rows.items()
             ]
+        if "key_shift.net.0.weight" in internal:  # a keyed model
+            shift = KeyedLatentShift.config_from_state_dict(internal, "key_shift.")
+            config["key_noise_channels"] = shift["noise_channels"]
+            config["key_hidden"] = shift["hidden"]
+            config["key_form"] = shift["form"]
         config.update(kwargs)
         net = cls(**config)
         net.load_state_dict(given)
@@ -115,7 +121,7 @@ def _projection_rows(state_dict: Mapping[str, Tensor]) -> Dict[str, int]:
 def _written_modulation(state_dict: Mapping[str, Any]) -> Optional[str]:
     """The modulation the weights record: ``"affine"`` when their projections
     carry its extra state, else ``None``: bias projections carry none, and
-    neither do affine files written before 0.3, so the shapes decide."""
+    neither do affine files of compressai_psic 0.2.0, so the shapes decide."""
     marks = [
         v
         for k, v in state_dict.items()
@@ -139,8 +145,6 @@ def _modulation_from_shapes(
         return "bias"
     points = [InjectionPoint(t, n) for t, n in rows.items()]
     probe = build_probe(cls, dict(config, injection_points=points))
-    if probe is None:
-        return "bias"
     channels = {t: infer_channels(probe.get_submodule(t)) for t in rows}
     if all(channels[t] is not None and channels[t] * 2 == rows[t] for t in rows):
         return "affine"

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from ..errors import OneLineArgumentParser
 from ..options import CROP_MODES, DEFAULT_TAU, ENSEMBLE_MODES, FEATURE_STAGES, ON_ERROR
 from .constants import (
     _PSIC_HY2018,
@@ -24,7 +25,7 @@ from .constants import (
     VLP_PRECISIONS,
 )
 
-__all__ = ["build_parser", "parse_args", "save_dir_problem"]
+__all__ = ["build_parser", "dataset_problem", "parse_args", "save_dir_problem"]
 
 
 def _model_choices() -> List[str]:
@@ -35,7 +36,7 @@ def _model_choices() -> List[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (CompressAI's ``examples/train.py`` flags + PSIC's)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m compressai_psic.train",
         description="Train a privacy-shielded (PSIC) CompressAI model in two stages.",
     )
@@ -401,6 +402,25 @@ def save_dir_problem(
     return None
 
 
+def dataset_problem(root: str, dataset_format: str) -> Optional[str]:
+    """Why ``-d`` cannot be read as ``--dataset-format`` (``None`` when it can
+    or when the data stage will say it better), found before any model or VLP
+    loads: a folder without ``captions.txt`` read as flickr8k (the default)."""
+    if (
+        dataset_format == "flickr8k"
+        and os.path.isdir(root)
+        and not os.path.isfile(os.path.join(root, "captions.txt"))
+    ):
+        return (
+            f"-d {root} has no captions.txt, so it is no flickr8k folder "
+            "(--dataset-format flickr8k is the default). Images without captions: "
+            f"--dataset-format imagefolder --lambda-vlp 0 ({root}/train and "
+            f"{root}/test, CompressAI's layout); captioned images listed in a file: "
+            "--dataset-format list"
+        )
+    return None
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parses and completes the arguments (stage defaults, λs, VLP specs)."""
     parser = build_parser()
@@ -421,6 +441,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(
             f"-d/--dataset is required for --dataset-format {args.dataset_format}"
         )
+    if args.dataset is not None:
+        problem = dataset_problem(args.dataset, args.dataset_format)
+        if problem:
+            parser.error(problem)
     if args.dataset_format == "imagefolder" and args.lambda_vlp != 0:
         parser.error(
             "imagefolder datasets have no captions, so the UAEO loss cannot be "

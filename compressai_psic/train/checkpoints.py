@@ -77,7 +77,7 @@ def export_state_dict(
 
 
 def _load_resume(path: str, device: torch.device) -> Dict[str, Any]:
-    from ..utils import load_torch_file
+    from ..state_dicts import load_torch_file
 
     checkpoint = load_torch_file(path, map_location=device)
     missing = [
@@ -95,7 +95,7 @@ def _load_resume(path: str, device: torch.device) -> Dict[str, Any]:
 
 def _model_from_resume(checkpoint: Mapping[str, Any], path: str) -> nn.Module:
     from ..models import get_architecture, guess_architecture
-    from ..utils import normalize_state_dict
+    from ..state_dicts import normalize_state_dict
 
     state_dict = normalize_state_dict(checkpoint["state_dict"])
     name = checkpoint.get("architecture") or guess_architecture(state_dict)

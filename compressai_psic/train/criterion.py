@@ -35,7 +35,7 @@ def build_criterion(args: argparse.Namespace, device: torch.device) -> nn.Module
             autocast=args.vlp_precision != "fp32",
         )
     except (OSError, RuntimeError) as err:  # downloads fail with either
-        reason = " ".join(str(err).split())[:300]
+        reason = " ".join(str(err).split())
         raise ValueError(
             f"cannot load --vlp {' '.join(args.vlp)} ({reason}). Offline, pass a "
             "local weights file (--vlp open_clip:ViT-B-32:/path/ViT-B-32.pt), a "

@@ -20,13 +20,26 @@ LOGGER_NAME = "compressai_psic.train"
 logger = logging.getLogger(LOGGER_NAME)
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes records with ``tqdm.write``, so that a log line printed during an
+    epoch lands above the progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging's own convention
+            self.handleError(record)
+
+
 def _setup_logging(save_dir: Optional[Path], is_main: bool) -> List[logging.Handler]:
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
     logger.propagate = False
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     handlers: List[logging.Handler] = []
     if is_main:
-        handlers.append(logging.StreamHandler(sys.stdout))
+        handlers.append(_ConsoleHandler(sys.stdout))
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             handlers.append(logging.FileHandler(save_dir / LOG_FILE_NAME))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import shutil
 import sys
 import time
 import warnings
@@ -51,9 +52,17 @@ __all__ = ["main", "run"]
 
 
 def _progress(iterable, enabled: bool, **kwargs):
-    from tqdm.auto import tqdm
+    """A tqdm bar on stderr when ``enabled`` (rank 0 on a terminal).
 
-    return tqdm(iterable, disable=not enabled, dynamic_ncols=True, **kwargs)
+    A terminal that reports no size (some pseudo-terminals, a terminal
+    multiplexer starting up) gets a bar 100 columns wide instead of an empty one.
+    """
+    from tqdm import tqdm
+
+    columns, lines = shutil.get_terminal_size((0, 0))
+    sized = min(columns, lines) > 0
+    size = {"dynamic_ncols": True} if sized else {"ncols": 100, "nrows": 20}
+    return tqdm(iterable, disable=not enabled, file=sys.stderr, **size, **kwargs)
 
 
 def _check_patch_size(args: argparse.Namespace, net: nn.Module) -> None:
@@ -354,7 +363,7 @@ def _train_epochs(
     if args.export is not None and ctx.is_main:
         best_file = save_dir / BEST_CHECKPOINT_NAME if save_dir else None
         if best_file is not None and best_file.is_file():
-            from ..utils import load_torch_file
+            from ..state_dicts import load_torch_file
 
             best_state = load_torch_file(best_file, map_location=ctx.device)
             net.load_state_dict(best_state["state_dict"])

@@ -6,7 +6,7 @@ models, for both decode paths::
     python -m compressai_psic.utils.eval_model checkpoint kodak/ -p ckpt.pth.tar
     python -m compressai_psic.utils.eval_model pretrained kodak/ -a mbt2018 -q 1,2,3
     python -m compressai_psic.utils.update_model ckpt.pth.tar -n psic-hyperprior-q3
-    python -m compressai_psic.utils.plot -f out/*.json -o rd.png
+    python -m compressai_psic.utils.plot out/*.json -o rd.png
     python -m compressai_psic.utils.plot pareto sweep/*.json -o pareto.png
 
 - :mod:`~compressai_psic.utils.eval_model`: rate–distortion of each path on a
@@ -20,10 +20,11 @@ models, for both decode paths::
   package;
 - :mod:`~compressai_psic.utils.results`: reading and writing result JSON.
 
-The small helpers below (:func:`pad_to_multiple`, :func:`load_torch_file`, …)
-live in :mod:`~compressai_psic.utils.core` (tensors, checkpoints) and
-:mod:`~compressai_psic.utils.system` (memory, machine) and load on first use, so
-that the tools' ``--help`` starts without torch.
+The helpers below the core (:func:`pad_to_multiple`, :func:`load_torch_file`,
+…) live in :mod:`compressai_psic.padding`, :mod:`compressai_psic.state_dicts` and
+:mod:`compressai_psic.system`, under every layer that uses them; they are
+re-exported here as CompressAI users look for them, on first use, so that the
+tools' ``--help`` starts without torch.
 """
 
 from __future__ import annotations
@@ -41,19 +42,26 @@ __all__ = [
 ]
 
 
-_SYSTEM = ("machine_description", "peak_rss_mib", "rss_mib")
+#: Where each re-exported helper lives.
+_HELPERS = {
+    "crop_padding": "padding",
+    "pad_to_multiple": "padding",
+    "load_torch_file": "state_dicts",
+    "normalize_state_dict": "state_dicts",
+    "machine_description": "system",
+    "peak_rss_mib": "system",
+    "rss_mib": "system",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name not in __all__:
+    if name not in _HELPERS:
         raise AttributeError(
             f"module 'compressai_psic.utils' has no attribute {name!r}"
         )
-    if name in _SYSTEM:
-        from . import system as module
-    else:
-        from . import core as module
+    from importlib import import_module
 
+    module = import_module(f"compressai_psic.{_HELPERS[name]}")
     value = getattr(module, name)
     globals()[name] = value
     return value

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..errors import OneLineArgumentParser, one_line_warnings
+
 __all__ = [
     "build_parser",
     "main",
@@ -60,11 +62,6 @@ _ZOO = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser; builds without torch so that ``--help`` is instant."""
     common = argparse.ArgumentParser(add_help=False)
@@ -78,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrained, read from the weights for checkpoints",
     )
     common.add_argument(
-        "-c",
         "--entropy-coder",
         default="ans",
         help="CompressAI entropy coder (default: %(default)s)",
@@ -144,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="interpolation of the BD-rate (bjontegaard package; default %(default)s)",
     )
     common.add_argument(
-        "--plot", action="store_true", help="also draw rd.png in the output folder"
+        "--plot",
+        action="store_true",
+        help="also draw the RD curves as STEM-rd.png next to the JSON files "
+        "(STEM: -o, else the model name, as in STEM-<path>.json)",
     )
     common.add_argument(
         "-f", "--force", action="store_true", help="replace existing output files"
@@ -158,13 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--no-progress", action="store_true", help="no progress bar on stderr"
     )
-    parser = _Parser(
+    parser = OneLineArgumentParser(
         prog=f"python -m compressai_psic.utils.{PROG}",
         description="Evaluate shielded models on an image folder, per decode path "
         "(CompressAI eval_model JSON).",
     )
     sub = parser.add_subparsers(
-        dest="source", metavar="{pretrained,checkpoint}", parser_class=_Parser
+        dest="source",
+        metavar="{pretrained,checkpoint}",
+        parser_class=OneLineArgumentParser,
     )
     sub.required = True
     pretrained = sub.add_parser(
@@ -374,7 +375,7 @@ def _check_models(args: argparse.Namespace) -> None:
 
     if args.entropy_coder not in compressai.available_entropy_coders():
         raise ValueError(
-            f"invalid -c {args.entropy_coder!r}: use one of "
+            f"invalid --entropy-coder {args.entropy_coder!r}: use one of "
             f"{', '.join(compressai.available_entropy_coders())}"
         )
     if args.architecture and args.architecture not in ARCHITECTURES:
@@ -501,7 +502,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
             import_bjontegaard()  # fail now, not after the evaluation
         start = time.perf_counter()
-        outputs = evaluate(args)
+        with one_line_warnings(PROG):  # an RGBA image, … : one line each
+            outputs = evaluate(args)
         if want_bd:
             outputs["bd-rate"] = bd_rates(outputs, anchor, args.bd_method)
     except (OSError, ValueError, RuntimeError, ImportError) as err:

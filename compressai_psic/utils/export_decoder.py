@@ -6,8 +6,8 @@ module: its trigger is a buffer, so the exported graph has no condition input an
 decodes that path only. A service that must never publish the full image ships
 the protected decoder alone::
 
-    python -m compressai_psic.utils.export_decoder demo-psic -c protected \
-        -f onnx -o demo-psic-protected.onnx
+    python -m compressai_psic.utils.export_decoder demo-psic \
+        --condition protected --format onnx -o demo-psic-protected.onnx
 
 The input is ``y_hat`` (B, C, h, w), with dynamic ``h`` and ``w``; the output is
 the image before CompressAI's clamp to [0, 1]. The export is checked against the
@@ -41,12 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         "model", help="a zoo name (e.g. demo-psic) or a checkpoint file (.pth.tar)"
     )
     parser.add_argument(
-        "-c",
         "--condition",
         default="protected",
         help="protected (default), full, or a beta in [0, 1]",
     )
-    parser.add_argument("-f", "--format", choices=FORMATS, default="onnx")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="onnx", help="default: onnx"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument(
         "--latent-size",
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "folding it into the convolutions (synthesis_for(fold=True))",
     )
     parser.add_argument(
-        "--force", action="store_true", help="replace an existing output file"
+        "-f", "--force", action="store_true", help="replace an existing output file"
     )
     return parser
 

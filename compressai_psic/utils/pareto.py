@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..errors import OneLineArgumentParser
+
 __all__ = [
     "QUALITIES",
     "build_parser",
@@ -50,13 +52,8 @@ DIRECTIONS = ("i2t", "t2i")
 QUALITIES = {"psnr": "protected PSNR [dB]", "ms_ssim": "protected MS-SSIM"}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineArgumentParser(
         prog="python -m compressai_psic.utils.plot pareto",
         description="Protected PSNR / MS-SSIM against protected Recall@1 over "
         "several retrieval reports (a sweep), per VLP, with the shipped point.",

@@ -3,7 +3,7 @@ r"""Plots of shielded codecs: rate–distortion curves and the privacy Pareto pl
 RD curves, from ``eval_model`` JSON files (this package's, one per path, or
 CompressAI's own), with the BD-rate of every curve against an anchor::
 
-    python -m compressai_psic.utils.plot -f out/psic-x-full.json \
+    python -m compressai_psic.utils.plot out/psic-x-full.json \
         out/psic-x-protected.json bmshj2018-hyperprior.json -o rd.png \
         --anchor bmshj2018-hyperprior.json
 
@@ -24,6 +24,8 @@ import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from ..errors import OneLineArgumentParser
 
 __all__ = ["METRIC_LABELS", "build_parser", "main", "plot_rd"]
 
@@ -88,27 +90,31 @@ def plot_rd(
     return output_file
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The RD plot's parser (``pareto`` has its own, in :mod:`.pareto`)."""
-    parser = _Parser(
+    parser = OneLineArgumentParser(
         prog="python -m compressai_psic.utils.plot",
         description="RD curves of eval_model JSON files, with BD-rates against an "
         "anchor. 'plot pareto REPORTS...' draws the privacy Pareto plot instead "
         "(see 'plot pareto --help').",
     )
     parser.add_argument(
-        "-f",
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="eval_model JSON files (this package's or CompressAI's)",
+    )
+    parser.add_argument(
+        "-r",
         "--results-file",
-        dest="files",
+        dest="more_files",
         nargs="+",
         type=Path,
-        required=True,
-        help="eval_model JSON files (this package's or CompressAI's)",
+        default=[],
+        metavar="FILE",
+        help="more JSON files (CompressAI's plot names them with -f; here -f is "
+        "--force, as in every tool of the package)",
     )
     parser.add_argument(
         "-m",
@@ -129,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--anchor",
         default=None,
         help="print the BD-rate of every other curve against this one (one of "
-        "the -f files, or its name)",
+        "the files, or its name)",
     )
     parser.add_argument(
         "--bd-method",
@@ -138,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="BD interpolation (default: %(default)s)",
     )
     parser.add_argument(
-        "--force", action="store_true", help="replace an existing output file"
+        "-f", "--force", action="store_true", help="replace an existing output file"
     )
     return parser
 
@@ -148,7 +154,7 @@ def _anchor_index(anchor: str, files: Sequence[Path], curves: Sequence[Dict]) ->
         if anchor in (str(path), path.name, data.get("name")):
             return index
     names = ", ".join(str(c.get("name")) for c in curves)
-    raise ValueError(f"--anchor {anchor!r} is none of the -f files or names: {names}")
+    raise ValueError(f"--anchor {anchor!r} is none of the files or names: {names}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Any:
@@ -160,6 +166,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Any:
         return pareto_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.files = [*args.files, *args.more_files]
+    if not args.files:
+        parser.error("give the eval_model JSON files to plot")
     from .results import check_new_files, load_results
 
     try:
@@ -182,7 +191,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Any:
         parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")
     print(f"wrote {args.output}", file=sys.stderr)
     for row in rows:
-        rate = "n/a" if row["bd_rate"] is None else f"{row['bd_rate']:+.2f} %"
+        if row["bd_rate"] is None:
+            rate = f"n/a ({row.get('note', 'not computable')})"
+        else:
+            rate = f"{row['bd_rate']:+.2f} %"
         print(f"BD-rate of {row['test']} against {row['anchor']}: {rate}")
     return rows
 

@@ -29,8 +29,6 @@ Vision-Language Pretrained Models" <https://arxiv.org/abs/2506.15201>`_, ICML 20
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import os
 import sys
@@ -39,8 +37,6 @@ from typing import Any, Dict, Optional, Sequence
 
 __all__ = ["build_parser", "export_model", "main", "manifest_entry", "same_model"]
 
-SUFFIX = ".pth.tar"
-HASH_PREFIX_LENGTH = 8
 METRICS = ("mse", "ms-ssim")
 
 
@@ -65,32 +61,19 @@ def export_model(
     file is read back with :func:`compressai_psic.load_checkpoint` before
     returning, so a file that would not load is never published.
     """
-    import torch
-
     from .. import load_checkpoint
-    from ..io.files import write_bytes
+    from ..io.files import save_state_dict
 
     filepath = Path(filepath)
-    output_dir = Path(output_dir)
     name = name or _strip_suffixes(filepath.name)
     if not name or "/" in name or os.sep in name:
         raise ValueError(f"Invalid model name {name!r}: a plain file name is needed")
     model = load_checkpoint(filepath, architecture=architecture)
     if update:
         model.update(force=True)
-    state_dict = model.state_dict()
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    # Serialise in memory: torch.save names the records of its zip archive after
-    # the file it writes to, so a temporary file would make every export differ.
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    target = output_dir / f"{name}-{digest[:HASH_PREFIX_LENGTH]}{SUFFIX}"
-    write_bytes(target, data)
-    load_checkpoint(target, architecture=model.architecture)
-    return {"path": target, "sha256": digest, "architecture": model.architecture}
+    saved = save_state_dict(model.state_dict(), output_dir, name)
+    load_checkpoint(saved["path"], architecture=model.architecture)
+    return {**saved, "architecture": model.architecture}
 
 
 def manifest_entry(

@@ -9,9 +9,13 @@ imported when an adapter is made.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import socket
 import warnings
-from typing import Callable, List, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
+from urllib.parse import urlparse
 
 import torch.nn as nn
 from torch import Tensor
@@ -204,15 +208,22 @@ def _create_open_clip_model(
     from open_clip.pretrained import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(model_name, pretrained)
+    # Weights trained with QuickGELU (all OpenAI ones) need it at inference.
+    quick_gelu = bool(cfg.get("quick_gelu", False))
+    # Not cached and no way to the host: fail at once, not after the hub
+    # client's retries (cached weights load as open_clip loads them).
+    unreachable = None if _cached_hub_file(cfg, cache_dir) else _unreachable(cfg)
     try:
-        return open_clip.create_model(
-            model_name,
-            pretrained=pretrained,
-            cache_dir=cache_dir,
-            precision=precision,
-            # Weights trained with QuickGELU (all OpenAI ones) need it at inference.
-            force_quick_gelu=bool(cfg.get("quick_gelu", False)),
-        )
+        if unreachable is not None:
+            raise ConnectionError(unreachable)
+        with _quiet_downloads():
+            return open_clip.create_model(
+                model_name,
+                pretrained=pretrained,
+                cache_dir=cache_dir,
+                precision=precision,
+                force_quick_gelu=quick_gelu,
+            )
     except Exception as err:  # noqa: BLE001 - download errors come in many types
         sources = []
         if cfg.get("hf_hub"):
@@ -224,9 +235,82 @@ def _create_open_clip_model(
         if cfg.get("url"):
             sources.append(f"'{os.path.basename(cfg['url'])}' from {cfg['url']}")
         where = cache_dir or "the default cache (~/.cache/huggingface, ~/.cache/clip)"
+        reason = " ".join(str(err).split()) or type(err).__name__
         raise FileNotFoundError(
             f"Weights for open_clip '{model_name}' tag '{pretrained}' are not in "
-            f"{where} and could not be downloaded ({type(err).__name__}: {err}). "
+            f"{where} and could not be downloaded ({reason}). "
             f"Expected {' or '.join(sources) or 'a checkpoint file'}; download it "
             "where a network is available and pass its path as `pretrained`."
         ) from err
+
+
+def _hub_file(cfg: Dict) -> Optional[tuple]:
+    """``(repo, filename)`` of a pretrained tag on the Hugging Face hub."""
+    if not cfg.get("hf_hub"):
+        return None
+    repo, filename = os.path.split(cfg["hf_hub"])
+    return repo.rstrip("/"), filename or "open_clip_pytorch_model.bin"
+
+
+def _cached_hub_file(cfg: Dict, cache_dir: Optional[str]) -> Optional[str]:
+    """The tag's weights file in the Hugging Face cache, or ``None`` (found
+    without a network request)."""
+    hub = _hub_file(cfg)
+    if hub is None:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    repo, filename = hub
+    stem = os.path.splitext(filename)[0]
+    names = [stem.replace("pytorch_model", "model") + ".safetensors", filename]
+    for name in names:
+        found = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
+def _unreachable(cfg: Dict, timeout: float = 5.0) -> Optional[str]:
+    """Why the host the tag downloads from cannot be reached (``None`` when it
+    can, or when a proxy is configured and only the download itself can tell):
+    one connection attempt, instead of the hub client's retries."""
+    proxies = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    if any(os.environ.get(name) for name in proxies):
+        return None
+    if cfg.get("hf_hub"):
+        host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    elif cfg.get("url"):
+        host = urlparse(cfg["url"])
+    else:
+        return None
+    name, port = host.hostname or "", host.port or 443
+    try:
+        socket.create_connection((name, port), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or " ".join(str(err).split()) or type(err).__name__
+        return f"{name} cannot be reached: {reason}"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """No retry warnings of the hub client, no ``logging.basicConfig`` side
+    effect of open_clip's ``logging.error`` while a download is tried: a
+    failure is reported once, by the error raised."""
+    hub = logging.getLogger("huggingface_hub")
+    level, root = hub.level, logging.getLogger()
+    guard = logging.NullHandler() if not root.handlers else None
+    hub.setLevel(logging.CRITICAL)
+    if guard is not None:
+        root.addHandler(guard)
+    previous = logging.root.manager.disable
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+        hub.setLevel(level)
+        if guard is not None:
+            root.removeHandler(guard)

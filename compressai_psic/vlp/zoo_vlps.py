@@ -9,6 +9,9 @@ trained from scratch on the procedural scene benchmark
 saw (the test split) well enough to retrieve their captions, which is what a
 codec's protected decode must prevent.
 
+The architectures are data: JSON files read by :mod:`compressai_psic.vlp.configs`
+(:data:`VLP_ARCHITECTURES`), as open_clip keeps its model configs.
+
 - the *demo VLP* (:data:`DEMO_VLP_CONFIG`, manifest entry ``demo-vlp``): a ViT
   image tower at 64×64 pixels and a three-layer text transformer fed by
   open_clip's BPE tokenizer; codecs are trained against it;
@@ -44,9 +47,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..utils import load_torch_file
+from ..state_dicts import load_torch_file
 from ..zoo import manifest_entry, manifest_path, weights_file
 from .adapters import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from .configs import load_vlp_configs
 from .open_clip import OpenCLIPAdapter
 
 __all__ = [
@@ -71,155 +75,18 @@ __all__ = [
 #: Manifest name of the shipped demo VLP.
 DEMO_VLP_NAME = "demo-vlp"
 
-#: Architecture of the demo VLP: keyword arguments of ``open_clip.CLIP`` (the
-#: tower configurations as dicts). Captions of the benchmark are at most 40
-#: tokens long with open_clip's tokenizer (start and end tokens included).
-#: A ``preprocess_cfg`` entry (open_clip's spelling: ``{"mean": …, "std": …}``)
-#: sets the image normalisation; without it OpenAI CLIP's is used.
-DEMO_VLP_CONFIG: Dict[str, Any] = {
-    "embed_dim": 128,
-    "quick_gelu": False,
-    "vision_cfg": {
-        "image_size": 64,
-        "patch_size": 16,
-        "width": 128,
-        "head_width": 64,
-        "layers": 3,
-        "mlp_ratio": 4.0,
-    },
-    "text_cfg": {
-        "context_length": 48,
-        "vocab_size": 49408,
-        "width": 64,
-        "heads": 2,
-        "layers": 3,
-        "mlp_ratio": 4.0,
-    },
-}
+#: Named architectures of ``tools/train_demo_vlp.py --arch``: the JSON files of
+#: ``compressai_psic/vlp/model_configs/`` (see :mod:`compressai_psic.vlp.configs`),
+#: keyword arguments of ``open_clip.CLIP`` plus an optional ``preprocess_cfg``.
+VLP_ARCHITECTURES: Dict[str, Dict[str, Any]] = load_vlp_configs()
 
-#: Evaluation VLP with a ResNet image tower (open_clip's ``ModifiedResNet``, as
-#: in OpenAI's RN50, with one bottleneck per stage and base width 16), another
-#: text tower and ImageNet's normalisation.
-EVAL_RN_CONFIG: Dict[str, Any] = {
-    "embed_dim": 128,
-    "quick_gelu": False,
-    "vision_cfg": {
-        "image_size": 64,
-        "layers": [1, 1, 1, 1],
-        "width": 16,
-        "head_width": 32,
-    },
-    "text_cfg": {
-        "context_length": 48,
-        "vocab_size": 49408,
-        "width": 96,
-        "heads": 2,
-        "layers": 2,
-        "mlp_ratio": 4.0,
-    },
-    "preprocess_cfg": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-}
-
-#: Evaluation VLP with a ViT image tower wider and shallower than the demo
-#: VLP's (width 192, 2 layers), another text tower and embedding size, and
-#: inputs normalised to ``[-1, 1]``.
-EVAL_VIT_CONFIG: Dict[str, Any] = {
-    "embed_dim": 96,
-    "quick_gelu": False,
-    "vision_cfg": {
-        "image_size": 64,
-        "patch_size": 16,
-        "width": 192,
-        "head_width": 64,
-        "layers": 2,
-        "mlp_ratio": 4.0,
-    },
-    "text_cfg": {
-        "context_length": 48,
-        "vocab_size": 49408,
-        "width": 128,
-        "heads": 2,
-        "layers": 2,
-        "mlp_ratio": 4.0,
-    },
-    "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-}
-
-#: Training-ensemble VLP with a wider ResNet image tower (base width 24) than
-#: ``eval-vlp-rn`` and OpenAI CLIP's normalisation.
-TRAIN_RN_WIDE_CONFIG: Dict[str, Any] = {
-    "embed_dim": 128,
-    "quick_gelu": False,
-    "vision_cfg": {
-        "image_size": 64,
-        "layers": [1, 1, 1, 1],
-        "width": 24,
-        "head_width": 32,
-    },
-    "text_cfg": {
-        "context_length": 48,
-        "vocab_size": 49408,
-        "width": 64,
-        "heads": 2,
-        "layers": 2,
-        "mlp_ratio": 4.0,
-    },
-}
-
-#: Training-ensemble VLP with a deeper, narrower ResNet image tower (two
-#: bottlenecks in the first two stages, base width 12).
-TRAIN_RN_DEEP_CONFIG: Dict[str, Any] = {
-    "embed_dim": 96,
-    "quick_gelu": False,
-    "vision_cfg": {
-        "image_size": 64,
-        "layers": [2, 2, 1, 1],
-        "width": 12,
-        "head_width": 32,
-    },
-    "text_cfg": {
-        "context_length": 48,
-        "vocab_size": 49408,
-        "width": 96,
-        "heads": 2,
-        "layers": 2,
-        "mlp_ratio": 4.0,
-    },
-    "preprocess_cfg": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-}
-
-#: Training-ensemble VLP with a small-patch ViT (patch 8: 64 tokens at 64 px).
-TRAIN_VIT_P8_CONFIG: Dict[str, Any] = {
-    "embed_dim": 128,
-    "quick_gelu": False,
-    "vision_cfg": {
-        "image_size": 64,
-        "patch_size": 8,
-        "width": 96,
-        "head_width": 32,
-        "layers": 3,
-        "mlp_ratio": 4.0,
-    },
-    "text_cfg": {
-        "context_length": 48,
-        "vocab_size": 49408,
-        "width": 64,
-        "heads": 2,
-        "layers": 2,
-        "mlp_ratio": 4.0,
-    },
-    "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-}
-
-#: Named architectures of ``tools/train_demo_vlp.py --arch``.
-VLP_ARCHITECTURES: Dict[str, Dict[str, Any]] = {
-    "vit": DEMO_VLP_CONFIG,
-    "resnet": EVAL_RN_CONFIG,
-    "vit-wide": EVAL_VIT_CONFIG,
-    "resnet-wide": TRAIN_RN_WIDE_CONFIG,
-    "resnet-deep": TRAIN_RN_DEEP_CONFIG,
-    "vit-p8": TRAIN_VIT_P8_CONFIG,
-}
+#: Architecture of the demo VLP (``vit.json``). Captions of the benchmark are at
+#: most 40 tokens long with open_clip's tokenizer (start and end tokens included).
+DEMO_VLP_CONFIG: Dict[str, Any] = VLP_ARCHITECTURES["vit"]
+#: Evaluation VLP with a ResNet image tower (``resnet.json``).
+EVAL_RN_CONFIG: Dict[str, Any] = VLP_ARCHITECTURES["resnet"]
+#: Evaluation VLP with a wider, shallower ViT (``vit-wide.json``).
+EVAL_VIT_CONFIG: Dict[str, Any] = VLP_ARCHITECTURES["vit-wide"]
 
 #: Evaluation VLPs: spec of :func:`~compressai_psic.vlp.build_vlp` → manifest
 #: name and architecture. Codecs are not trained against them.

@@ -81,7 +81,7 @@ def _base_pretrained(architecture: str, metric: str, quality: int, progress: boo
 
 
 def _load_entry_weights(model: nn.Module, weights: Path, entry: Dict[str, Any]):
-    from ..utils import load_torch_file
+    from ..state_dicts import load_torch_file
 
     state = load_torch_file(weights)
     result = model.load_state_dict(state, strict=bool(entry.get("includes_base")))
@@ -134,7 +134,7 @@ def _load_model(
     # The PSIC file first: it is small, and a missing one should not cost a
     # download of CompressAI's weights before failing.
     from ..models import shield
-    from ..utils import load_torch_file
+    from ..state_dicts import load_torch_file
 
     weights = weights_file(entry, progress)
     if entry.get("includes_base"):
@@ -148,7 +148,7 @@ def _load_model(
 def load_named(name: str, progress: bool = True) -> nn.Module:
     """Loads a named manifest model (e.g. the demo model) with its sha256 check."""
     from ..models import SHIELDED_CLASSES
-    from ..utils import load_torch_file
+    from ..state_dicts import load_torch_file
 
     entry = manifest_entry(name=name)
     codecs = codec_names()

@@ -33,10 +33,7 @@ def test_bad_inputs_and_outputs_fail_before_model_loading(
     cases = [
         (["compress", tmp_path / "missing.png"], "missing.png: no such file"),
         (["compress", text], "notes.png: not an image file"),
-        (
-            ["compress", image, "-o", tmp_path / "nodir" / "a.psic"],
-            "the output folder",
-        ),
+        (["compress", image, "-o", image / "a.psic"], f"{image} is not a folder"),
         (["decompress", tmp_path / "missing.psic"], "missing.psic: no such file"),
         (["decompress", image, "-o", tmp_path / "x.png"], "a.png: not a PSIC file"),
     ]
@@ -44,6 +41,61 @@ def test_bad_inputs_and_outputs_fail_before_model_loading(
         capsys.readouterr()
         assert run(*argv, *RANDOM[:1] if argv[0] == "compress" else []) == 2
         assert_one_line_error(capsys, message)
+
+
+def _folder_of_outputs(tmp_path, existing):
+    images = tmp_path / "images"
+    images.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in "abc":
+        write_image(images / f"{name}.png", "RGB", 8, 8)
+        (out / f"{name}.psic").write_bytes(b"psic")
+    for name in existing:
+        (out / f"{name}.png").write_bytes(b"precious")
+    return images, out
+
+
+def test_folder_refusals_are_one_line_before_model_loading(
+    tmp_path, capsys, no_model_loading
+):
+    images, out = _folder_of_outputs(tmp_path, "ab")
+    capsys.readouterr()
+    assert run("compress", images, "-o", out, *RANDOM) == 2
+    assert_one_line_error(capsys, f"{out / 'a.psic'} exists (and 2 more outputs)")
+    assert run("decompress", out, "-o", out) == 2
+    assert_one_line_error(capsys, f"{out / 'a.png'} exists (and 1 more output);")
+    assert (out / "a.png").read_bytes() == b"precious"
+
+
+def test_missing_output_folder_is_created_in_file_and_folder_mode(tmp_path, capsys):
+    image = write_image(tmp_path / "a.png", "RGB", 16, 16)
+    capsys.readouterr()
+    assert run("compress", image, "-o", tmp_path / "new" / "a.psic", *RANDOM) == 0
+    assert f"psic: note: created the output folder {tmp_path / 'new'}" in (
+        capsys.readouterr().err
+    )
+    folder = tmp_path / "new"
+    assert run("decompress", folder, "-o", tmp_path / "dec" / "x", "--quiet") == 0
+    assert (tmp_path / "dec" / "x" / "a.png").is_file()
+    assert run("compress", image, "-o", tmp_path / "n2" / "a.psic", *RANDOM) == 0
+    capsys.readouterr()
+    assert run("decompress", tmp_path / "n2", "-o", tmp_path / "dec2") == 0
+    assert f"created the output folder {tmp_path / 'dec2'}" in capsys.readouterr().err
+
+
+def test_folder_compress_warns_only_about_files_it_writes(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    write_image(images / "big.png", "RGBA", 96, 96)
+    write_image(images / "small.png", "RGBA", 8, 8)
+    capsys.readouterr()
+    argv = ["compress", images, "-o", tmp_path / "out", "--max-pixels", "4096"]
+    assert run(*argv, *RANDOM, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "big.png: 96x96 pads to" in err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "small.png: alpha channel dropped" in warnings[0]
 
 
 def test_output_is_replaced_only_with_force(tmp_path, capsys):

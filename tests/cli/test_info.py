@@ -34,7 +34,9 @@ def test_info(tmp_path, capsys):
     assert info["file_bytes"] == size
     assert info["bpp"] == pytest.approx(size * 8 / (40 * 57))
     assert info["random_init"] is True
-    assert info["latent_shape"] == [1, 1]
+    assert info["latent_shape"] == [4, 4]  # y of a 40x57 image (padded to 64)
+    assert info["hyper_latent_shape"] == [1, 1]  # z
+    assert info["coded_shape"] == [1, 1]  # what decompress() is given
     assert info["payload_bpp"] < info["bpp"]
 
 
@@ -102,3 +104,22 @@ def test_mbt2018_mean_is_portable_on_request_only(tmp_path, capsys):
         assert run(*argv, "--arch", "mbt2018-mean", *extra) == 0
     assert not container.read(tmp_path / "d.psic").portable
     assert container.read(tmp_path / "p.psic").portable
+
+
+def test_info_of_a_missing_file_says_no_such_file(tmp_path, capsys):
+    assert run("info", tmp_path / "missing.psic") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"psic: error: {tmp_path / 'missing.psic'}: no such file"
+
+
+def test_latent_shapes_name_y_and_z():
+    from compressai_psic.cli.info import latent_shapes
+
+    assert latent_shapes((3, 5), 1) == {
+        "latent_shape": [3, 5],
+        "hyper_latent_shape": None,
+    }
+    assert latent_shapes((3, 5), 2) == {
+        "latent_shape": [12, 20],
+        "hyper_latent_shape": [3, 5],
+    }

@@ -235,9 +235,13 @@ def test_demo_report_has_attacks_and_image_dependence(tmp_path):
     report = run_demo(
         num_images=8, output_dir=tmp_path, grid_rows=2, progress=False,
         attacks=["jpeg75", "greyworld", "affine_fit"], fit_images=3,
-        eval_vlps=["tiny:5"],
+        eval_vlps=["tiny:5"], latent_steps=2,
     )  # fmt: skip
-    assert report["attacks"] == ["jpeg75", "greyworld", "affine_fit"]
+    # The latent inversion through the public model is always one of them.
+    assert report["attacks"] == ["jpeg75", "greyworld", "affine_fit", "latent-public"]
+    recall = report["vlps"][0]["recall"]
+    assert "protected_latent-public" in recall and "full_latent-public" not in recall
+    assert "worst_adaptive" in report["summary"]["vlps"][0]["i2t"]
     assert report["fit"] == {
         "num_images": 3,
         "attacks": ["affine_fit"],

@@ -61,7 +61,7 @@ def test_attack_registry():
     attacks = build_attacks()
     assert list(attacks) == list(DEFAULT_ATTACKS)
     assert [n for n, a in attacks.items() if a.needs_fit] == [
-        "greyworld_fit", "offset_fit", "pattern_fit", "affine_fit",
+        "greyworld_fit", "offset_fit", "pattern_fit", "affine_fit", "filter_fit",
     ]  # fmt: skip
     images = smooth_images()
     torch.testing.assert_close(
@@ -161,3 +161,23 @@ def test_pattern_attack_undoes_a_fixed_pattern_but_not_image_dependent_changes()
     attack = PatternAttack().fit(originals[:3] + signs * pattern, originals[:3])
     assert attack.pattern.abs().max() <= pattern.abs().max() / 3 + 1e-6
     assert attack(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)  # other sizes pass
+
+
+def test_the_fitted_filter_undoes_a_linear_filter_and_a_colour_map():
+    from compressai_psic.evaluation.attacks import LinearFilterAttack
+
+    originals = torch.rand(4, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    kernel = torch.tensor([[0.0, 0.1, 0.0], [0.1, 0.6, 0.1], [0.0, 0.1, 0.0]])
+    blurred = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(originals, (1, 1, 1, 1), mode="replicate"),
+        kernel.expand(3, 1, 3, 3),
+        groups=3,
+    )
+    decoded = blurred[:, [1, 2, 0]] * 0.8 + 0.1  # channels mixed, scaled, offset
+    attack = LinearFilterAttack(size=5).fit(decoded, originals)
+    # A 5×5 inverse of a 3×3 blur is approximate; the colour map is exact.
+    assert (attack.apply(decoded) - originals).abs().mean() < 0.02
+    assert (decoded - originals).abs().mean() > 0.1
+    assert attack.describe()["size"] == 5 and len(attack.describe()["offset"]) == 3
+    with pytest.raises(ValueError, match="odd and positive"):
+        LinearFilterAttack(size=4)

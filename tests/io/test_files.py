@@ -1,4 +1,5 @@
-"""Tests of the file helpers: atomic writes with the umask's permissions, sha256."""
+"""Tests of the file helpers: atomic writes with the umask's permissions, sha256,
+the one writer of published weights."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import stat
 
 import pytest
 
-from compressai_psic.io.files import file_sha256, write_bytes
+from compressai_psic.io.files import file_sha256, save_state_dict, write_bytes
+
+from ..helpers import ROOT
 
 
 def test_file_sha256(tmp_path):
@@ -38,3 +41,44 @@ def test_unwritable_target_is_named_not_the_temporary_file(tmp_path):
         write_bytes(target, b"PSIC")
     assert exc.value.filename == str(target)
     assert ".x.psic." not in str(exc.value)
+
+
+def test_saved_weights_are_named_by_their_hash_and_reproducible(tmp_path):
+    import torch
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(2)}
+    first = save_state_dict(state, tmp_path / "a", "tiny")
+    again = save_state_dict(dict(state), tmp_path / "b", "tiny")
+    assert first["path"].name == again["path"].name
+    assert first["path"].name == f"tiny-{first['sha256'][:8]}.pth.tar"
+    data = first["path"].read_bytes()
+    assert data == again["path"].read_bytes()
+    assert hashlib.sha256(data).hexdigest() == first["sha256"]
+    loaded = torch.load(first["path"], weights_only=True)
+    assert torch.equal(loaded["w"], state["w"])
+    with pytest.raises(ValueError, match="a plain file name"):
+        save_state_dict(state, tmp_path, "sub/name")
+
+
+def test_a_failed_save_leaves_no_file(tmp_path, monkeypatch):
+    import torch
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_state_dict({"w": torch.zeros(1)}, tmp_path, "tiny")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_exporter_writes_weights_with_the_one_writer():
+    exporters = [
+        "compressai_psic/utils/update_model.py",
+        "tools/train_demo_psic.py",
+        "tools/train_demo_vlp.py",
+    ]
+    for path in exporters:
+        source = (ROOT / path).read_text(encoding="utf-8")
+        assert "save_state_dict(" in source, path
+        assert "mkstemp" not in source and "torch.save(" not in source, path

@@ -130,3 +130,16 @@ def model_output(x_hat, batch=4, seed=0, beta=None):
     if beta is not None:
         out["beta"] = beta
     return out
+
+
+#: Captions of :func:`noisy_batch`'s four images.
+CAPTIONS = ["a red square", "a blue circle", "green grass", "a white wall"]
+
+
+def noisy_batch(seed=0):
+    """Four 32×32 images and two noisy decodes of them: (target, full, protected)."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.rand(4, 3, 32, 32, generator=g)
+    full = (target + 0.02 * torch.randn(4, 3, 32, 32, generator=g)).clamp(0, 1)
+    protected = (target + 0.1 * torch.randn(4, 3, 32, 32, generator=g)).clamp(0, 1)
+    return target, full, protected

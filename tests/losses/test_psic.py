@@ -2,9 +2,11 @@
 terms, finiteness and gradients through a shielded codec."""
 
 import math
+import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 from compressai.registry import CRITERIONS
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,9 +19,15 @@ from compressai_psic.losses import (
     low_frequency_mse,
     semantic_drift,
 )
-from compressai_psic.vlp import tiny_vlp
+from compressai_psic.losses.transfer import (
+    feature_disruption,
+    masked_difference,
+    periodic_energy,
+)
+from compressai_psic.vlp import build_demo_clip, tiny_vlp, wrap_demo_clip
 
 from .helpers import (
+    CAPTIONS,
     P3,
     U3,
     V3,
@@ -27,7 +35,9 @@ from .helpers import (
     color_images,
     color_vlp,
     model_output,
+    noisy_batch,
 )
+from .test_transfer import RN_CONFIG
 
 
 def test_criteria_registered():
@@ -249,3 +259,218 @@ def test_registration_has_one_route_whatever_the_import_order():
         m.startswith(("compressai_psic.losses", "compressai_psic.train"))
         for m in loaded
     )
+
+
+def exactly(message):
+    return f"^{re.escape(message)}$"
+
+
+def rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def rn_vlp():
+    return wrap_demo_clip(build_demo_clip(RN_CONFIG, seed=0).eval(), name="rn")
+
+
+def _psic_batch():
+    x = color_images(U3, size=16)
+    full = (x * 0.9 + 0.1 * color_images(V3, size=16)).requires_grad_(True)
+    y = torch.arange(16.0) / 16
+    lattice = 0.05 * torch.cos(2 * torch.pi * y * 1)[None, None, None, :]
+    protected = (color_images(P3, size=16) + lattice).requires_grad_(True)
+    return x, full, protected
+
+
+TERMS = ("semantic", "lowfreq", "common", "masked", "periodic")
+
+
+def _expected_terms(vlp, x, full, protected):
+    return {
+        "semantic": semantic_drift(vlp, full, x),
+        "lowfreq": 255**2 * low_frequency_mse(protected, x, 8),
+        "common": 255**2 * common_difference(protected, full),
+        "masked": 255**2 * masked_difference(protected, full, x),
+        "periodic": 255**2 * periodic_energy(protected, full, period=16),
+    }
+
+
+def test_term_functions_on_empty_single_and_mismatched_inputs():
+    empty = torch.zeros(0, 3, 4, 4)
+    vlp = color_vlp(V3)
+    for value in (
+        low_frequency_mse(empty, empty, 8),
+        semantic_drift(vlp, empty, empty),
+        common_difference(empty, empty),
+    ):
+        assert value.item() == 0
+    one, other = torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.25)
+    assert low_frequency_mse(one, other, 8).item() == pytest.approx(0.0625)
+    assert common_difference(one, other).item() == pytest.approx(0.0625)
+    mismatched = common_difference(rand(2, 3, 4, 4), rand(1, 3, 4, 4))
+    assert mismatched.item() == 0
+
+
+@pytest.mark.parametrize("height, width", [(4, 16), (16, 4)])
+@pytest.mark.parametrize("leading", [(2, 3), (3,)])
+def test_low_frequency_kernel_fits_both_sides(height, width, leading):
+    x, y = rand(*leading, height, width, seed=1), rand(*leading, height, width, seed=2)
+    kernel = min(height, width)
+    expected = F.mse_loss(F.avg_pool2d(x, kernel), F.avg_pool2d(y, kernel))
+    assert low_frequency_mse(x, y, 8).item() == pytest.approx(expected.item())
+
+
+def test_semantic_drift_is_the_mean_over_images():
+    vlp = color_vlp(V3)
+    x, x_hat = color_images(U3[:2]), color_images(P3[:2])  # 2 images, 3 dimensions
+    u = vlp.encode_image(x)
+    p = vlp.encode_image(x_hat)
+    expected = (1 - (u * p).sum(-1)).mean()
+    assert semantic_drift(vlp, x_hat, x).item() == pytest.approx(expected.item())
+
+
+def test_psic_defaults_and_options_reach_their_parts():
+    vlp = color_vlp(V3)
+    loss = PSICLoss(vlp)
+    assert loss.stage == 1
+    assert loss.lmbda_vlp == 0.0009
+    assert loss.lowfreq_kernel == 8
+    for name in ("semantic", "lowfreq", "common", "feature", "masked", "periodic"):
+        assert getattr(loss, f"lmbda_{name}") == 0.0, name
+    assert PSICLoss(vlp, stage=2).stage == 2
+    assert PSICLoss(vlp, lowfreq_kernel=1).lowfreq_kernel == 1
+    assert PSICLoss(vlp, metric="ms-ssim").rate_distortion.metric == "ms-ssim"
+    assert PSICLoss(vlp, tau=0.3, clean_weight=2.0).uaeo.tau == 0.3
+
+
+@pytest.mark.parametrize(
+    "name", ["semantic", "lowfreq", "common", "feature", "masked", "periodic"]
+)
+def test_negative_lambda_messages(name):
+    with pytest.raises(
+        ValueError, match=exactly(f"lmbda_{name} must be >= 0, got -0.5")
+    ):
+        PSICLoss(color_vlp(V3), **{f"lmbda_{name}": -0.5})
+
+
+def test_lowfreq_kernel_message():
+    with pytest.raises(ValueError, match=exactly("lowfreq_kernel must be >= 1, got 0")):
+        PSICLoss(color_vlp(V3), lowfreq_kernel=0)
+
+
+def test_every_optional_term_is_zero_by_default():
+    x, full, protected = _psic_batch()
+    out = PSICLoss(color_vlp(V3))(model_output([full, protected], 3), x, captions(3))
+    for name in TERMS + ("feature",):
+        assert out[f"{name}_loss"].item() == 0, name
+
+
+@pytest.mark.parametrize("name", TERMS)
+def test_each_term_enters_the_total_with_its_lambda(name):
+    vlp = color_vlp(V3)
+    x, full, protected = _psic_batch()
+    output = model_output([full, protected], 3)
+    base = PSICLoss(vlp)(output, x, captions(3))
+    out = PSICLoss(vlp, **{f"lmbda_{name}": 0.5})(output, x, captions(3))
+    expected = _expected_terms(vlp, x, full, protected)[name]
+    assert expected.item() > 0
+    assert out[f"{name}_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out["loss"].item() == pytest.approx(
+        base["loss"].item() + 0.5 * expected.item(), rel=1e-5
+    )
+    for other in TERMS:  # the other terms are neither computed nor reported
+        if other != name:
+            assert out[f"{other}_loss"].item() == 0, other
+
+
+def test_pair_terms_with_explicit_betas_and_batches_of_one():
+    vlp = color_vlp(V3[:1])
+    x, full, protected = (t[:1] for t in _psic_batch())
+    loss = PSICLoss(vlp, lmbda_common=1.0, lmbda_masked=1.0, lmbda_periodic=1.0)
+    output = {
+        "x_hat": [full, protected],
+        "likelihoods": model_output(x, 1)["likelihoods"],
+    }
+    out = loss(output, x, captions(1), beta=[torch.zeros(1), torch.ones(1)])
+    expected = _expected_terms(vlp, x, full, protected)
+    for name in ("common", "masked", "periodic"):
+        assert out[f"{name}_loss"].item() == pytest.approx(expected[name].item()), name
+
+
+def test_pair_terms_need_both_paths():
+    vlp = color_vlp(V3)
+    x, full, protected = _psic_batch()
+    loss = PSICLoss(vlp, lmbda_common=1.0, lmbda_masked=1.0, lmbda_periodic=1.0)
+    both_protected = model_output(
+        [protected, protected * 0.5], 3, beta=[torch.ones(3), torch.ones(3)]
+    )
+    single = model_output(protected, 3, beta=torch.ones(3))
+    for output in (both_protected, single):
+        out = loss(output, x, captions(3))
+        for name in ("common", "masked", "periodic"):
+            assert out[f"{name}_loss"].item() == 0, name
+        assert out["loss"].requires_grad
+
+
+def test_feature_term_sees_the_transformed_decode(rn_vlp):
+    from compressai_psic.losses.transfer import feature_disruption
+
+    x = rand(2, 3, 32, 32)
+    full, protected = rand(2, 3, 32, 32, seed=1), rand(2, 3, 32, 32, seed=2)
+    flip = lambda images: images.flip(-1)  # noqa: E731
+    out = PSICLoss(rn_vlp, lmbda_feature=1.0, transform=flip)(
+        model_output([full, protected], 2), x, ["a", "b"]
+    )
+    expected = feature_disruption(rn_vlp, flip(protected), x)
+    assert out["feature_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_psic_reports_feature_and_masked_terms(rn_vlp):
+    target, full, protected = noisy_batch()
+    output = model_output([full, protected], batch=4)
+    base = PSICLoss(rn_vlp)(output, target, CAPTIONS)
+    assert base["feature_loss"].item() == 0 and base["masked_loss"].item() == 0
+    with_terms = PSICLoss(
+        rn_vlp, lmbda_feature=0.5, feature_stage="layer2", lmbda_masked=0.01
+    )(output, target, CAPTIONS)
+    feature = feature_disruption(rn_vlp, protected, target, "layer2")
+    masked = 255**2 * masked_difference(protected, full, target)
+    assert with_terms["feature_loss"].item() == pytest.approx(feature.item(), 1e-5)
+    assert with_terms["masked_loss"].item() == pytest.approx(masked.item(), 1e-5)
+    assert 0 < feature.item() < 2 and masked.item() > 0
+    expected = base["loss"] + 0.5 * feature + 0.01 * masked
+    assert with_terms["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "key, term", [("lmbda_feature", "feature_loss"), ("lmbda_masked", "masked_loss")]
+)
+def test_lambda_scales_term(rn_vlp, key, term):
+    target, full, protected = noisy_batch(1)
+    output = model_output([full, protected], batch=4)
+    one = PSICLoss(rn_vlp, **{key: 1.0})(output, target, CAPTIONS)
+    three = PSICLoss(rn_vlp, **{key: 3.0})(output, target, CAPTIONS)
+    assert one[term].item() > 0
+    assert three[term].item() == pytest.approx(one[term].item(), rel=1e-6)
+    assert (three["loss"] - one["loss"]).item() == pytest.approx(
+        2 * one[term].item(), rel=1e-4
+    )
+
+
+def test_feature_term_has_gradient(rn_vlp):
+    target, full, protected = noisy_batch(2)
+    protected = protected.requires_grad_(True)
+    output = model_output([full, protected], batch=4)
+    out = PSICLoss(rn_vlp, lmbda_vlp=0.0, lmbda_feature=1.0)(output, target, CAPTIONS)
+    out["feature_loss"].backward()
+    assert protected.grad is not None and protected.grad.abs().sum() > 0
+
+
+def test_psic_invalid_transfer_options(rn_vlp):
+    with pytest.raises(ValueError, match="feature_stage"):
+        PSICLoss(rn_vlp, feature_stage="layer9")
+    with pytest.raises(ValueError, match="lmbda_feature"):
+        PSICLoss(rn_vlp, lmbda_feature=-0.1)
+    with pytest.raises(ValueError, match="lmbda_masked"):
+        PSICLoss(rn_vlp, lmbda_masked=-1.0)

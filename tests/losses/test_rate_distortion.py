@@ -1,6 +1,8 @@
 """Tests of the dual-path rate–distortion loss
 (compressai_psic.losses.rate_distortion)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +110,40 @@ def test_rd_errors():
         decoded_paths({"x_hat": [x, x], "beta": [torch.zeros(2)]}, x)
     with pytest.raises(ValueError, match="'full', 'protected'"):
         decoded_paths({"x_hat": x, "beta": "unlocked"}, x)
+
+
+def exactly(message):
+    return f"^{re.escape(message)}$"
+
+
+def rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_rate_distortion_messages_and_overall_mean():
+    x = rand(3, 3, 4, 4)
+    loss = DualPathRateDistortionLoss()
+    with pytest.raises(
+        ValueError,
+        match=exactly(
+            'The output has no "beta": decode with a shielded model\'s forward or '
+            "forward_multi, or pass beta (a (B,) tensor, 1 = protected, 0 = full)"
+        ),
+    ):
+        decoded_paths({"x_hat": x}, x)
+    with pytest.raises(
+        ValueError,
+        match=exactly(
+            "beta must hold 0 (full) or 1 (protected) for each sample; got [0.0, 0.5]"
+        ),
+    ):
+        decoded_paths({"x_hat": x}, x, torch.tensor([0.0, 0.5, 0.5]))
+    with pytest.raises(
+        ValueError, match=exactly("output holds no reconstruction on any path")
+    ):
+        empty = {"x_hat": x[:0], "likelihoods": {"y": rand(0, 8, 2, 2)}}
+        loss(empty, x[:0], beta=torch.zeros(0))
+    x_hat = [rand(3, 3, 4, 4, seed=1), rand(3, 3, 4, 4, seed=2)]
+    out = loss(model_output(x_hat, 3), x)
+    errors = torch.cat([(h - x).pow(2).flatten(1).mean(1) for h in x_hat])
+    assert out["mse_loss"].item() == pytest.approx(errors.mean().item())

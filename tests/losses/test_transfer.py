@@ -1,7 +1,11 @@
 """Tests of the transfer terms (compressai_psic.losses.transfer)."""
 
+import math
+import re
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from compressai_psic.losses.transfer import (
     FEATURE_STAGES,
@@ -10,6 +14,7 @@ from compressai_psic.losses.transfer import (
     feature_disruption,
     has_resnet_tower,
     masked_difference,
+    periodic_energy,
     resnet_features,
 )
 from compressai_psic.vlp import VLPEnsemble, build_demo_clip, tiny_vlp, wrap_demo_clip
@@ -203,3 +208,197 @@ def test_feature_disruption_vit_only_is_zero(vit_vlp, rn_vlp):
 def test_feature_disruption_empty_batch(rn_vlp):
     empty = torch.zeros(0, 3, 32, 32)
     assert feature_disruption(rn_vlp, empty, empty).item() == 0
+
+
+def exactly(message):
+    return f"^{re.escape(message)}$"
+
+
+def rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _reference_weights(target, window, floor, mode):
+    grey = target.mean(dim=1, keepdim=True)
+    radius = window // 2
+    padded = F.pad(grey, (radius,) * 4, mode=mode)
+    mean = F.avg_pool2d(padded, window, stride=1)
+    sigma = (F.avg_pool2d(padded**2, window, stride=1) - mean**2).clamp_min(0).sqrt()
+    weights = 1 / (sigma + floor)
+    return weights / weights.mean(dim=(1, 2, 3), keepdim=True)
+
+
+def wave(height, width, cycles_y=0, cycles_x=0, amplitude=1.0, batch=1):
+    """A cosine of ``cycles_y`` periods down and ``cycles_x`` across the image."""
+    y = torch.arange(height, dtype=torch.float64)[:, None] / height
+    x = torch.arange(width, dtype=torch.float64)[None, :] / width
+    values = amplitude * torch.cos(2 * math.pi * (cycles_y * y + cycles_x * x))
+    return values.expand(batch, 3, height, width).clone()
+
+
+def test_resnet_features_default_stage_and_messages(rn_vlp):
+    x = rand(2, 3, 32, 32)
+    assert torch.equal(resnet_features(rn_vlp, x), resnet_features(rn_vlp, x, "layer3"))
+    vit = tiny_vlp(seed=0)
+    with pytest.raises(
+        ValueError, match=exactly(f"VLP {vit.name!r} has no ResNet image tower")
+    ):
+        resnet_features(vit, x)
+    with pytest.raises(
+        ValueError, match=exactly("VLP 'object' has no ResNet image tower")
+    ):
+        resnet_features(object(), x)
+
+
+def test_resnet_features_of_a_float64_tower():
+    member = wrap_demo_clip(build_demo_clip(RN_CONFIG, seed=0).double().eval())
+    features = resnet_features(member, rand(1, 3, 32, 32), "layer1")
+    assert features.dtype == torch.float32
+
+
+def test_activity_weights_window_one_and_messages():
+    x = rand(1, 3, 8, 8)
+    assert torch.allclose(activity_weights(x, window=1), torch.ones(1, 1, 8, 8))
+    for window in (0, 4):
+        with pytest.raises(
+            ValueError,
+            match=exactly(f"window must be a positive odd number, got {window}"),
+        ):
+            activity_weights(x, window=window)
+    with pytest.raises(ValueError, match=exactly("floor must be positive, got 0")):
+        activity_weights(x, floor=0)
+
+
+def test_activity_weights_pad_by_reflection_then_replication():
+    x = rand(2, 3, 9, 7)
+    expected = _reference_weights(x, 5, 0.02, "reflect")
+    assert torch.allclose(activity_weights(x), expected, atol=1e-6)
+    assert not torch.allclose(
+        expected, _reference_weights(x, 5, 0.02, "replicate"), atol=1e-3
+    )
+    # The radius reaches the size (2 of 2): reflection is impossible.
+    small = rand(1, 3, 2, 5)
+    assert torch.allclose(
+        activity_weights(small), _reference_weights(small, 5, 0.02, "replicate")
+    )
+
+
+def test_masked_difference_single_pixel_and_floor():
+    a, b = torch.full((1, 1, 1, 1), 0.75), torch.full((1, 1, 1, 1), 0.25)
+    assert masked_difference(a, b, a).item() == pytest.approx(0.25)
+    x, y, target = rand(2, 3, 8, 8, seed=1), rand(2, 3, 8, 8, seed=2), rand(2, 3, 8, 8)
+    expected = (activity_weights(target, 5, 0.5) * (x - y) ** 2).mean()
+    assert masked_difference(x, y, target, floor=0.5).item() == pytest.approx(
+        expected.item()
+    )
+
+
+def test_balanced_sum_messages_and_eps():
+    with pytest.raises(
+        ValueError, match=exactly("balanced_sum needs at least one loss")
+    ):
+        balanced_sum([])
+    with pytest.raises(ValueError, match=exactly("Need 2 weights, got 1")):
+        balanced_sum([torch.tensor(1.0), torch.tensor(2.0)], [1.0])
+    a = torch.tensor(2.0, requires_grad=True)
+    b = torch.tensor(4.0, requires_grad=True)
+    total = balanced_sum([a, b], [0.5, 0.5], eps=0.5)
+    total.backward()
+    plain = 0.5 * 2 + 0.5 * 4
+    assert total.item() == pytest.approx(0.5 * 2 / 2.5 * plain + 0.5 * 4 / 4.5 * plain)
+    assert a.grad.item() == pytest.approx(0.5 / 2.5 * plain)
+    assert b.grad.item() == pytest.approx(0.5 / 4.5 * plain)
+
+
+def test_a_lattice_frequency_keeps_all_its_energy():
+    # 32 px, period 16: the lattice holds every second frequency; 2 cycles are
+    # a 16-pixel pattern, all of whose energy (mean square 0.5·a²) is counted.
+    full = torch.zeros(2, 3, 32, 32, dtype=torch.float64)
+    for cycles in ((0, 2), (2, 0), (2, 4), (4, 6)):
+        protected = wave(32, 32, *cycles, amplitude=0.3, batch=2)
+        value = periodic_energy(protected, full)
+        assert value.item() == pytest.approx(0.5 * 0.3**2, rel=1e-9)
+        assert value.item() == pytest.approx(protected.pow(2).mean().item())
+
+
+def test_frequencies_off_the_lattice_and_dc_are_not_counted():
+    full = torch.rand(1, 3, 32, 32, dtype=torch.float64)
+    for cycles in ((0, 1), (1, 0), (3, 3), (0, 5)):
+        protected = full + wave(32, 32, *cycles)
+        assert periodic_energy(protected, full).item() == pytest.approx(0, abs=1e-12)
+    # A constant change (DC) is a colour shift, not a lattice.
+    assert periodic_energy(full + 0.25, full).item() == pytest.approx(0, abs=1e-12)
+
+
+def test_only_the_lattice_part_of_a_mixture_counts():
+    full = torch.zeros(1, 3, 32, 32, dtype=torch.float64)
+    on, off = wave(32, 32, 0, 2, amplitude=0.5), wave(32, 32, 1, 0, amplitude=0.7)
+    value = periodic_energy(on + off + 0.1, full).item()
+    assert value == pytest.approx(0.5 * 0.5**2, rel=1e-9)
+
+
+def test_the_period_sets_the_lattice():
+    full = torch.zeros(1, 3, 32, 32, dtype=torch.float64)
+    sixteen = wave(32, 32, 0, 2)  # a 16-pixel pattern
+    eight = wave(32, 32, 0, 4)  # an 8-pixel one
+    assert periodic_energy(sixteen, full, period=8).item() == pytest.approx(
+        0, abs=1e-12
+    )
+    assert periodic_energy(eight, full, period=8).item() == pytest.approx(0.5)
+    assert periodic_energy(eight, full, period=16).item() == pytest.approx(0.5)
+    # period = size: every frequency is on the lattice (all but DC).
+    assert periodic_energy(wave(32, 32, 1, 3), full, period=32).item() == (
+        pytest.approx(0.5)
+    )
+
+
+def test_rows_and_columns_use_their_own_size():
+    # 32 high, 64 wide, period 16: rows step 2, columns step 4.
+    full = torch.zeros(1, 3, 32, 64, dtype=torch.float64)
+    assert periodic_energy(wave(32, 64, 0, 4), full).item() == pytest.approx(0.5)
+    assert periodic_energy(wave(32, 64, 2, 0), full).item() == pytest.approx(0.5)
+    assert periodic_energy(wave(32, 64, 0, 2), full).item() == pytest.approx(
+        0, abs=1e-12
+    )
+    assert periodic_energy(wave(32, 64, 1, 0), full).item() == pytest.approx(
+        0, abs=1e-12
+    )
+
+
+def test_mean_over_images_and_channels():
+    full = torch.zeros(2, 3, 32, 32, dtype=torch.float64)
+    protected = torch.zeros_like(full)
+    protected[0, 1] = wave(32, 32, 0, 2)[0, 0]
+    assert periodic_energy(protected, full).item() == pytest.approx(0.5 / 6)
+
+
+def test_no_lattice_is_zero_and_attached():
+    a = torch.rand(2, 3, 32, 32, requires_grad=True)
+    cases = [
+        (a, torch.rand(2, 3, 32, 16)),  # shapes differ
+        (a[..., :24, :], torch.rand(2, 3, 24, 32)),  # height not a multiple
+        (a[..., :24], torch.rand(2, 3, 32, 24)),  # width not a multiple
+        (a[:0], torch.rand(0, 3, 32, 32)),  # empty batch
+    ]
+    for protected, full in cases:
+        value = periodic_energy(protected, full)
+        assert value.item() == 0
+        assert value.requires_grad
+
+
+def test_gradient_pushes_the_lattice_part_down():
+    full = torch.zeros(1, 3, 32, 32, dtype=torch.float64)
+    protected = (wave(32, 32, 0, 2) + wave(32, 32, 1, 0)).requires_grad_(True)
+    periodic_energy(protected, full).backward()
+    # d/dx mean(lattice(x)²) = 2·lattice(x)/N: the gradient is the lattice part.
+    expected = 2 * wave(32, 32, 0, 2) / protected.numel()
+    assert torch.allclose(protected.grad, expected, atol=1e-12)
+
+
+def test_one_image_without_a_batch_dimension():
+    full = torch.zeros(3, 32, 64, dtype=torch.float64)
+    protected = wave(32, 64, 2, 4)[0]
+    assert periodic_energy(protected, full).item() == pytest.approx(0.5)
+    assert periodic_energy(wave(32, 64, 0, 2)[0], full).item() == pytest.approx(
+        0, abs=1e-12
+    )

@@ -9,8 +9,10 @@ import random
 
 import pytest
 import torch
+import torch.nn as nn
 from compressai.ans import RansDecoder, RansEncoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models import FactorizedPrior
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +22,9 @@ from compressai_psic.models import guard as decode_guard
 from compressai_psic.utils import pad_to_multiple
 
 from ..rans_reference import OutOfBounds, reference_decode
-from .helpers import tiny_zoo_model
+from .helpers import (
+    tiny_zoo_model,
+)
 
 ARCHITECTURES = list(zoo.image_models)
 
@@ -339,3 +343,252 @@ def test_no_padding_proportional_to_the_string_alone_can_be_safe(entropy_tables)
         _, read = reference_decode(padded, indexes, cdfs, lengths, offsets)
         assert read - len(data) > 1.5 * symbols
         assert read <= len(padded)
+
+
+class _StubCodec(nn.Module):
+    """A codec with no weights and no ``downsampling_factor``: ``shape`` is the
+    image size over 64, one latent of 4 channels at that size."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def compress(self, x):
+        self.sizes.append(tuple(x.shape))
+        h, w = (n // 64 for n in x.shape[2:])
+        return {"strings": [[b"\0" * 8]], "shape": (h, w)}
+
+    def forward(self, x):
+        h, w = (n // 64 for n in x.shape[2:])
+        return {"likelihoods": {"y": torch.ones(1, 4, h, w)}}
+
+
+class _StubOnDevice(_StubCodec):
+    """The stub with one weight (a parameter or a buffer): it encodes images on
+    the weight's device only."""
+
+    def __init__(self, weight: torch.Tensor, parameter: bool):
+        super().__init__()
+        if parameter:
+            self.weight = nn.Parameter(weight)
+        else:
+            self.register_buffer("weight", weight)
+
+    def compress(self, x):
+        assert x.device == self.weight.device, (x.device, self.weight.device)
+        return super().compress(x)
+
+
+class _Mismatched(_StubCodec):
+    def __init__(self, likelihoods=1, shape=None):
+        super().__init__()
+        self.count, self.shape = likelihoods, shape
+
+    def compress(self, x):
+        out = super().compress(x)
+        if self.shape is not None:
+            out["shape"] = self.shape
+        return out
+
+    def forward(self, x):
+        y = super().forward(x)["likelihoods"]["y"]
+        return {"likelihoods": {str(i): y for i in range(self.count)}}
+
+
+def _word_string(state: int, length: int) -> bytes:
+    import sys
+
+    return state.to_bytes(8, sys.byteorder) + b"\1" * (length - 8)
+
+
+def _words(*values: int) -> bytes:
+    import numpy as np
+
+    return np.array(values, dtype=np.uint32).tobytes()
+
+
+def test_latent_layout_of_a_model_without_weights_or_downsampling_factor():
+    from fractions import Fraction
+
+    from compressai_psic.models.guard import latent_layout
+
+    stub = _StubCodec()
+    layout = latent_layout(stub)
+    assert stub.sizes == [(1, 3, 64, 128)]  # 64 by default, twice as wide
+    assert layout.padding_multiple == 64
+    assert layout.image_per_unit == (Fraction(64), Fraction(64))
+    assert layout.latents == ((4, (Fraction(1), Fraction(1))),)
+    assert layout.shape_for_image((100, 130)) == (2, 3)
+
+
+def test_shape_for_image_refuses_a_size_of_another_length():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import latent_layout
+
+    layout = latent_layout(_StubCodec())
+    with pytest.raises(BitstreamError) as info:
+        layout.shape_for_image((64,))
+    assert str(info.value) == (
+        "image size (64,) has 1 dimensions, the model's latent shape 2"
+    )
+
+
+def test_latent_layout_probes_on_the_device_of_the_weights():
+    from compressai_psic.models.guard import latent_layout
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        for parameter in (True, False):
+            stub = _StubOnDevice(torch.zeros(1, device=device), parameter)
+            assert latent_layout(stub).padding_multiple == 64
+            assert stub.sizes == [(1, 3, 64, 128)]
+
+
+def test_latent_layout_refuses_models_it_cannot_read():
+    from compressai_psic.models.guard import latent_layout
+
+    with pytest.raises(ValueError) as info:
+        latent_layout(_Mismatched(likelihoods=2))
+    assert str(info.value) == (
+        "_Mismatched: compress() returns 1 string lists but forward() 2 "
+        "likelihoods; cannot check its bitstreams"
+    )
+    with pytest.raises(ValueError) as info:
+        latent_layout(_Mismatched(shape=()))
+    assert str(info.value) == (
+        "_Mismatched: compress() returns 1 string lists but forward() 1 "
+        "likelihoods; cannot check its bitstreams"
+    )
+    with pytest.raises(ValueError) as info:
+        latent_layout(_Mismatched(shape=(1,)))
+    assert str(info.value) == (
+        "_Mismatched: latent size (1, 2) and shape (1,) differ in length"
+    )
+
+
+def test_data_length_rounds_up_to_whole_words():
+    from compressai_psic.models.guard import _data_length
+
+    assert _data_length(b"\1" * 9) == 12
+    assert _data_length(b"\1" * 9 + b"\0" * 7) == 12
+    assert _data_length(b"\1" * 13) == 16
+    assert _data_length(b"\1" * 16) == 16
+    assert _data_length(b"\1") == 8
+
+
+def test_check_finite_counts_over_the_whole_batch():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import check_finite
+
+    x_hat = torch.zeros(2, 3, 4, 4)
+    x_hat[0, 0, 0, 0] = float("nan")
+    x_hat[1, 0, 0, 0] = float("inf")
+    with pytest.raises(BitstreamError) as info:
+        check_finite(x_hat)
+    assert str(info.value).endswith("the decoded image has 2 non-finite values")
+
+
+def test_guard_decode_inputs_checks_the_image_size():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import guard_decode_inputs
+
+    torch.manual_seed(0)
+    net = FactorizedPrior(N=8, M=12).eval()
+    net.update(force=True)
+    with torch.no_grad():
+        out = net.compress(torch.rand(1, 3, 64, 64))
+    strings, shape = out["strings"], tuple(out["shape"])
+    padded = guard_decode_inputs(net, strings, shape, image_size=(64, 64))
+    assert len(padded[0][0]) >= len(strings[0][0])
+    with pytest.raises(BitstreamError):
+        guard_decode_inputs(net, strings, shape, image_size=(128, 128))
+
+
+def test_check_string_bounds():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import _check_string, max_string_length
+
+    limit = max_string_length(1)
+    # The longest string the encoder writes, and the state interval's ends.
+    _check_string(_word_string(1 << 31, limit), 1, "s")
+    _check_string(_word_string(1 << 62, 8), 1, "s")
+    _check_string(_word_string((1 << 63) - 1, 8), 1, "s")
+    for state in ((1 << 31) - 1, 1 << 63):
+        with pytest.raises(BitstreamError, match="state the encoder never writes"):
+            _check_string(_word_string(state, 8), 1, "s")
+    with pytest.raises(BitstreamError, match="more than the encoder writes"):
+        _check_string(_word_string(1 << 31, limit + 4), 1, "s")
+
+
+def test_validate_decode_inputs_names_the_wrong_types():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import validate_decode_inputs
+
+    torch.manual_seed(0)
+    net = FactorizedPrior(N=8, M=12).eval()
+    net.update(force=True)
+    with pytest.raises(BitstreamError) as info:
+        validate_decode_inputs(net, "abc", (4, 4))
+    assert str(info.value).endswith("strings must be a list of string lists, got str")
+    with pytest.raises(BitstreamError) as info:
+        validate_decode_inputs(net, [["abcdefgh"]], (4, 4))
+    assert str(info.value).endswith("strings must be bytes, got str")
+
+
+def test_longest_ones_run_counts_whole_words():
+    from compressai_psic.models.guard import _longest_ones_run
+
+    ones = 0xFFFFFFFF
+    assert _longest_ones_run(b"") == 0
+    assert _longest_ones_run(_words(0, 1, 2)) == 0
+    # All-ones bytes that straddle two words are no all-ones word.
+    assert _longest_ones_run(b"\0\xff\xff\xff\xff\0\0\0") == 0
+    # A trailing partial word is ignored.
+    assert _longest_ones_run(_words(ones) + b"\xff\xff") == 1
+    # Runs of 1, 3 and 2, the longest in the middle, none at either end.
+    data = _words(0, ones, 0, ones, ones, ones, 7, ones, ones, 0)
+    assert _longest_ones_run(data) == 3
+    # Runs at both ends, the longest at the end.
+    assert _longest_ones_run(_words(ones, 0, ones, ones)) == 2
+    assert _longest_ones_run(_words(ones, ones, ones, 0, ones)) == 3
+
+
+def test_padding_bytes_is_the_documented_bound():
+    from compressai_psic.models.guard import padding_bytes
+
+    # 76 S + 132 + 64 r bytes, r the longest run of all-ones words.
+    assert padding_bytes(3, _words(0, 0)) == 76 * 3 + 132
+    assert padding_bytes(3, _words(0xFFFFFFFF, 0xFFFFFFFF, 0)) == 76 * 3 + 132 + 128
+
+
+def test_a_bad_string_of_a_single_image_names_no_batch_element():
+    from compressai_psic.errors import BitstreamError
+    from compressai_psic.models.guard import validate_decode_inputs
+
+    torch.manual_seed(0)
+    net = FactorizedPrior(N=8, M=12).eval()
+    net.update(force=True)
+    with pytest.raises(BitstreamError) as info:
+        validate_decode_inputs(net, [[b""]], (4, 4))
+    assert str(info.value) == (
+        "corrupted bitstream: string 0 has 0 bytes; an entropy-coded string has "
+        "at least 8"
+    )
+
+
+def test_check_compress_input_messages_and_bounds():
+    from compressai_psic.models.guard import check_compress_input
+
+    with pytest.raises(ValueError) as info:
+        check_compress_input(torch.tensor([0.5, float("nan")]))
+    assert str(info.value) == (
+        "the image has 1 NaN or infinite values; the codec needs finite pixels "
+        "in [0, 1]"
+    )
+    with pytest.raises(ValueError) as info:
+        check_compress_input(torch.tensor([-0.5, 0.5]))
+    assert str(info.value) == "pixel values must be in [0.0, 1.0], got [-0.5, 0.5]"
+    with pytest.raises(ValueError, match="got"):
+        check_compress_input(torch.tensor([0.5, 1.5]))
+    check_compress_input(torch.tensor([-0.5, 1.5]), low=None, high=None)
+    check_compress_input(torch.tensor([0.0, 1.0]))

@@ -11,17 +11,42 @@ import torch
 import torch.nn as nn
 from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import GDN
-from compressai.models import CompressionModel
+from compressai.models import (
+    CompressionModel,
+    FactorizedPrior,
+)
 from compressai.registry import MODELS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import compressai_psic as psic
 from compressai_psic import zoo
+from compressai_psic.models import (
+    InjectionPoint,
+    PSICHyperprior,
+    ShieldedFactorizedPrior,
+    get_architecture,
+    unshield,
+)
 from compressai_psic.models.guard import latent_layout
-from compressai_psic.models.registry import get_architecture
+from compressai_psic.models.shielded import (
+    AffineTriggerProjection,
+    FixedConditionSynthesis,
+    TriggerProjection,
+)
+from compressai_psic.models.synthesis import (
+    ShieldedSynthesis,
+    TriggeredSynthesis,
+    TriggerSource,
+)
 
-from .helpers import perturb_triggers, tiny_base
+from .helpers import (
+    ParameterFreeEncoder,
+    factorized,
+    perturb_triggers,
+    raises_exactly,
+    tiny_base,
+)
 
 ARCHS = list(psic.ZOO_ARCHITECTURES) + ["psic-hy2018"]
 AUTOREGRESSIVE = {"mbt2018", "cheng2020-anchor", "cheng2020-attn"}
@@ -331,10 +356,12 @@ def _check_custom(model, base):
         assert not torch.equal(both[0], ref)
 
 
-def test_custom_architecture_registers_in_a_few_lines():
-    cls = psic.register_architecture(
-        "tiny-codec", TinyCodec, injection_points=["g_s.0", "g_s.1"], override=True
-    )
+def test_custom_architecture_registers_in_a_few_lines(registries):
+    @psic.register_architecture("tiny-codec", plans={"default": ["g_s.0", "g_s.1"]})
+    class ShieldedTinyCodec(psic.ShieldedMixin, TinyCodec):
+        pass
+
+    cls = ShieldedTinyCodec
     assert MODELS["psic-tiny-codec"] is cls
     torch.manual_seed(0)
     base = TinyCodec().eval()
@@ -612,3 +639,346 @@ def test_pretrained_offline_names_the_file_to_download(monkeypatch, tmp_path):
     monkeypatch.setenv("COMPRESSAI_PSIC_CACHE", str(tmp_path / "cache"))
     with pytest.raises(RuntimeError, match=r"Download https://.*mbt2018-mean.*put it"):
         zoo.mbt2018_mean(2, pretrained=True)
+
+
+class _NoChannels(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_trigger_projections_start_at_zero_and_affine_ones_say_so():
+    proj = TriggerProjection(4, 3)
+    assert proj.bias is None and proj.weight.shape == (3, 4)
+    assert torch.equal(proj.weight, torch.zeros(3, 4))
+    affine = AffineTriggerProjection(4, 3)
+    assert affine.weight.shape == (6, 4) and affine.bias is None
+    assert torch.equal(affine.weight, torch.zeros(6, 4))
+    assert affine.get_extra_state() == {"modulation": "affine"}
+    affine.set_extra_state({"modulation": "affine"})
+    for bad in ({"modulation": "bias"}, {}, "affine"):
+        raises_exactly(
+            f"Not the state of an affine projection: {bad!r}",
+            affine.set_extra_state,
+            bad,
+        )
+
+
+def test_shield_construction_errors_say_what_is_wrong():
+    with pytest.raises(ValueError) as info:
+        factorized(modulation="scale")
+    assert str(info.value) == (
+        "Invalid modulation \"scale\": use one of ['bias', 'affine']"
+    )
+    with pytest.raises(ValueError) as info:
+        factorized(plan="late", injection_points=["g_s.4"])
+    assert str(info.value) == "Give plan= or injection_points=, not both"
+    with pytest.raises(ValueError) as info:
+        factorized(injection_points=[])
+    assert str(info.value) == "At least one injection point is required"
+    with pytest.raises(ValueError) as info:
+        factorized(injection_points=["g_a.0"])
+    assert str(info.value) == (
+        'Injection point "g_a.0" is not a module path inside g_s: triggers steer '
+        "the synthesis transform only"
+    )
+    for target in ("g_s-0", "g_s.0-1"):
+        with pytest.raises(ValueError) as info:
+            factorized(injection_points=[target])
+        assert str(info.value) == (
+            f'Injection point "{target}" is not a module path inside g_s: triggers '
+            "steer the synthesis transform only"
+        )
+    with pytest.raises(ValueError) as info:
+        factorized(injection_points=["g_s.0", "g_s.0"])
+    assert str(info.value) == 'Injection point "g_s.0" is listed twice'
+    with pytest.raises(ValueError) as info:
+        factorized(injection_points=["g_s.9"])
+    assert str(info.value) == (
+        'Injection point "g_s.9" does not exist in ShieldedFactorizedPrior'
+    )
+
+
+def test_points_whose_channels_cannot_be_inferred():
+    base = FactorizedPrior(N=8, M=12)
+    base.g_s = nn.Sequential(nn.ConvTranspose2d(12, 3, 1), _NoChannels())
+    with pytest.raises(ValueError) as info:
+        psic.shield(base, injection_points=["g_s.1"], trigger_dim=4)
+    assert str(info.value) == (
+        'Cannot infer the channels of injection point "g_s.1" (_NoChannels); give '
+        "InjectionPoint(target, channels)"
+    )
+    net = psic.shield(
+        base, injection_points=[InjectionPoint("g_s.1", 3)], trigger_dim=4
+    )
+    assert net.injection_points == [InjectionPoint("g_s.1", 3)]
+    assert net.plan == "custom"
+
+
+def test_a_synthesis_that_is_not_sequential_is_refused():
+    base = FactorizedPrior(N=8, M=12)
+    base.g_s = _NoChannels()
+    with pytest.raises(ValueError) as info:
+        psic.shield(base, injection_points=[InjectionPoint("g_s", 3)])
+    assert str(info.value) == (
+        "ShieldedFactorizedPrior.g_s is a _NoChannels: a shielded synthesis is an "
+        "nn.Sequential (or takes trigger= itself, trigger_argument=True)"
+    )
+
+
+def test_trigger_argument_layouts_refuse_affine_and_plain_synthesis():
+    official = get_architecture("psic-hy2018")
+    with pytest.raises(ValueError) as info:
+        PSICHyperprior(N=8, M=12, trigger_dim=4, modulation="affine")
+    assert str(info.value) == "psic-hy2018 adds biases only (its blocks' own)"
+    assert official.trigger_argument
+    net = PSICHyperprior(N=8, M=12, trigger_dim=4)
+    assert isinstance(net.g_s, TriggeredSynthesis)
+    assert not isinstance(net.g_s, ShieldedSynthesis)
+    assert len(net.trigger_proj) == 0
+    assert net.g_s.trigger_source.encoder is net.global_cond
+    assert net.g_s.trigger_source.anchored is False
+    net.g_s = nn.Sequential(*net.g_s)
+    with pytest.raises(ValueError) as info:
+        net._init_shield(net.global_cond, None, None)
+    assert str(info.value) == (
+        "psic-hy2018 is registered with trigger_argument=True, but its g_s "
+        "(Sequential) is not a TriggeredSynthesis"
+    )
+
+
+def test_the_shielded_synthesis_is_wired_to_the_model():
+    net = factorized(plan="late")
+    assert isinstance(net.g_s, ShieldedSynthesis)
+    assert net.g_s.points == ("g_s.4", "g_s.5")
+    assert net.g_s.affine is False
+    assert factorized(modulation="affine").g_s.affine is True
+    source = net.g_s.trigger_source
+    assert source == TriggerSource(net.global_cond, True, "protected")
+    assert [m for _, m in net.g_s.projections] == net.projection_modules()
+    assert net.projection_modules() == [
+        net.trigger_proj["g_s-4"],
+        net.trigger_proj["g_s-5"],
+    ]
+    trained = ShieldedFactorizedPrior(N=8, M=12, trigger_dim=4)
+    assert trained.training and trained.g_s.training
+    assert not net.g_s.training
+    # the encoder's size comes from the constructor
+    assert net.global_cond.trigger_dim == 4
+    assert net.global_cond.fourier.num_frequencies == 10
+    assert factorized(num_frequencies=3).global_cond.fourier.num_frequencies == 3
+
+
+def test_re_shielding_a_shielded_synthesis_starts_from_its_plain_layers():
+    net = factorized(plan="late")
+    layers = list(net.g_s)
+    net._init_shield(net.global_cond, "every-stage", None)
+    assert isinstance(net.g_s, ShieldedSynthesis)
+    assert list(net.g_s) == layers
+    assert net.plan == "every-stage" and len(net.g_s.points) == 6
+
+
+def test_parameter_groups_and_trigger_parameters():
+    net = factorized(plan="late")
+    groups = net.parameter_groups()
+    assert list(groups) == [
+        "synthesis",
+        "trigger_encoder",
+        "trigger_projections",
+        "rate",
+    ]
+    names = dict(net.named_parameters())
+    assert sorted(sum(groups.values(), [])) == sorted(names)
+    assert groups["trigger_projections"] == [
+        "trigger_proj.g_s-4.weight",
+        "trigger_proj.g_s-5.weight",
+    ]
+    assert groups["trigger_encoder"] == [
+        n for n in names if n.startswith("global_cond.")
+    ]
+    assert groups["synthesis"] == [n for n in names if n.startswith("g_s.")]
+    assert groups["rate"] and all(
+        n.startswith(("g_a.", "entropy_bottleneck.")) for n in groups["rate"]
+    )
+    params = list(net.trigger_parameters())
+    expected = list(net.global_cond.parameters()) + [
+        net.trigger_proj["g_s-4"].weight,
+        net.trigger_proj["g_s-5"].weight,
+    ]
+    assert [id(p) for p in params] == [id(p) for p in expected]
+
+
+def test_condition_betas_are_condition_major():
+    net = factorized()
+    betas = net.condition_betas(["full", 0.5, "protected"], 2)
+    assert torch.equal(betas, torch.tensor([0.0, 0.0, 0.5, 0.5, 1.0, 1.0]))
+    assert betas.device.type == "cpu"
+
+
+def test_trigger_defaults_to_the_models_default_condition():
+    net = factorized()
+    perturb_triggers(net)
+    assert torch.equal(net.trigger(), net.trigger("protected"))
+    assert torch.equal(net.trigger("full"), torch.zeros(1, 4))
+    assert net.trigger(torch.tensor([0.0, 1.0]), 2).shape == (2, 4)
+    with pytest.raises(ValueError) as info:
+        net.trigger(torch.tensor([0.0, 1.0]))  # a batch of one by default
+    assert str(info.value).endswith("expected one beta or one per sample (1)")
+
+    class FullByDefault(ShieldedFactorizedPrior):
+        default_condition = "full"
+
+    torch.manual_seed(0)
+    other = FullByDefault(N=8, M=12, trigger_dim=4)
+    perturb_triggers(other)
+    assert torch.equal(other.trigger(), torch.zeros(1, 4))
+    assert other.g_s.trigger_source.default_condition == "full"
+    y = torch.randn(2, 12, 2, 2)
+    with torch.no_grad():
+        assert torch.equal(other.g_s(y), other.g_s(y, torch.zeros(1, 4)))
+        assert not torch.equal(other.g_s(y), other.g_s(y, other.trigger(1.0)))
+
+    class PerSampleDefault(ShieldedFactorizedPrior):
+        default_condition = torch.tensor([1.0, 0.0])
+
+    torch.manual_seed(0)
+    per_sample = PerSampleDefault(N=8, M=12, trigger_dim=4)
+    with pytest.raises(ValueError) as info:
+        per_sample.g_s(y)  # the default is one condition for the whole batch
+    assert str(info.value) == (
+        "Invalid condition tensor of shape (2,): expected one beta or one per "
+        "sample (1)"
+    )
+
+
+def test_synthesis_for_fixes_the_trigger_as_a_buffer():
+    net = factorized()
+    perturb_triggers(net)
+    decoder = net.synthesis_for("protected")
+    assert isinstance(decoder, FixedConditionSynthesis)
+    assert decoder.synthesis is net.g_s
+    assert torch.equal(decoder.trigger, net.trigger("protected"))
+    assert not decoder.trigger.requires_grad
+    assert "trigger" in dict(decoder.named_buffers())
+    default = net.synthesis_for()
+    assert torch.equal(default.trigger, decoder.trigger)
+    y = torch.randn(1, 12, 2, 2)
+    with torch.no_grad():
+        assert torch.equal(decoder(y), net.g_s(y, net.trigger("protected")))
+        full = net.synthesis_for("full")
+        assert torch.equal(full(y), net.g_s(y, torch.zeros(1, 4)))
+
+
+def test_forward_reports_the_betas_of_its_conditions():
+    net = factorized()
+    perturb_triggers(net)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        out = net(x)
+        assert torch.equal(out["beta"], torch.ones(2))
+        half = net(x, 0.5)
+        assert torch.equal(half["beta"], torch.full((2,), 0.5))
+        multi = net(x, ("full", "protected"))
+        pair = net.forward_multi(x)
+    assert len(multi["x_hat"]) == 2
+    assert torch.equal(multi["x_hat"][1], out["x_hat"])
+    assert [b.tolist() for b in pair["beta"]] == [[1.0, 1.0], [0.0, 0.0]]
+    assert torch.equal(pair["x_hat"][0], out["x_hat"])
+    assert torch.equal(pair["x_hat"][1], multi["x_hat"][0])
+
+
+def test_forward_multi_with_per_sample_betas():
+    net = factorized()
+    perturb_triggers(net)
+    x = torch.rand(2, 3, 16, 16)
+    betas = torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        multi = net.forward_multi(x, [betas, "full"])
+        alone = net(x, betas)
+    assert torch.equal(multi["x_hat"][0], alone["x_hat"])
+    assert torch.equal(multi["beta"][0], betas)
+
+
+def test_positional_arguments_reach_the_base_class():
+    net = ShieldedFactorizedPrior(8, 12, trigger_dim=4)
+    assert net.g_a[0].out_channels == 8 and net.g_a[-1].out_channels == 12
+
+
+def test_trigger_parameters_are_each_given_once():
+    net = factorized(plan="late")
+    net.trigger_proj["g_s-5"] = net.trigger_proj["g_s-4"]  # one module, two points
+    params = list(net.trigger_parameters())
+    assert len(params) == len(list(net.global_cond.parameters())) + 1
+    assert len({id(p) for p in params}) == len(params)
+
+
+def test_decompress_multi_with_per_sample_betas_and_unknown_arguments():
+    net = factorized()
+    perturb_triggers(net)
+    net.update(force=True)
+    x = torch.rand(2, 3, 32, 32)
+    betas = torch.tensor([1.0, 0.0])
+    with torch.no_grad():
+        coded = net.compress(x)
+        strings, shape = coded["strings"], coded["shape"]
+        multi = net.decompress_multi(strings, shape, [betas, "full"])["x_hat"]
+        alone = net.decompress(strings, shape, betas)["x_hat"]
+        assert torch.equal(multi[0], alone)
+        with pytest.raises(TypeError):
+            net.decompress_multi(strings, shape, unknown=1)
+        with pytest.raises(TypeError):
+            net.decompress(strings, shape, unknown=1)
+        with pytest.raises(TypeError):
+            net.compress(x, 1)
+        with pytest.raises(TypeError):
+            net.compress(x, unknown=1)
+
+
+def test_condition_betas_are_made_where_the_encoder_is():
+    net = factorized()
+    net.global_cond.to("meta")
+    assert net.condition_betas(["full"], 2).device.type == "meta"
+    net.global_cond = ParameterFreeEncoder()
+    betas = net.condition_betas([0.25], 2)
+    assert betas.device.type == "cpu"
+    assert torch.equal(betas, torch.full((2,), 0.25))
+
+
+def test_missing_and_duplicate_points_are_refused():
+    base = tiny_base("bmshj2018-factorized")
+    with pytest.raises(ValueError, match="does not exist"):
+        psic.shield(base, injection_points=["g_s.0", "g_s.9"])
+    with pytest.raises(ValueError, match="listed twice"):
+        psic.shield(base, injection_points=["g_s.1", "g_s.1"])
+    with pytest.raises(ValueError, match="plan= or injection_points="):
+        psic.shield(base, plan="late", injection_points=["g_s.1"])
+
+
+@pytest.mark.parametrize("name", ["bmshj2018-factorized", "cheng2020-anchor"])
+def test_affine_modulation_is_exact_at_creation_and_scales_features(name, image):
+    base = tiny_base(name)
+    net = psic.shield(base, modulation="affine")
+    point = net.injection_points[0]
+    assert net.trigger_proj[point.key].weight.shape[0] == 2 * point.channels
+    with torch.no_grad():
+        enc = base.compress(image)
+        ref = base.decompress(enc["strings"], enc["shape"])["x_hat"]
+        for condition in ("protected", "full"):
+            out = net.decompress(enc["strings"], enc["shape"], condition)["x_hat"]
+            assert torch.equal(out, ref)
+    # With only the scale half non-zero the change is h·s: proportional to the
+    # features, so it depends on the image.
+    only = psic.shield(base, modulation="affine", injection_points=[point.target])
+    with torch.no_grad():
+        only.global_cond.beta_mlp.fc2.bias.fill_(1.0)
+        only.trigger_proj[point.key].weight[: point.channels].normal_(0, 0.01)
+        scale = only.trigger_proj[point.key](only.trigger("protected"))
+        scale = scale[:, : point.channels, None, None]
+        # The oracle: the base synthesis with the point's output scaled by a hook.
+        plain = unshield(only)
+        plain.get_submodule(point.target).register_forward_hook(
+            lambda module, args, out: out * (1 + scale)
+        )
+        first = next(m for m in plain.g_s.modules() if hasattr(m, "in_channels"))
+        y = torch.rand(2, first.in_channels, 4, 4)
+        torch.testing.assert_close(only.g_s(y), plain.g_s(y))
+        assert not torch.allclose(only.g_s(y), unshield(only).g_s(y))

@@ -11,16 +11,33 @@ import pytest
 import torch
 import torch.nn as nn
 from compressai.layers import ResidualBlock, ResidualBlockUpsample
-
-import compressai_psic as psic
-from compressai_psic.models import unshield
-from compressai_psic.models.synthesis import (
-    BLOCK_RUNNERS,
-    ShieldedSynthesis,
-    TriggeredSynthesis,
+from compressai.models import (
+    Cheng2020Anchor,
+    Cheng2020Attention,
 )
 
-from .helpers import perturb_triggers, tiny_base, tiny_zoo_model
+import compressai_psic as psic
+from compressai_psic.models import (
+    unshield,
+)
+from compressai_psic.models.conditions import (
+    FourierConditionEncoder,
+)
+from compressai_psic.models.synthesis import (
+    BLOCK_RUNNERS,
+    BlockRunner,
+    ShieldedSynthesis,
+    TriggeredSynthesis,
+    TriggerSource,
+    register_block_runner,
+)
+
+from .helpers import (
+    perturb_triggers,
+    raises_exactly,
+    tiny_base,
+    tiny_zoo_model,
+)
 
 ARCHS = list(psic.ZOO_ARCHITECTURES) + ["psic-hy2018"]
 
@@ -41,6 +58,17 @@ def _latent(net: nn.Module, seed: int = 0) -> torch.Tensor:
 
 
 # ----------------------------------------------------------- the synthesis
+
+
+def _run_in_threads(worker, count: int) -> None:
+    """Runs ``worker(index)`` in ``count`` threads at once and waits for them."""
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_no_hooks_and_no_marks_on_any_module(shielded):
     for name, module in shielded.named_modules():
         hooks = (module._forward_hooks, module._forward_pre_hooks)
@@ -277,11 +305,7 @@ def test_decodes_are_identical_alone_together_and_in_threads(name):
         except Exception as err:  # noqa: BLE001 - every failure counts
             errors.append(repr(err))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _run_in_threads(worker, 6)
     assert errors == []
     for label, out in results.values():
         assert torch.equal(out, alone[label]), label
@@ -471,3 +495,318 @@ def test_block_runner_sites_are_changed_in_place_unless_they_are_the_input(affin
             assert torch.equal(decoded, expected)
     finally:
         BLOCK_RUNNERS.pop(_Runnable, None)
+
+
+def test_projection_modules_is_part_of_the_synthesis_interface():
+    # ShieldedMixin.projection_modules asks g_s for them (trigger_argument).
+    from compressai_psic.models.psic import PSICSynthesis
+    from compressai_psic.models.synthesis import ShieldedSynthesis, TriggeredSynthesis
+
+    assert "projection_modules" in vars(TriggeredSynthesis)
+    with pytest.raises(NotImplementedError):
+        TriggeredSynthesis().projection_modules()
+    for synthesis in (ShieldedSynthesis, PSICSynthesis):
+        assert "projection_modules" in vars(synthesis)
+
+
+def test_the_synthesis_lists_the_model_s_projections():
+    for net in (
+        tiny_zoo_model("bmshj2018-hyperprior"),
+        psic.PSICHyperprior(N=8, M=12, trigger_dim=4),
+    ):
+        assert list(net.g_s.projection_modules()) == net.projection_modules()
+
+
+def _projections(points, channels, trigger_dim=4, scale=1, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    projections = nn.ModuleDict()
+    for point in points:
+        proj = nn.Linear(trigger_dim, scale * channels, bias=False)
+        with torch.no_grad():
+            proj.weight.copy_(torch.randn(proj.weight.shape, generator=gen))
+        projections[point.replace(".", "-")] = proj
+    return projections
+
+
+def _synthesis(points=("g_s.0", "g_s.2"), affine=False) -> ShieldedSynthesis:
+    torch.manual_seed(0)
+    layers = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1))
+    projections = _projections(points, 3, scale=2 if affine else 1)
+    return ShieldedSynthesis(layers, points, projections, affine=affine)
+
+
+class _Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        return x + torch.relu(self.conv1(x))
+
+
+class _Nested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Sequential(nn.Conv2d(3, 3, 1))
+
+    def forward(self, x):
+        return torch.relu(self.inner(x))
+
+
+def test_register_block_runner_records_its_sites_and_function():
+    def run(block, x, at):
+        return x + torch.relu(at("conv1", block.conv1(x)))
+
+    try:
+        decorated = register_block_runner(_Block, sites=["conv1"])(run)
+        assert decorated is run
+        assert BLOCK_RUNNERS[_Block] == BlockRunner(("conv1",), run)
+        torch.manual_seed(0)
+        layers = nn.Sequential(_Block())
+        synthesis = ShieldedSynthesis(
+            layers, ["g_s.0.conv1"], _projections(["g_s.0.conv1"], 3)
+        )
+        x = torch.randn(1, 3, 2, 2)
+        trigger = torch.ones(1, 4)
+        expected = x + torch.relu(
+            layers[0].conv1(x) + synthesis.projections[0][1](trigger).view(1, 3, 1, 1)
+        )
+        torch.testing.assert_close(synthesis(x, trigger), expected)
+        assert torch.equal(synthesis(x, None), layers[0](x))
+    finally:
+        BLOCK_RUNNERS.pop(_Block, None)
+
+
+def test_trigger_source_encodes_the_condition_it_is_given():
+    torch.manual_seed(0)
+    encoder = FourierConditionEncoder(trigger_dim=16, num_frequencies=2)
+    source = TriggerSource(encoder, True, "protected")
+    like = torch.zeros(1)
+    assert torch.equal(source.trigger("full", 1, like), torch.zeros(1, 16))
+    assert source.trigger("protected", 1, like).abs().sum() > 0
+    # one β per sample: one row per sample
+    betas = torch.tensor([0.0, 1.0, 0.5])
+    rows = source.trigger(betas, 3, like)
+    assert rows.shape == (3, 16)
+    assert torch.equal(rows[0], torch.zeros(16))
+    torch.testing.assert_close(rows[1:2], source.trigger("protected", 1, like))
+    unanchored = TriggerSource(encoder, False, "protected")
+    assert unanchored.trigger("full", 1, like).abs().sum() > 0
+
+
+def test_trigger_source_follows_the_device_and_dtype_of_the_features():
+    torch.manual_seed(0)
+    source = TriggerSource(FourierConditionEncoder(4, 2), True, "protected")
+    double = source.trigger("protected", 1, torch.zeros(1, dtype=torch.float64))
+    assert double.dtype == torch.float64
+    meta = source.trigger("protected", 1, torch.empty(1, device="meta"))
+    assert meta.device.type == "meta"
+    assert meta.dtype == torch.float32
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_a_slice_keeps_the_points_and_the_modulation(affine):
+    synthesis = _synthesis(affine=affine)
+    tail = synthesis[1:]
+    assert isinstance(tail, ShieldedSynthesis)
+    assert tail.affine is affine
+    assert tail.points == ("g_s.2",)
+    x = torch.randn(2, 3, 2, 2)
+    trigger = torch.randn(1, 4)
+    h = synthesis[:1](x, trigger)
+    torch.testing.assert_close(tail(h, trigger), synthesis(x, trigger))
+
+
+def test_extra_repr_names_the_points_and_the_modulation():
+    bias = _synthesis(points=("g_s.0",))
+    assert bias.extra_repr() == "points=['g_s.0'], modulation=bias"
+    affine = _synthesis(points=("g_s.2",), affine=True)
+    assert affine.extra_repr() == "points=['g_s.2'], modulation=affine"
+
+
+def test_points_outside_g_s_or_missing_are_refused():
+    layers = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1))
+    for path in ("g_a.0", "g_s"):
+        raises_exactly(
+            f'Injection point "{path}" is not inside g_s',
+            ShieldedSynthesis,
+            layers,
+            [path],
+            _projections([path], 3),
+        )
+    raises_exactly(
+        "Injection point \"g_s.7\" does not exist: g_s has layers ['0', '1', '2']",
+        ShieldedSynthesis,
+        layers,
+        ["g_s.7"],
+        _projections(["g_s.7"], 3),
+    )
+    raises_exactly(
+        'Injection point "g_s.0.weight" is inside a Conv2d, whose forward runs its '
+        "layers itself; points inside it: none registered. Use a layer of g_s "
+        '("g_s.0") or register the block with '
+        "compressai_psic.models.register_block_runner",
+        ShieldedSynthesis,
+        layers,
+        ["g_s.0.weight"],
+        _projections(["g_s.0.weight"], 3),
+    )
+
+
+def test_sites_with_dots_inside_a_block():
+    def run(block, x, at):
+        return torch.relu(at("inner.0", block.inner(x)))
+
+    try:
+        register_block_runner(_Nested, sites=("inner.0",))(run)
+        torch.manual_seed(0)
+        layers = nn.Sequential(_Nested())
+        synthesis = ShieldedSynthesis(
+            layers, ["g_s.0.inner.0"], _projections(["g_s.0.inner.0"], 3)
+        )
+        x = torch.randn(1, 3, 2, 2)
+        trigger = torch.ones(1, 4)
+        change = synthesis.projections[0][1](trigger).view(1, 3, 1, 1)
+        expected = torch.relu(layers[0].inner(x) + change)
+        torch.testing.assert_close(synthesis(x, trigger), expected)
+        raises_exactly(
+            'Injection point "g_s.0.inner" is inside a _Nested, whose forward runs '
+            "its layers itself; points inside it: ['inner.0']. Use a layer of g_s "
+            '("g_s.0") or register the block with '
+            "compressai_psic.models.register_block_runner",
+            ShieldedSynthesis,
+            layers,
+            ["g_s.0.inner"],
+            _projections(["g_s.0.inner"], 3),
+        )
+    finally:
+        BLOCK_RUNNERS.pop(_Nested, None)
+
+
+def test_several_triggers_without_points_run_the_layers_once_each():
+    layers = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1))
+    synthesis = ShieldedSynthesis(layers, [], {})
+    x = torch.randn(1, 3, 2, 2)
+    out = synthesis.synthesize_each(x, [torch.ones(1, 4), torch.zeros(1, 4)])
+    assert torch.equal(out, torch.cat([layers(x), layers(x)]))
+
+
+def test_blocks_without_points_inside_run_as_themselves():
+    from compressai.layers import ResidualBlock
+
+    torch.manual_seed(0)
+    layers = nn.Sequential(ResidualBlock(3, 3), nn.Conv2d(3, 3, 1))
+    calls = []
+    layers[0].register_forward_hook(lambda module, args, out: calls.append(out))
+    synthesis = ShieldedSynthesis(layers, ["g_s.1"], _projections(["g_s.1"], 3))
+    x = torch.randn(1, 3, 2, 2)
+    synthesis(x, torch.ones(1, 4))
+    assert len(calls) == 1  # the block's own forward, hooks and all
+    synthesis.synthesize_each(x, [torch.ones(1, 4), torch.zeros(1, 4)])
+    assert len(calls) == 2  # before the first point: once for both triggers
+
+
+def test_the_trigger_takes_the_dtype_of_the_features():
+    synthesis = _synthesis().double()
+    for _, proj in synthesis.projections:
+        proj.double()
+    x = torch.randn(1, 3, 2, 2, dtype=torch.float64)
+    trigger = torch.randn(1, 4)
+    out = synthesis(x, trigger)
+    assert out.dtype == torch.float64
+    assert torch.equal(out, synthesis(x, trigger.double()))
+
+
+def test_a_trigger_has_one_row_or_one_per_sample():
+    synthesis = _synthesis()
+    x = torch.randn(5, 3, 2, 2)  # a batch of 5 samples of 3 channels
+    assert synthesis(x, torch.randn(1, 4)).shape == (5, 3, 2, 2)
+    assert synthesis(x, torch.randn(5, 4)).shape == (5, 3, 2, 2)
+    raises_exactly(
+        "trigger has 2 rows for a batch of 5 (give one row, or one per sample)",
+        synthesis,
+        x,
+        torch.randn(2, 4),
+    )
+
+
+def test_threads_sharing_one_model_get_what_they_ask(hyperprior, image):
+    net = hyperprior
+    with torch.no_grad():
+        enc = net.compress(image)
+        expected = {
+            c: net.decompress(enc["strings"], enc["shape"], condition=c)["x_hat"]
+            for c in ("full", "protected", 0.5)
+        }
+    assert not torch.equal(expected["full"], expected["protected"])
+    wrong, errors = [], []
+    start = threading.Barrier(6)
+
+    def worker(index: int) -> None:
+        conditions = ("full", "protected", 0.5)
+        start.wait()
+        for step in range(50):
+            condition = conditions[(index + step) % 3]
+            try:
+                with torch.no_grad():
+                    out = net.decompress(enc["strings"], enc["shape"], condition)
+                if not torch.equal(out["x_hat"], expected[condition]):
+                    wrong.append((index, step, condition))
+            except Exception as err:  # noqa: BLE001 - every failure counts
+                errors.append(repr(err))
+
+    _run_in_threads(worker, 6)
+    assert errors == [] and wrong == []
+
+
+def test_no_call_state_is_left_on_the_instance(hyperprior, image):
+    before = set(hyperprior.__dict__)
+    with torch.no_grad():
+        hyperprior(image, condition="full")
+        hyperprior.forward_multi(image)
+    assert set(hyperprior.__dict__) == before
+    ours = [key for key in before if key.startswith("_psic")]
+    assert not any("call" in key or "condition" in key for key in ours)
+
+
+def test_a_failed_synthesis_leaves_no_state_behind(hyperprior, image):
+    with torch.no_grad(), pytest.raises(RuntimeError):
+        hyperprior.g_s(torch.rand(1, 5, 4, 4))  # wrong channel count
+        # the next call must not see a half-finished call
+    with torch.no_grad():
+        a = hyperprior(image, condition="full")["x_hat"]
+        b = unshield(hyperprior)(image)["x_hat"]
+    assert torch.equal(a, b)
+
+
+def test_layers_are_the_base_ones_and_slices_keep_their_triggers(hyperprior):
+    base = unshield(hyperprior)
+    h = torch.rand(2, 16, 8, 8)
+    with torch.no_grad():
+        layer, plain = hyperprior.g_s[4](h), base.g_s[4](h)
+        sliced = hyperprior.g_s[4:]
+        protected = sliced(h)
+        full = sliced(h, hyperprior.trigger("full"))
+        bias = hyperprior.trigger_proj["g_s-4"](hyperprior.trigger("protected"))
+        by_hand = base.g_s[6](
+            base.g_s[5](plain + bias[:, :, None, None])
+            + hyperprior.trigger_proj["g_s-5"](hyperprior.trigger())[:, :, None, None]
+        )
+    assert torch.equal(layer, plain)  # a layer alone is the base model's layer
+    assert sliced.points == ("g_s.4", "g_s.5")
+    assert torch.equal(full, base.g_s[4:](h))
+    torch.testing.assert_close(protected, by_hand)
+    assert not torch.allclose(protected, full, atol=1e-3)
+
+
+def test_points_inside_blocks_are_their_runners_sites():
+    # ResidualBlock applies its one leaky_relu module twice: not a site.
+    with pytest.raises(ValueError, match=r"ResidualBlock.*\['conv1', 'conv2'\]"):
+        psic.shield(
+            Cheng2020Anchor(N=8),
+            injection_points=[psic.InjectionPoint("g_s.0.leaky_relu", 8)],
+        )
+    # A block nobody registered a runner for refuses points inside it.
+    attn = Cheng2020Attention(N=8)
+    with pytest.raises(ValueError, match="none registered"):
+        psic.shield(attn, injection_points=[psic.InjectionPoint("g_s.5.conv_a", 8)])

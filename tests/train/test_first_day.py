@@ -32,6 +32,87 @@ def test_flat_image_folder_is_one_line(tmp_path, capsys):
     assert "has no 'train' folder" in err and "CompressAI's layout" in err
 
 
+def test_flat_folder_names_dataset_format_before_any_model(tmp_path, capsys):
+    Image.new("RGB", (64, 64)).save(tmp_path / "0.png")
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["-d", str(tmp_path), "--no-cuda"])
+    assert refused.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "has no captions.txt" in line
+    assert "--dataset-format imagefolder --lambda-vlp 0" in line
+    assert "--dataset-format list" in line
+
+
+def test_refusals_are_one_line_without_the_usage_text(tmp_path, capsys):
+    (tmp_path / "checkpoint.pth.tar").write_bytes(b"an earlier run")
+    argvs = [
+        ["--dataset-format", "scenes", "--save-dir", str(tmp_path)],
+        ["--dataset-format", "scenes", "--epochs", "0"],
+        ["--no-such-flag"],
+    ]
+    for argv in argvs:
+        with pytest.raises(SystemExit) as refused:
+            parse_args(argv + ["--no-cuda"])
+        assert refused.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        assert "usage:" not in err and err.endswith("(see --help)\n")
+
+
+def test_progress_bar_shows_on_a_terminal_without_a_size(monkeypatch, capsys):
+    import shutil
+
+    from compressai_psic.train.loop import _progress
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: (0, 0))
+    assert list(_progress(range(3), True, desc="epoch 0")) == [0, 1, 2]
+    assert "epoch 0: 100%" in capsys.readouterr().err
+    assert list(_progress(range(3), False)) == [0, 1, 2]
+    assert capsys.readouterr().err == ""
+
+
+def test_offline_vlp_tag_fails_at_once_in_one_line(monkeypatch, tmp_path, capsys):
+    import socket
+
+    import open_clip
+
+    from compressai_psic.vlp import open_clip as adapter
+
+    def no_network(address, timeout=None):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was tried without a network")
+
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(open_clip, "create_model", no_download)
+    with pytest.raises(FileNotFoundError) as info:
+        adapter._create_open_clip_model(
+            open_clip, "ViT-B-32", "openai", str(tmp_path), "fp32"
+        )
+    message = str(info.value)
+    assert "huggingface.co cannot be reached: Name or service not known" in message
+    assert "\n" not in message
+    assert capsys.readouterr().err == ""
+
+
+def test_downloads_print_no_retry_noise(capsys):
+    import logging
+
+    from compressai_psic.vlp.open_clip import _quiet_downloads
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    with _quiet_downloads():
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s")
+        logging.error("Failed to download weights")  # open_clip's own report
+    assert root.handlers == handlers
+    captured = capsys.readouterr()
+    assert captured.err == captured.out == ""
+
+
 def test_offline_zoo_init_names_the_way_out(monkeypatch):
     import compressai.zoo.image as cai_image
 
@@ -46,11 +127,12 @@ def test_offline_zoo_init_names_the_way_out(monkeypatch):
     assert "name resolution" in message and "--init /path/to/" in message
 
 
-def test_vlp_that_cannot_load_names_the_shipped_ones(monkeypatch):
+def _vlp_error(monkeypatch, error: Exception) -> str:
+    """The message of the training tool's criterion when ``build_vlp`` fails."""
     import compressai_psic.vlp as vlp
 
     def offline(*args, **kwargs):
-        raise RuntimeError("Failed to download file (open_clip_pytorch_model.bin)")
+        raise error
 
     monkeypatch.setattr(vlp, "build_vlp", offline)
     args = argparse.Namespace(
@@ -61,11 +143,23 @@ def test_vlp_that_cannot_load_names_the_shipped_ones(monkeypatch):
     )
     with pytest.raises(ValueError) as info:
         build_criterion(args, torch.device("cpu"))
-    message = str(info.value)
+    return str(info.value)
+
+
+def test_vlp_that_cannot_load_names_the_shipped_ones(monkeypatch):
+    message = _vlp_error(
+        monkeypatch,
+        RuntimeError("Failed to download file (open_clip_pytorch_model.bin)"),
+    )
     assert "cannot load --vlp open_clip:ViT-B-32:openai" in message
     assert "--vlp demo or train-ensemble" in message
     assert "eval-rn" not in message  # evaluation VLPs are never trained against
     assert "--lambda-vlp 0" in message and "\n" not in message
+
+
+def test_long_vlp_errors_are_not_cut(monkeypatch):
+    reason = "x" * 400 + " the end of the reason"
+    assert f"({reason})" in _vlp_error(monkeypatch, OSError(reason))
 
 
 def test_defaults_fit_the_machine_and_help_lists_shipped_vlps():
@@ -111,3 +205,23 @@ def test_shared_option_values_have_one_home():
     choices = {a.dest: a.choices for a in parser._actions if a.choices}
     assert choices["ensemble"] == options.ENSEMBLE_MODES
     assert choices["feature_stage"] == options.FEATURE_STAGES
+
+
+def test_log_lines_go_above_the_progress_bar(monkeypatch, tmp_path):
+    import logging
+
+    import tqdm
+
+    from compressai_psic.train import logs
+
+    written = []
+    monkeypatch.setattr(
+        tqdm.tqdm, "write", classmethod(lambda cls, s, file=None: written.append(s))
+    )
+    handlers = logs._setup_logging(None, True)
+    try:
+        logs.logger.info("step %d: loss=%.1f", 50, 1.5)
+    finally:
+        logs._teardown_logging(handlers)
+    assert len(written) == 1 and written[0].endswith("INFO step 50: loss=1.5")
+    assert isinstance(handlers[0], logging.StreamHandler)

@@ -546,16 +546,12 @@ def test_an_earlier_runs_checkpoints_are_kept_unless_asked(tmp_path, capsys, nam
     with pytest.raises(SystemExit) as refused:
         parse_args(_scenes("--save-dir", str(run_dir)))
     assert refused.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
     assert (
-        capsys.readouterr()
-        .err.strip()
-        .splitlines()[-1]
-        .endswith(
-            f"error: --save-dir {run_dir} holds an earlier run's {name}: resume it "
-            f"with --checkpoint {run_dir / CHECKPOINT_NAME}, replace it with "
-            "-f/--force, or choose another --save-dir"
-        )
-    )
+        f"error: --save-dir {run_dir} holds an earlier run's {name}: resume it "
+        f"with --checkpoint {run_dir / CHECKPOINT_NAME}, replace it with "
+        "-f/--force, or choose another --save-dir"
+    ) in line
     # Asked to: replacing, resuming that run, or not saving at all.
     assert parse_args(_scenes("--save-dir", str(run_dir), "-f")).force
     resume = str(run_dir / CHECKPOINT_NAME)

@@ -15,8 +15,8 @@ from PIL import Image
 from compressai_psic import zoo
 from compressai_psic.evaluation import rd
 from compressai_psic.io import container
+from compressai_psic.padding import pad_to_multiple
 from compressai_psic.utils import eval_model
-from compressai_psic.utils.core import pad_to_multiple
 from compressai_psic.utils.results import load_results
 
 TINY = {"N": 16, "M": 24}
@@ -205,7 +205,7 @@ def test_plot_tool_and_bd_against_an_anchor(run, tmp_path, capsys):
     anchor_file.write_text(json.dumps(data))
     png = tmp_path / "rd.png"
     rows = plot.main(
-        ["-f", str(anchor_file), str(test_file), "--anchor", "base", "-o", str(png)]
+        [str(anchor_file), "-r", str(test_file), "--anchor", "base", "-o", str(png)]
     )
     assert rows[0]["test"] == f"{NAME}-full"
     assert rows[0]["bd_rate"] == pytest.approx(100 * (1 / 1.1 - 1), abs=1e-6)
@@ -213,10 +213,10 @@ def test_plot_tool_and_bd_against_an_anchor(run, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Existing output: refused without --force, in one line.
     with pytest.raises(SystemExit) as exc:
-        plot.main(["-f", str(full), "-o", str(png)])
+        plot.main([str(full), "-o", str(png)])
     assert exc.value.code == 2
     assert "--force" in capsys.readouterr().err
-    plot.main(["-f", str(full), "-o", str(png), "--force"])
+    plot.main([str(full), "-o", str(png), "-f"])  # -f is --force, as everywhere
 
 
 def test_checkpoint_runs_with_conditions(dataset, tmp_path, capsys):
@@ -247,7 +247,10 @@ def test_checkpoint_runs_with_conditions(dataset, tmp_path, capsys):
         (["pretrained", "{d}/missing", "-a", "mbt2018"], "dataset folder not found"),
         (["checkpoint", "{d}", "-p", "{d}/none.pth.tar"], "checkpoint not found"),
         (["pretrained", "{d}", "-a", "nope", "--random-init"], "unknown architecture"),
-        (["pretrained", "{d}", "-a", "mbt2018", "-c", "zip"], "invalid -c"),
+        (
+            ["pretrained", "{d}", "-a", "mbt2018", "--entropy-coder", "zip"],
+            "invalid --entropy-coder",
+        ),
     ],
 )
 def test_argument_errors_are_one_line(dataset, capsys, argv, message):
@@ -283,3 +286,13 @@ def test_tools_build_their_parsers_without_torch():
         "rss_mib()"
     )
     assert modules_loaded_by(code, ("torch", "compressai", "matplotlib")) == []
+
+
+def test_rgba_images_warn_in_the_package_style(tmp_path, capsys):
+    Image.fromarray(_pattern(64, 64, 0)).convert("RGBA").save(tmp_path / "a.png")
+    eval_model.main(_argv(tmp_path, "-q", "1", "--condition", "protected"))
+    err = capsys.readouterr().err.strip().splitlines()
+    (line,) = [x for x in err if "alpha" in x]
+    assert line.startswith("eval_model: warning: ")
+    assert "alpha channel dropped" in line
+    assert not [x for x in err if "UserWarning" in x or "warnings.warn" in x]

@@ -50,14 +50,18 @@ def test_command_checks_before_loading(tmp_path, capsys):
     assert err.value.code == 2 and existing.read_bytes() == b"keep"
     assert "--force" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        export_decoder.main(["demo-psic", "-c", "2", "-o", str(tmp_path / "y.pt2")])
+        export_decoder.main(
+            ["demo-psic", "--condition", "2", "-o", str(tmp_path / "y.pt2")]
+        )
     assert "[0, 1]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        export_decoder.main(["no-such", "-f", "pt2", "-o", str(tmp_path / "z.pt2")])
+        export_decoder.main(
+            ["no-such", "--format", "pt2", "-o", str(tmp_path / "z.pt2")]
+        )
     assert "zoo codecs" in capsys.readouterr().err
 
 
 def test_command_exports_the_shipped_demo_decoder(tmp_path, capsys):
     out = tmp_path / "demo-protected.pt2"
-    assert export_decoder.main(["demo-psic", "-f", "pt2", "-o", str(out)]) == 0
+    assert export_decoder.main(["demo-psic", "--format", "pt2", "-o", str(out)]) == 0
     assert out.is_file() and "max |export − model|" in capsys.readouterr().out

@@ -1,5 +1,6 @@
-r"""Tensor and checkpoint helpers: padding, state-dict normalisation, safe
-loading."""
+r"""Checkpoint files and state dicts: safe loading (``weights_only=True``) and
+CompressAI's older entropy-bottleneck names. Weights files are written by
+:func:`compressai_psic.io.files.save_state_dict`."""
 
 from __future__ import annotations
 
@@ -7,50 +8,14 @@ import functools
 import os
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor
 
-__all__ = [
-    "crop_padding",
-    "load_torch_file",
-    "normalize_state_dict",
-    "pad_to_multiple",
-]
-
-Padding = Tuple[int, int, int, int]
-
-
-def pad_to_multiple(x: Tensor, multiple: int) -> Tuple[Tensor, Padding]:
-    """Pads (B, C, H, W) images on the right and bottom to multiples of ``multiple``.
-
-    Replicate padding avoids the artificial edge that zeros would create (and the
-    bits it would cost). Returns the padded tensor and the padding
-    ``(left, right, top, bottom)`` for :func:`crop_padding`.
-    """
-    if x.dim() != 4:
-        raise ValueError(f"Expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
-    height, width = x.shape[-2:]
-    pad_h = (-height) % multiple
-    pad_w = (-width) % multiple
-    padding = (0, pad_w, 0, pad_h)
-    if pad_h == 0 and pad_w == 0:
-        return x, padding
-    mode = "replicate" if min(height, width) > 0 else "constant"
-    return F.pad(x, padding, mode=mode), padding
-
-
-def crop_padding(x: Tensor, padding: Padding) -> Tensor:
-    """Inverse of :func:`pad_to_multiple`."""
-    left, right, top, bottom = padding
-    height, width = x.shape[-2:]
-    return x[..., top : height - bottom, left : width - right]
+__all__ = ["load_torch_file", "normalize_state_dict"]
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,125 @@
+"""The publisher's key: key files, per-image seeds and the key noise."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+
+import pytest
+import torch
+
+from compressai_psic.errors import KeyFileError
+from compressai_psic.models.keys import (
+    KEY_BYTES,
+    KEY_FILE_HEADER,
+    ShieldKey,
+    image_seeds,
+    key_noise,
+    read_key_file,
+    write_key_file,
+)
+
+SECRET = bytes(range(KEY_BYTES))
+
+
+def test_a_key_never_shows_its_bytes():
+    key = ShieldKey(SECRET)
+    assert SECRET.hex() not in repr(key) and SECRET.hex() not in str(key)
+    assert repr(key) == "ShieldKey(<secret>)"
+    with pytest.raises(TypeError, match="not pickled"):
+        pickle.dumps(key)
+
+
+def test_keys_are_32_bytes_or_64_hex_digits():
+    assert ShieldKey.from_hex(SECRET.hex()) == ShieldKey(SECRET)
+    assert ShieldKey.from_hex(SECRET.hex()).hex() == SECRET.hex()
+    assert len(ShieldKey.generate().hex()) == 2 * KEY_BYTES
+    assert ShieldKey.generate() != ShieldKey.generate()
+    for bad in (SECRET[:-1], SECRET + b"x"):
+        with pytest.raises(ValueError, match="32 bytes"):
+            ShieldKey(bad)
+    with pytest.raises(TypeError):
+        ShieldKey(SECRET.hex())
+    for text in ("ab" * 31, "zz" * 32):
+        with pytest.raises(ValueError, match="64 hexadecimal"):
+            ShieldKey.from_hex(text)
+    assert hash(ShieldKey(SECRET)) == hash(ShieldKey(SECRET))
+
+
+def test_key_files_are_written_0600_and_never_replaced_unasked(tmp_path):
+    path = tmp_path / "k.key"
+    write_key_file(path, ShieldKey(SECRET))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == f"{KEY_FILE_HEADER} {SECRET.hex()}\n"
+    assert read_key_file(path) == ShieldKey(SECRET)
+    with pytest.raises(KeyFileError, match="exists"):
+        write_key_file(path, ShieldKey.generate())
+    assert read_key_file(path) == ShieldKey(SECRET)
+    os.chmod(path, 0o644)
+    other = ShieldKey.generate()
+    write_key_file(path, other, force=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_key_file(path) == other
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("PSIC-KEY-2 " + SECRET.hex(), "not a psic key file"),
+        (SECRET.hex(), "not a psic key file"),
+        (f"{KEY_FILE_HEADER} {SECRET.hex()[:-2]}zz", "not 64 hexadecimal"),
+        (f"{KEY_FILE_HEADER} {SECRET.hex()} extra", "not a psic key file"),
+    ],
+)
+def test_malformed_key_files_are_refused_without_their_content(
+    tmp_path, content, message
+):
+    path = tmp_path / "k.key"
+    path.write_text(content)
+    os.chmod(path, 0o600)
+    with pytest.raises(KeyFileError, match=message) as info:
+        read_key_file(path)
+    assert SECRET.hex()[:16] not in str(info.value)
+
+
+def test_a_key_file_others_can_read_or_a_missing_one_is_refused(tmp_path):
+    path = tmp_path / "k.key"
+    write_key_file(path, ShieldKey(SECRET))
+    os.chmod(path, 0o640)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        read_key_file(path)
+    assert read_key_file(path, check_mode=False) == ShieldKey(SECRET)
+    with pytest.raises(KeyFileError, match="no such key file"):
+        read_key_file(tmp_path / "missing.key")
+    with pytest.raises(KeyFileError, match="not a file"):
+        read_key_file(tmp_path)
+
+
+def test_every_image_and_every_bitstream_gets_its_own_seed():
+    key = ShieldKey(SECRET)
+    strings = [[b"ab", b"ab", b"xy"], [b"c", b"c", b"c"]]
+    seeds = image_seeds(key, strings, (4, 4))
+    assert seeds == image_seeds(key, strings, (4, 4))  # deterministic
+    assert seeds[0] == seeds[1] != seeds[2]  # same bytes, same seed
+    assert all(0 <= s < 2**64 for s in seeds)
+    # Each of key, byte, shape and the split between strings changes it.
+    assert image_seeds(ShieldKey.generate(), strings, (4, 4))[0] != seeds[0]
+    assert image_seeds(key, [[b"ac"], [b"c"]], (4, 4))[0] != seeds[0]
+    assert image_seeds(key, [[b"ab"], [b"c"]], (4, 5))[0] != seeds[0]
+    assert (
+        image_seeds(key, [[b"a"], [b"bc"]], (4, 4))[0]
+        != (image_seeds(key, [[b"ab"], [b"c"]], (4, 4))[0])
+    )
+    with pytest.raises(TypeError, match="ShieldKey"):
+        image_seeds(SECRET, strings, (4, 4))
+
+
+def test_key_noise_is_the_same_numbers_for_the_same_seed():
+    like = torch.zeros(1, dtype=torch.float64)
+    noise = key_noise([1, 2, 1], 3, (2, 5), like)
+    assert noise.shape == (3, 3, 2, 5) and noise.dtype == torch.float64
+    assert torch.equal(noise[0], noise[2]) and not torch.equal(noise[0], noise[1])
+    expected = torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(noise[1], expected.double())
+    assert key_noise([], 3, (2, 5), like).shape == (0, 3, 2, 5)
