@@ -15,6 +15,7 @@ from typing import Iterator, NoReturn
 __all__ = [
     "BitstreamError",
     "CLIError",
+    "DesyncError",
     "KeyFileError",
     "KeyRequiredError",
     "ModelMismatchError",
@@ -60,6 +61,16 @@ class BitstreamError(PSICFormatError):
     wrong number of strings, batch sizes that differ, a latent shape that is not
     the one of the declared image, strings that CompressAI's encoder cannot have
     written) and after it, when the decoded image holds non-finite values.
+    """
+
+
+class DesyncError(BitstreamError):
+    """The decoder's latent symbols are not the ones the encoder coded.
+
+    The ``.psic`` header carries a CRC-32 of the symbols the encoder quantised
+    (:mod:`compressai_psic.models.symbols`); a decode that gets other symbols
+    (its entropy parameters differ from the encoder's, e.g. another device, or
+    the file was altered) raises this instead of returning a wrong image.
     """
 
 

@@ -19,6 +19,7 @@ SHORT_FLAGS: Dict[str, Set[str]] = {
     "-e": {"--epochs"},
     "-f": {"--force"},
     "-h": {"--help"},
+    "-k": {"--key-file"},
     "-lr": {"--learning-rate"},
     "-m": {"--model", "--metric"},
     "-n": {"--num-workers", "--name", "--num-images"},

@@ -45,6 +45,8 @@ def test_each_core_module_has_its_test_module():
 OTHER_TESTS = {
     "models/test_demo_pin.py": "the shipped demo codec's decodes, pinned",
     "io/test_fuzzing.py": "the decode fuzzer of tools/_lib/fuzzing.py",
+    "io/test_cross_device.py": "tools/cross_device.py and tools/decode_breakdown.py "
+    "(decodes on another device or thread count, the decode's parts), on the CPU",
 }
 
 

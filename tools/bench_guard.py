@@ -18,11 +18,13 @@ Example (the BENCHMARKS.md figures)::
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
+
+if not __package__:  # run as a script: the harness lives in tools/_lib
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 __all__ = ["bench", "build_parser", "main"]
 
@@ -77,17 +79,9 @@ def bench(
         decode_guard.check_finite(x_hat)
         wait()
 
-    ratios, plain_s, guarded_s = [], [], []
-    plain()  # warm-up
-    for _ in range(repeats):
-        began = clock()
-        plain()
-        middle = clock()
-        guarded()
-        end = clock()
-        plain_s.append(middle - began)
-        guarded_s.append(end - middle)
-        ratios.append((end - middle) / (middle - began))
+    from tools._lib.benchmarks import interleaved
+
+    times = interleaved(plain, guarded, repeats, clock)
     padded = decode_guard.guard_decode_inputs(model, strings, shape)
     data = sum(len(s) for latent in strings for s in latent)
     total = sum(len(s) for latent in padded for s in latent)
@@ -96,11 +90,11 @@ def bench(
         "quality": quality,
         "device": device,
         "size": f"{width}x{height}",
-        "plain_s_median": round(statistics.median(plain_s), 3),
-        "guarded_s_median": round(statistics.median(guarded_s), 3),
-        "ratio_min": round(min(ratios), 3),
-        "ratio_median": round(statistics.median(ratios), 3),
-        "ratio_max": round(max(ratios), 3),
+        "plain_s_median": times["first_s_median"],
+        "guarded_s_median": times["second_s_median"],
+        "ratio_min": times["ratio_min"],
+        "ratio_median": times["ratio_median"],
+        "ratio_max": times["ratio_max"],
         "repeats": repeats,
         "string_bytes": data,
         "padding_mib": round((total - data) / 2**20, 1),
@@ -108,49 +102,28 @@ def bench(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "-a", "--architectures", nargs="+", default=list(DEFAULT_ARCHITECTURES)
+    from tools._lib.benchmarks import ab_parser
+
+    return ab_parser(__doc__.splitlines()[0], DEFAULT_ARCHITECTURES)
+
+
+def _row(row: Dict[str, Any]) -> str:
+    return (
+        f"| {row['architecture']} q{row['quality']} | {row['size']} | "
+        f"{row['plain_s_median']} | {row['guarded_s_median']} | "
+        f"{row['ratio_min']} / {row['ratio_median']} / {row['ratio_max']} | "
+        f"{row['padding_mib']} MiB for {row['string_bytes']} B |"
     )
-    parser.add_argument("-q", "--quality", type=int, default=3)
-    parser.add_argument("--size", type=int, nargs=2, default=(512, 768))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--device",
-        default="cpu",
-        help="cpu (process CPU clock, one thread) or cuda (wall clock)",
-    )
-    parser.add_argument("--json", type=Path, default=None)
-    return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    if args.repeats < 3:
-        raise SystemExit("bench_guard: --repeats must be >= 3 (min/median/max)")
-    import torch
+    from tools._lib.benchmarks import report
 
-    torch.set_num_threads(1)
-    rows = [
-        bench(name, args.quality, args.size[0], args.size[1], args.repeats, args.device)
-        for name in args.architectures
-    ]
-    print(
+    header = (
         "| architecture | size | plain s | guarded s | guarded/plain min / median / "
         "max | padding |"
     )
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        print(
-            f"| {row['architecture']} q{row['quality']} | {row['size']} | "
-            f"{row['plain_s_median']} | {row['guarded_s_median']} | "
-            f"{row['ratio_min']} / {row['ratio_median']} / {row['ratio_max']} | "
-            f"{row['padding_mib']} MiB for {row['string_bytes']} B |"
-        )
-    report = {"rows": rows}
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return report(build_parser().parse_args(argv), "bench_guard", bench, header, _row)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output .psic file, or folder when the input is a folder (default: "
         "next to the input)",
     )
+    parser.add_argument(
+        "--portable",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="entropy parameters in integer arithmetic, so that the file decodes "
+        "the same on every machine (default: on for bmshj2018-*, demo-psic and "
+        "psic-hy2018, where it costs 1-3%% of a decode; mbt2018-mean has it on "
+        "request (7-10%%); the autoregressive mbt2018 and cheng2020-* have not)",
+    )
     add_model_arguments(parser)
     add_common_arguments(parser)
 
@@ -79,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
         model, sha256 = models.get(spec)
         _check_decodable(model, source, height, width, limit)
         try:
-            header = compress_tensor(model, x.to(device), spec, sha256)
+            portable = args.portable
+            if portable is None:
+                portable = bool(getattr(model, "portable_by_default", False))
+            header = compress_tensor(model, x.to(device), spec, sha256, portable)
         except ValueError as exc:
             if isinstance(exc, PSICFormatError):
                 raise

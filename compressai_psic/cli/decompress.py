@@ -20,6 +20,7 @@ from .arguments import (
 from .commands import Command
 from .jobs import PSIC_SUFFIX, check_jobs, check_targets, pair_files, run_jobs
 from .models import ModelCache, spec_from_header
+from .output import note
 
 __all__ = ["COMMAND", "add_arguments", "run"]
 
@@ -119,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
         check_targets(targets, args.force)
         header = container.read(source)
         model, _ = models.get(spec_from_header(header, args.checkpoint))
+        if header.symbols_digest is None:
+            note(
+                f"{source} has no symbol digest (format version 1): a decode that "
+                "goes wrong on this machine cannot be detected"
+            )
         images = decompress_header(model, header, conditions, max_pixels=limit, key=key)
         for image, path in zip(images, targets):
             save_image(image.cpu(), path)

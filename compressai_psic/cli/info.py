@@ -57,7 +57,7 @@ def describe_file(path: Path) -> Dict[str, object]:
     pixels = header.height * header.width
     return {
         "file": str(path),
-        "format_version": container.FORMAT_VERSION,
+        "format_version": header.format_version,
         "model": header.model_description(),
         "architecture": header.architecture,
         "quality": header.quality,
@@ -69,6 +69,12 @@ def describe_file(path: Path) -> Dict[str, object]:
         "height": header.height,
         **latent_shapes(header.shape, len(header.strings)),
         "coded_shape": list(header.shape),
+        "symbols_digest": (
+            f"{header.symbols_digest:08x}"
+            if header.symbols_digest is not None
+            else "none (decodes unchecked)"
+        ),
+        "portable": header.portable,
         "string_bytes": [len(s) for latent in header.strings for s in latent],
         "file_bytes": size,
         "bpp": size * 8 / pixels,

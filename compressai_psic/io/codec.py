@@ -63,7 +63,8 @@ def header_from_compressed(
 ) -> PSICFile:
     """The :class:`PSICFile` of ``out = model.compress(x)`` for an image of
     ``height`` × ``width`` pixels (before padding), written by the model named by
-    the other arguments."""
+    the other arguments. A shielded model's ``out`` also gives the symbol digest
+    and the portable flag."""
     return PSICFile(
         architecture=architecture,
         quality=quality,
@@ -74,6 +75,8 @@ def header_from_compressed(
         shape=tuple(int(d) for d in out["shape"]),
         strings=[[bytes(s) for s in latent] for latent in out["strings"]],
         seed=seed,
+        symbols_digest=out.get("symbols_digest"),
+        portable=bool(out.get("portable", False)),
     )
 
 
@@ -82,16 +85,21 @@ def compress_tensor(
     x: Tensor,
     spec: ModelSpec,
     checkpoint_sha256: str | None = None,
+    portable: bool = False,
 ) -> PSICFile:
     """Encodes a ``(1, 3, H, W)`` image in [0, 1] into a :class:`PSICFile`.
 
     The image is padded to a multiple of ``model.downsampling_factor`` (the
-    decoder crops back to the size in the header).
+    decoder crops back to the size in the header). The file carries the CRC-32
+    of the coded symbols, which :func:`decompress_header` checks; ``portable``
+    computes the entropy parameters in integer arithmetic, so that any machine
+    decodes the file (:mod:`compressai_psic.models.portable`).
 
     Raises:
         ValueError: when ``x`` holds NaN, infinity or values outside [0, 1]
             (CompressAI's encoder would loop forever on them; a shielded
-            model's ``compress`` refuses them).
+            model's ``compress`` refuses them), or for ``portable`` on a model
+            without it.
     """
     import torch
 
@@ -99,8 +107,9 @@ def compress_tensor(
 
     height, width = x.shape[-2:]
     x_padded, _ = pad_to_multiple(x, int(model.downsampling_factor))
+    options = {"portable": True} if portable else {}
     with torch.no_grad():
-        out = model.compress(x_padded)
+        out = model.compress(x_padded, **options)
     zoo_model = spec.checkpoint is None
     return header_from_compressed(
         out,
@@ -132,13 +141,18 @@ def decompress_header(
     itself, so any file decodes within time and memory proportional to its
     declared size, or is refused. ``max_pixels`` bounds that size (the default
     is :data:`compressai_psic.options.MAX_DECODE_PIXELS`; ``None``: no
-    limit).
+    limit). The decoded symbols are checked against the header's digest
+    before an image is returned (files of format version 1 have none and are
+    decoded unchecked); a portable file is decoded with the integer
+    hyper-synthesis.
 
     Raises:
         PSICFormatError: (:class:`~compressai_psic.errors.BitstreamError`,
-            :class:`~compressai_psic.errors.PixelLimitError`) when the strings or
-            the shape do not fit the model, the size is over the pixel limit, or
-            the decode is not finite.
+            :class:`~compressai_psic.errors.PixelLimitError`,
+            :class:`~compressai_psic.errors.DesyncError`) when the strings or
+            the shape do not fit the model, the size is over the pixel limit,
+            the decoded symbols are not the encoder's, or the decode is not
+            finite.
         CLIError: when the model fails to decode the strings.
     """
     import torch
@@ -156,7 +170,11 @@ def decompress_header(
         image_size=(header.height, header.width),
     )
     strings = header.strings
-    keyed = {} if key is None else {"key": key}  # plain models take no key=
+    checks = {"symbols_digest": header.symbols_digest}
+    if header.portable:
+        checks["portable"] = True
+    if key is not None:  # plain models take no key=
+        checks["key"] = key
     try:
         with torch.no_grad():
             if len(conditions) == 1:
@@ -166,7 +184,7 @@ def decompress_header(
                         header.shape,
                         condition=conditions[0],
                         max_pixels=max_pixels,
-                        **keyed,
+                        **checks,
                     )["x_hat"]
                 ]
             else:
@@ -175,7 +193,7 @@ def decompress_header(
                     header.shape,
                     conditions=tuple(conditions),
                     max_pixels=max_pixels,
-                    **keyed,
+                    **checks,
                 )["x_hat"]
     except MemoryError:
         raise CLIError(

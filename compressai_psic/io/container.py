@@ -30,6 +30,7 @@ from typing import List, Tuple
 # Defined in the base layer, so that the core can raise them without this module.
 from ..errors import (
     BitstreamError,
+    DesyncError,
     ModelMismatchError,
     PixelLimitError,
     PSICFormatError,
@@ -39,6 +40,7 @@ from .files import PathLike, write_bytes
 __all__ = [
     "BitstreamError",
     "CHECKSUM_SIZE",
+    "DesyncError",
     "FORMAT_VERSION",
     "MAGIC",
     "MAX_ARCHITECTURE_LENGTH",
@@ -62,9 +64,12 @@ __all__ = [
 
 #: First bytes of every ``.psic`` file.
 MAGIC = b"PSIC"
-#: Version of the byte layout written by :func:`dumps` (the only one :func:`loads`
-#: accepts).
-FORMAT_VERSION = 1
+#: Newest version of the byte layout: :func:`dumps` writes it when the file has a
+#: symbol digest or is portable, version 1 otherwise (the same bytes as before).
+FORMAT_VERSION = 2
+#: Versions :func:`loads` reads. Version 2 adds flag bits 2 (symbol digest, a
+#: ``u32`` after the seed) and 3 (portable entropy parameters).
+SUPPORTED_VERSIONS = (1, 2)
 #: Bytes of the truncated sha256 that ends every file.
 CHECKSUM_SIZE = 16
 #: Longest architecture name, in bytes.
@@ -89,7 +94,13 @@ _METRIC_NAMES = {code: name for name, code in METRICS.items()}
 # Flag bits of the header; the other bits are reserved and must be zero.
 _FLAG_CHECKPOINT = 0x01
 _FLAG_SEED = 0x02
-_KNOWN_FLAGS = _FLAG_CHECKPOINT | _FLAG_SEED
+_FLAG_DIGEST = 0x04
+_FLAG_PORTABLE = 0x08
+_KNOWN_FLAGS = {
+    1: _FLAG_CHECKPOINT | _FLAG_SEED,
+    2: _FLAG_CHECKPOINT | _FLAG_SEED | _FLAG_DIGEST | _FLAG_PORTABLE,
+}
+_MAX_DIGEST = (1 << 32) - 1
 
 # One batch element per latent: files hold a single image.
 _BATCH_SIZE = 1
@@ -118,6 +129,12 @@ class PSICFile:
             one ``bytes`` per batch element (files hold one image, so one each).
         seed: seed of the random initialisation for randomly initialised models,
             ``None`` for trained weights.
+        symbols_digest: CRC-32 of the latent symbols the encoder coded
+            (:mod:`compressai_psic.models.symbols`), ``None`` when absent
+            (version 1 files): the decoder checks its symbols against it.
+        portable: the entropy parameters were computed in integer arithmetic
+            (:mod:`compressai_psic.models.portable`): decode with
+            ``portable=True``, on any machine.
     """
 
     architecture: str
@@ -129,6 +146,14 @@ class PSICFile:
     shape: Tuple[int, ...]
     strings: List[List[bytes]] = field(repr=False)
     seed: int | None = None
+    symbols_digest: int | None = None
+    portable: bool = False
+
+    @property
+    def format_version(self) -> int:
+        """The version :func:`dumps` writes: 2 with a symbol digest or portable
+        entropy parameters, else 1."""
+        return 2 if self.symbols_digest is not None or self.portable else 1
 
     def model_description(self) -> str:
         """Human-readable identity of the model that wrote the file."""
@@ -199,6 +224,14 @@ def _validate(obj: PSICFile, error: type) -> None:
         not _is_int(obj.seed) or not 0 <= obj.seed <= _MAX_SEED
     ):
         raise error(f"invalid seed {obj.seed!r}: allowed 0..2**64-1")
+    if obj.symbols_digest is not None and (
+        not _is_int(obj.symbols_digest) or not 0 <= obj.symbols_digest <= _MAX_DIGEST
+    ):
+        raise error(
+            f"invalid symbols_digest {obj.symbols_digest!r}: allowed 0..2**32-1"
+        )
+    if not isinstance(obj.portable, bool):
+        raise error(f"invalid portable {obj.portable!r}: True or False")
     for name in ("height", "width"):
         value = getattr(obj, name)
         if not _is_int(value) or not 1 <= value <= MAX_IMAGE_SIDE:
@@ -245,9 +278,13 @@ def dumps(obj: PSICFile) -> bytes:
         flags |= _FLAG_CHECKPOINT
     if obj.seed is not None:
         flags |= _FLAG_SEED
+    if obj.symbols_digest is not None:
+        flags |= _FLAG_DIGEST
+    if obj.portable:
+        flags |= _FLAG_PORTABLE
     parts = [
         MAGIC,
-        struct.pack(">BB", FORMAT_VERSION, len(architecture)),
+        struct.pack(">BB", obj.format_version, len(architecture)),
         architecture,
         struct.pack(
             ">BBB",
@@ -260,6 +297,8 @@ def dumps(obj: PSICFile) -> bytes:
         parts.append(bytes.fromhex(obj.checkpoint_sha256))
     if obj.seed is not None:
         parts.append(struct.pack(">Q", obj.seed))
+    if obj.symbols_digest is not None:
+        parts.append(struct.pack(">I", obj.symbols_digest))
     shape = tuple(obj.shape)
     parts.append(struct.pack(">HHB", obj.height, obj.width, len(shape)))
     parts.append(struct.pack(f">{len(shape)}I", *shape))
@@ -316,10 +355,10 @@ def loads(data: bytes) -> PSICFile:
     if len(data) < len(MAGIC) + 1:
         raise PSICFormatError("truncated file: no format version")
     version = data[len(MAGIC)]
-    if version != FORMAT_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise PSICFormatError(
             f"unsupported PSIC format version {version}: this reader supports "
-            f"version {FORMAT_VERSION}"
+            f"versions {', '.join(str(v) for v in SUPPORTED_VERSIONS)}"
         )
     if len(data) < len(MAGIC) + 1 + CHECKSUM_SIZE:
         raise PSICFormatError(f"truncated file: only {len(data)} bytes")
@@ -339,8 +378,15 @@ def loads(data: bytes) -> PSICFile:
         raise PSICFormatError("architecture name is not ASCII") from None
 
     quality_code, metric_code, flags = reader.unpack(">BBB", "quality, metric, flags")
-    if flags & ~_KNOWN_FLAGS:
-        raise PSICFormatError(f"unknown header flags 0x{flags:02x}")
+    if flags & ~_KNOWN_FLAGS[version]:
+        raise PSICFormatError(
+            f"unknown header flags 0x{flags:02x} for format version {version}"
+        )
+    if version > 1 and not flags & (_FLAG_DIGEST | _FLAG_PORTABLE):
+        raise PSICFormatError(
+            "format version 2 without a symbol digest or the portable flag: "
+            "such a file is written as version 1"
+        )
     if metric_code and metric_code not in _METRIC_NAMES:
         raise PSICFormatError(
             f"unknown metric code {metric_code}: allowed 0 (none), "
@@ -363,6 +409,9 @@ def loads(data: bytes) -> PSICFile:
     seed = None
     if flags & _FLAG_SEED:
         (seed,) = reader.unpack(">Q", "seed")
+    symbols_digest = None
+    if flags & _FLAG_DIGEST:
+        (symbols_digest,) = reader.unpack(">I", "symbol digest")
 
     height, width, ndim = reader.unpack(">HHB", "image size and shape length")
     if not 1 <= ndim <= MAX_SHAPE_NDIM:
@@ -405,6 +454,8 @@ def loads(data: bytes) -> PSICFile:
         shape=tuple(shape),
         strings=strings,
         seed=seed,
+        symbols_digest=symbols_digest,
+        portable=bool(flags & _FLAG_PORTABLE),
     )
     _validate(obj, PSICFormatError)
     return obj

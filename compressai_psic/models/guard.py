@@ -83,6 +83,17 @@ Valid strings are never long: each symbol makes the encoder write at most 10
 words (one for the symbol, one for the bypass length, 8 for a 32-bit raw value)
 plus the 2-word final state, so :func:`max_string_length` is ``8 + 40 S`` and
 both the string and its padding are bounded by the declared size.
+
+Why not less: no padding in O(bytes present) is safe
+------------------------------------------------------
+The padding grows with the symbols, not with the string, and no analysis can
+change that for this decoder: a string of only its 8-byte start state makes it
+read about 2 bytes per symbol past its end (after a zero word the low state
+bits are zero, every symbol decodes as its table's first, of frequency 1, and
+takes 16 bits), so any safe padding is at least ``~2 S`` bytes
+(``tests/models/test_guard.py``). What a string can make the decoder read is
+between that and the ``76 S`` proved here; a padding in O(bytes present) needs
+a decoder that checks the end of its buffer.
 """
 
 from __future__ import annotations

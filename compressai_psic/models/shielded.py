@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..errors import KeyRequiredError
-from . import guard
+from . import guard, symbols
 from .conditions import (
     BOTH_CONDITIONS,
     DEFAULT_CONDITION,
@@ -43,8 +43,14 @@ from .conditions import (
     as_condition_list,
     trigger_of,
 )
+from .folding import fold_synthesis
 from .keyed import KeyedLatentShift
 from .keys import ShieldKey, image_seeds, key_noise
+from .portable import (
+    PORTABLE_BY_DEFAULT,
+    install_hyper_synthesis,
+    portable_mode,
+)
 from .registry import Architecture, InjectionPoint, infer_channels
 from .synthesis import (
     ShieldedSynthesis,
@@ -57,6 +63,7 @@ from .weights import ShieldedWeightsMixin
 __all__ = [
     "AffineTriggerProjection",
     "FixedConditionSynthesis",
+    "FoldedConditionSynthesis",
     "MODULATIONS",
     "ShieldedMixin",
     "TriggerProjection",
@@ -118,6 +125,16 @@ class FixedConditionSynthesis(nn.Module):
 
     def forward(self, y_hat: Tensor) -> Tensor:
         return self.synthesis(y_hat, self.trigger)
+
+
+class FoldedConditionSynthesis(FixedConditionSynthesis):
+    """A :class:`FixedConditionSynthesis` whose ``synthesis`` is a plain
+    ``nn.Sequential`` with the trigger folded into it
+    (:meth:`ShieldedMixin.synthesis_for` with ``fold=True``); ``trigger`` is
+    kept as a buffer for reference."""
+
+    def forward(self, y_hat: Tensor) -> Tensor:
+        return self.synthesis(y_hat)
 
 
 class ShieldedMixin(ShieldedWeightsMixin):
@@ -216,6 +233,7 @@ class ShieldedMixin(ShieldedWeightsMixin):
             )
         self._psic_modulation = modulation
         self.global_cond = condition_encoder
+        self._init_entropy_checks()
         if injection_points is not None:
             if plan is not None:
                 raise ValueError("Give plan= or injection_points=, not both")
@@ -253,6 +271,13 @@ class ShieldedMixin(ShieldedWeightsMixin):
         shielded.trigger_source = source
         shielded.train(g_s.training)
         self.g_s = shielded
+
+    def _init_entropy_checks(self) -> None:
+        # The symbol digest (symbols.py) and portable entropy parameters
+        # (portable.py): subclasses of the entropy models and of h_s with the
+        # same state, set up once per model.
+        symbols.install_symbol_taps(self)
+        self._psic_portable = install_hyper_synthesis(self)
 
     def _resolve_points(
         self, points: Sequence[InjectionPoint], trigger_dim: int
@@ -305,6 +330,20 @@ class ShieldedMixin(ShieldedWeightsMixin):
     def modulation(self) -> str:
         """``"bias"`` (the paper: ``h + b``) or ``"affine"`` (``h·(1 + s) + b``)."""
         return self._psic_modulation
+
+    @property
+    def supports_portable(self) -> bool:
+        """Whether ``compress(x, portable=True)`` is available: the entropy
+        parameters then come out bit-identical on every machine
+        (:mod:`~compressai_psic.models.portable`)."""
+        return bool(getattr(self, "_psic_portable", False))
+
+    @property
+    def portable_by_default(self) -> bool:
+        """Whether ``psic compress`` writes this model's files portable unless
+        told otherwise (:data:`~compressai_psic.models.portable.
+        PORTABLE_BY_DEFAULT`: where it costs little decode time)."""
+        return self.supports_portable and self.architecture in PORTABLE_BY_DEFAULT
 
     @property
     def architecture(self) -> str:
@@ -424,14 +463,29 @@ class ShieldedMixin(ShieldedWeightsMixin):
             self._psic_architecture.anchor_full,
         )
 
-    def synthesis_for(self, condition: Condition = None) -> FixedConditionSynthesis:
+    def synthesis_for(
+        self, condition: Condition = None, fold: bool = False
+    ) -> FixedConditionSynthesis:
         """``g_s`` with the trigger of ``condition`` fixed (``None``: the default).
 
         A module of the model's own layers (shared, not copied) for deployment:
         ``torch.export``, ONNX or ``torch.compile`` of one decoding path.
+
+        ``fold=True`` folds the condition's constant change into the
+        convolutions whose output it modulates
+        (:func:`~compressai_psic.models.folding.fold_synthesis`: copies of
+        those layers), so that the decoder does the base model's work; equal to
+        the unfolded decoder up to float rounding. Where the layout does not
+        allow it (points inside a block that are not a convolution's output,
+        layouts whose blocks take the trigger themselves), the decoder is the
+        unfolded one.
         """
         with torch.no_grad():
             trigger = self.trigger(condition)
+        if fold and isinstance(self.g_s, ShieldedSynthesis):
+            folded = fold_synthesis(self.g_s, trigger)
+            if folded is not None:
+                return FoldedConditionSynthesis(folded, trigger)
         return FixedConditionSynthesis(self.g_s, trigger)
 
     # ---------------------------------------------------------- public API
@@ -475,11 +529,60 @@ class ShieldedMixin(ShieldedWeightsMixin):
         out["beta"] = list(self.condition_betas(conditions, x.size(0)).chunk(k))
         return out
 
-    def compress(self, x: Tensor, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+    def compress(
+        self, x: Tensor, *args: Any, portable: bool = False, **kwargs: Any
+    ) -> Dict[str, Any]:
         """The base model's ``compress``, after refusing non-finite or
-        out-of-range pixels (NaN makes CompressAI's entropy coder loop forever)."""
+        out-of-range pixels (NaN makes CompressAI's entropy coder loop forever).
+
+        Returns CompressAI's ``{"strings", "shape"}`` plus ``"symbols_digest"``
+        (CRC-32 of the coded symbols, :mod:`~compressai_psic.models.symbols`;
+        ``None`` when the entropy models are not CompressAI's) and
+        ``"portable"``. ``portable=True`` computes the entropy parameters in
+        integer arithmetic (:mod:`~compressai_psic.models.portable`): decode it
+        with ``portable=True`` on any machine.
+
+        Raises:
+            ValueError: for bad pixels, or ``portable=True`` on a model that
+                does not support it (see :attr:`supports_portable`).
+        """
         guard.check_compress_input(x)
-        return super().compress(x, *args, **kwargs)
+        self._check_portable(portable)
+        with symbols.record_symbols("encode") as recorder:
+            with portable_mode(portable):
+                out = super().compress(x, *args, **kwargs)
+        out["symbols_digest"] = recorder.digest
+        out["portable"] = bool(portable)
+        return out
+
+    def _check_portable(self, portable: bool) -> None:
+        if portable and not self.supports_portable:
+            raise ValueError(
+                f"{self.architecture} cannot code portable bitstreams (its entropy "
+                "parameters come from a context model); use portable=False"
+            )
+
+    def _entropy_decode(
+        self,
+        strings: List,
+        shape: Any,
+        triggers: List[Tensor],
+        shifts: Optional[List[Any]],
+        portable: bool,
+        symbols_digest: Optional[int],
+        kwargs: Dict[str, Any],
+    ) -> Dict[str, Any]:
+        """The base model's ``decompress`` with ``triggers`` (and a keyed
+        model's latent ``shifts``), its symbols checked against
+        ``symbols_digest`` before the image is returned."""
+        self._check_portable(portable)
+        with symbols.record_symbols("decode") as recorder, portable_mode(portable):
+            with call_triggers(self.g_s, triggers, shifts):
+                out = super().decompress(strings, shape, **kwargs)
+        symbols.check_symbols_digest(symbols_digest, recorder.digest, portable)
+        guard.check_finite(out["x_hat"])
+        out["symbols_digest"] = recorder.digest
+        return out
 
     def decompress(
         self,
@@ -489,6 +592,8 @@ class ShieldedMixin(ShieldedWeightsMixin):
         *,
         key: Optional[ShieldKey] = None,
         max_pixels: Optional[int] = guard.MAX_DECODE_PIXELS,
+        portable: bool = False,
+        symbols_digest: Optional[int] = None,
         **kwargs: Any,
     ) -> Dict[str, Tensor]:
         """Decodes one reconstruction; with no condition, the **protected** one.
@@ -505,15 +610,18 @@ class ShieldedMixin(ShieldedWeightsMixin):
         entropy decoder sees a byte, a decode of more than ``max_pixels`` pixels
         (``None``: no limit) raises a ``PixelLimitError``, and a non-finite
         decode raises too.
+
+        ``portable`` must be what ``compress`` was given. With the
+        ``symbols_digest`` that ``compress`` returned, a decode whose symbols
+        differ raises :class:`~compressai_psic.errors.DesyncError` instead of
+        returning a wrong image. Returns ``{"x_hat", "symbols_digest"}``.
         """
         padded = guard.guard_decode_inputs(self, strings, shape, max_pixels)
         # The key noise hashes the strings as written, not the guard's padding.
         triggers, shifts = self._decode_plan([condition], strings, shape, key)
-        strings = padded
-        with call_triggers(self.g_s, triggers, shifts):
-            out = super().decompress(strings, shape, **kwargs)
-        guard.check_finite(out["x_hat"])
-        return out
+        return self._entropy_decode(
+            padded, shape, triggers, shifts, portable, symbols_digest, kwargs
+        )
 
     def _decode_plan(
         self,
@@ -565,22 +673,32 @@ class ShieldedMixin(ShieldedWeightsMixin):
         *,
         key: Optional[ShieldKey] = None,
         max_pixels: Optional[int] = guard.MAX_DECODE_PIXELS,
+        portable: bool = False,
+        symbols_digest: Optional[int] = None,
         **kwargs: Any,
-    ) -> Dict[str, List[Tensor]]:
+    ) -> Dict[str, Any]:
         """Decodes several conditions from one bitstream.
 
         Entropy decoding runs once; ``g_s`` runs once per condition on the same
         latents, so each decode equals the one :meth:`decompress` gives for that
-        condition. Returns ``{"x_hat": [...]}`` in the order of ``conditions``.
+        condition. Returns ``{"x_hat": [...], "symbols_digest"}``, the images
+        in the order of ``conditions``; ``portable`` and ``symbols_digest`` as
+        for :meth:`decompress`.
         """
         conditions = as_condition_list(conditions)
         padded = guard.guard_decode_inputs(self, strings, shape, max_pixels)
         triggers, shifts = self._decode_plan(conditions, strings, shape, key)
-        strings = padded
-        with call_triggers(self.g_s, triggers, shifts):
-            out = super().decompress(strings, shape, **kwargs)
-        guard.check_finite(out["x_hat"])
-        return {"x_hat": list(out["x_hat"].chunk(len(conditions), dim=0))}
+        out = self._entropy_decode(
+            padded, shape, triggers, shifts, portable, symbols_digest, kwargs
+        )
+        out["x_hat"] = list(out["x_hat"].chunk(len(conditions), dim=0))
+        return out
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "_psic_portable" not in self.__dict__:
+            # Pickled before the symbol digest and portable mode existed.
+            self._init_entropy_checks()
 
     def __reduce_ex__(self, protocol: int):
         if not getattr(type(self), "_psic_dynamic", False):

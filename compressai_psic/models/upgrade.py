@@ -16,12 +16,14 @@ import torch.nn as nn
 from compressai.models import CompressionModel
 
 from .conditions import ConditionEncoder, FourierConditionEncoder
+from .portable import remove_hyper_synthesis
 from .registry import (
     Architecture,
     auto_injection_points,
     find_architecture,
 )
 from .shielded import ShieldedMixin
+from .symbols import remove_symbol_taps
 
 __all__ = [
     "make_shielded_class",
@@ -62,6 +64,9 @@ def unshield(model: nn.Module) -> CompressionModel:
     nn.Module.__init__(base)
     source = copy.deepcopy(model)
     source.g_s = source.g_s.plain()  # the base synthesis: the same layers
+    # CompressAI's own classes again (the symbol taps and the integer h_s).
+    remove_symbol_taps(source)
+    remove_hyper_synthesis(source)
     for key, value in source.__dict__.items():
         if key in ("_modules", "_parameters", "_buffers"):
             shield_parts = ("global_cond", "trigger_proj")

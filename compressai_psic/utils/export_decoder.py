@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="latent height and width of the example input (default 8 12)",
     )
     parser.add_argument(
+        "--no-fold",
+        dest="fold",
+        action="store_false",
+        help="keep the trigger's change as separate operations instead of "
+        "folding it into the convolutions (synthesis_for(fold=True))",
+    )
+    parser.add_argument(
         "-f", "--force", action="store_true", help="replace an existing output file"
     )
     return parser
@@ -96,15 +103,18 @@ def export_decoder(
     condition: Any = "protected",
     fmt: str = "onnx",
     latent_size: Sequence[int] = (8, 12),
+    fold: bool = True,
 ) -> Dict[str, Any]:
-    """Exports ``net.synthesis_for(condition)`` to ``output``; returns
+    """Exports ``net.synthesis_for(condition, fold)`` to ``output`` (folded: the
+    condition's constant change is in the convolutions' weights, so the program
+    does the base model's work); returns
     ``{"output", "format", "max_abs_error"}``, the error of the export against
     the model on a latent of another size (``None`` where ONNX cannot be run)."""
     import torch
 
     if fmt not in FORMATS:
         raise ValueError(f"Invalid format {fmt!r}: use one of {list(FORMATS)}")
-    decoder = net.synthesis_for(condition).eval()
+    decoder = net.synthesis_for(condition, fold=fold).eval()
     first = next(m for m in net.g_s.modules() if hasattr(m, "in_channels"))
     param = next(net.parameters())
     height, width = (int(s) for s in latent_size)
@@ -179,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     result = export_decoder(
-        net, args.output, condition, args.format, tuple(args.latent_size)
+        net, args.output, condition, args.format, tuple(args.latent_size), args.fold
     )
     error = result["max_abs_error"]
     checked = "not run (no onnxruntime)" if error is None else f"{error:.2e}"

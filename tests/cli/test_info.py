@@ -6,9 +6,13 @@ import json
 
 import pytest
 
+from compressai_psic.io import container
+
 from ..helpers import modules_loaded_by
 from .helpers import (
     RANDOM,
+    assert_one_line_error,
+    rewrite,
     run,
     write_image,
 )
@@ -43,6 +47,63 @@ def test_help_and_info_import_no_torch(valid_psic, argv):
     argv = [str(valid_psic) if a == "FILE" else a for a in argv]
     code = f"from compressai_psic import cli\nassert cli.main({argv!r}) == 0"
     assert modules_loaded_by(code) == []
+
+
+def test_info_shows_the_symbol_digest_and_portable(tmp_path, capsys):
+    write_image(tmp_path / "in.png", "RGB", 40, 57)
+    for name, extra in (("d.psic", ["--no-portable"]), ("p.psic", [])):
+        argv = ("compress", tmp_path / "in.png", "-o", tmp_path / name, *RANDOM)
+        assert run(*argv, *extra) == 0
+    capsys.readouterr()
+    assert run("info", "--json", tmp_path / "d.psic", tmp_path / "p.psic") == 0
+    default, portable = map(json.loads, capsys.readouterr().out.splitlines())
+    assert default["format_version"] == portable["format_version"] == 2
+    assert len(default["symbols_digest"]) == 8 and not default["portable"]
+    assert portable["portable"] is True  # the default where the model has it
+    assert run("decompress", tmp_path / "p.psic", "-o", tmp_path / "p.png") == 0
+
+
+def test_version_1_files_decode_with_a_note(tmp_path, capsys):
+    write_image(tmp_path / "in.png", "RGB", 12, 12)
+    new = tmp_path / "new.psic"
+    assert (
+        run("compress", tmp_path / "in.png", "-o", new, *RANDOM, "--no-portable") == 0
+    )
+    old = rewrite(new, symbols_digest=None)
+    assert old.read_bytes()[4] == 1
+    capsys.readouterr()
+    assert run("info", old) == 0
+    out = capsys.readouterr().out
+    assert "format_version: 1" in out and "symbols_digest: none" in out
+    assert run("decompress", old, "-o", tmp_path / "old.png") == 0
+    assert "has no symbol digest (format version 1)" in capsys.readouterr().err
+
+
+def test_a_wrong_digest_is_one_line_and_no_image(valid_psic, tmp_path, capsys):
+    header = container.read(valid_psic)
+    wrong = rewrite(valid_psic, symbols_digest=header.symbols_digest ^ 1)
+    capsys.readouterr()
+    assert run("decompress", wrong, "-o", tmp_path / "w.png") == 2
+    assert_one_line_error(capsys, "not the encoder's", "the file is portable")
+    assert not (tmp_path / "w.png").exists()
+
+
+def test_portable_is_refused_for_autoregressive_models(tmp_path, capsys):
+    write_image(tmp_path / "in.png", "RGB", 16, 16)
+    argv = ("compress", tmp_path / "in.png", "-o", tmp_path / "x.psic")
+    argv += ("--random-init", "--quality", "1", "--portable", "--arch", "mbt2018")
+    capsys.readouterr()
+    assert run(*argv) == 2
+    assert_one_line_error(capsys, "cannot code portable bitstreams")
+
+
+def test_mbt2018_mean_is_portable_on_request_only(tmp_path, capsys):
+    write_image(tmp_path / "in.png", "RGB", 16, 16)
+    for name, extra in (("d.psic", []), ("p.psic", ["--portable"])):
+        argv = ("compress", tmp_path / "in.png", "-o", tmp_path / name, *RANDOM)
+        assert run(*argv, "--arch", "mbt2018-mean", *extra) == 0
+    assert not container.read(tmp_path / "d.psic").portable
+    assert container.read(tmp_path / "p.psic").portable
 
 
 def test_info_of_a_missing_file_says_no_such_file(tmp_path, capsys):

@@ -53,6 +53,8 @@ psic_files = st.builds(
         max_size=8,
     ),
     seed=st.none() | st.integers(0, 2**64 - 1),
+    symbols_digest=st.none() | st.integers(0, 2**32 - 1),
+    portable=st.booleans(),
 )
 
 
@@ -107,6 +109,46 @@ def test_layout_matches_documentation():
     assert data[-CHECKSUM_SIZE:].hex() == "5228265921875e1c070358f3b5ef7ce3"
 
 
+def test_version_2_layout_matches_documentation():
+    obj = make_file(strings=[[b"abc"], [b"zz"]], seed=5)
+    obj.symbols_digest = 0x1234ABCD
+    obj.portable = True
+    data = dumps(obj)
+    assert obj.format_version == 2
+    expected_body = (
+        b"PSIC"
+        + bytes([2, len(b"bmshj2018-hyperprior")])
+        + b"bmshj2018-hyperprior"
+        + bytes([3, 1, 0x0E])  # flags: seed, symbol digest, portable
+        + struct.pack(">Q", 5)
+        + struct.pack(">I", 0x1234ABCD)
+        + struct.pack(">HHB", 40, 57, 2)
+        + struct.pack(">II", 1, 1)
+        + bytes([2, 1])
+        + struct.pack(">I", 3)
+        + b"abc"
+        + struct.pack(">I", 2)
+        + b"zz"
+    )
+    assert data == with_checksum(expected_body)
+    assert loads(data) == obj
+
+
+def test_files_without_the_new_fields_stay_version_1():
+    obj = make_file()
+    assert obj.format_version == 1
+    assert dumps(obj)[4] == 1
+    for fields in (dict(symbols_digest=0), dict(portable=True)):
+        assert dumps(make_file(**fields))[4] == 2
+
+
+def test_every_truncation_of_a_version_2_file_is_refused():
+    data = dumps(make_file(symbols_digest=7, portable=True, seed=1))
+    for length in range(len(data)):
+        with pytest.raises(PSICFormatError):
+            loads(data[:length])
+
+
 def test_model_description_and_payload():
     obj = make_file(seed=3)
     assert obj.payload_size() == 5
@@ -131,6 +173,10 @@ def test_model_description_and_payload():
         (dict(checkpoint_sha256="AB" * 32), "checkpoint_sha256"),
         (dict(seed=-1), "seed"),
         (dict(seed=2**64), "seed"),
+        (dict(symbols_digest=-1), "symbols_digest"),
+        (dict(symbols_digest=2**32), "symbols_digest"),
+        (dict(symbols_digest=1.0), "symbols_digest"),
+        (dict(portable=1), "portable"),
         (dict(height=0), "height"),
         (dict(width=65536), "width"),
         (dict(shape=()), "shape"),
@@ -558,12 +604,17 @@ def test_a_string_over_32_bits_is_refused():
         dumps(mbt_file(strings=[[_claiming(2**32)]]))
 
 
+def _flags(version: int, flags: int, rest: bytes = b"") -> bytes:
+    """A header of ``version`` up to its flags (architecture "a", no quality)."""
+    return MAGIC + bytes([version, 1]) + b"a" + bytes([0, 0, flags]) + rest
+
+
 def test_loads_messages_before_the_fields():
     refused(b"x" * 40, "not a PSIC file (wrong magic bytes)")
     refused(MAGIC, "truncated file: no format version")
     refused(
         MAGIC + b"\x07" + bytes(20),
-        "unsupported PSIC format version 7: this reader supports version 1",
+        "unsupported PSIC format version 7: this reader supports versions 1, 2",
     )
     refused(MAGIC + b"\x01" + bytes(15), "truncated file: only 20 bytes")
     refused([1, 2], "expected bytes, got list")
@@ -604,7 +655,18 @@ def test_the_shortest_lengths_reach_the_field_parser():
         (MAGIC + bytes([1, 1]) + b"\xff" + bytes(3), "architecture name is not ASCII"),
         (
             MAGIC + bytes([1, 1]) + b"a" + bytes([0, 0, 0x84]),
-            "unknown header flags 0x84",
+            "unknown header flags 0x84 for format version 1",
+        ),
+        (_flags(1, 0x04), "unknown header flags 0x04 for format version 1"),
+        (_flags(2, 0x10), "unknown header flags 0x10 for format version 2"),
+        (
+            _flags(2, 0x01),
+            "format version 2 without a symbol digest or the portable flag: such "
+            "a file is written as version 1",
+        ),
+        (
+            _flags(2, 0x04, bytes(2)),
+            "truncated or corrupted file: symbol digest needs 4 bytes, 2 left",
         ),
         (
             MAGIC + bytes([1, 1]) + b"a" + bytes([1, 3, 0]),

@@ -56,6 +56,15 @@ def tiny_zoo_model(name: str, seed: int = 0) -> nn.Module:
     return model
 
 
+def calibrated_zoo_model(name: str, x: torch.Tensor, seed: int = 0) -> nn.Module:
+    """:func:`tiny_zoo_model` with the spread of a trained model's latents and
+    entropy parameters on the image ``x`` (:func:`tools._lib.calibration.
+    calibrate`)."""
+    from tools._lib.calibration import calibrate
+
+    return calibrate(tiny_zoo_model(name, seed), x)
+
+
 def register_toy(name: str, base: type, plans, **kwargs) -> type:
     """Registers a shielded class of ``base`` (declared here, as a maintainer
     declares one) as architecture ``name``; returns the class."""

@@ -327,6 +327,24 @@ def test_data_length_drops_trailing_zero_words_across_scan_blocks(monkeypatch, b
         assert decode_guard._data_length(bytearray(string)) == expected
 
 
+def test_no_padding_proportional_to_the_string_alone_can_be_safe(entropy_tables):
+    """Why the padding grows with the number of symbols, not with the bytes the
+    string holds: a string of only its 8-byte start state makes CompressAI's
+    decoder read about 2 bytes per symbol past its end (each symbol then decodes
+    as the table's first, of frequency 1: 16 bits of state). No bound in
+    O(len(string)) can keep it in the buffer; only a decoder that checks the end
+    of its buffer could."""
+    rng = random.Random(2)
+    for cdfs, lengths, offsets in entropy_tables:
+        symbols = 1000
+        data = _valid_start(bytes(rng.randrange(256) for _ in range(8)))
+        indexes = [rng.randrange(len(cdfs)) for _ in range(symbols)]
+        padded = data + bytes(decode_guard.padding_bytes(symbols, data))
+        _, read = reference_decode(padded, indexes, cdfs, lengths, offsets)
+        assert read - len(data) > 1.5 * symbols
+        assert read <= len(padded)
+
+
 class _StubCodec(nn.Module):
     """A codec with no weights and no ``downsampling_factor``: ``shape`` is the
     image size over 64, one latent of 4 channels at that size."""

@@ -194,3 +194,23 @@ def test_make_keyed_rejects_nonsense_sizes():
     shift = KeyedLatentShift(12, 4, 8)
     with pytest.raises(ValueError, match="does not fit"):
         shift(torch.zeros(1, 12, 4, 4), torch.zeros(1, 4, 4, 5))
+
+
+def test_a_keyed_decode_checks_the_symbol_digest_first():
+    from compressai_psic.errors import DesyncError
+
+    model = keyed()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = model.compress(x, portable=True)
+        args = (out["strings"], out["shape"])
+        checks = {"portable": True, "symbols_digest": out["symbols_digest"]}
+        single = model.decompress(*args, key=KEY, **checks)
+        both = model.decompress_multi(*args, key=KEY, **checks)
+        assert single["symbols_digest"] == out["symbols_digest"]
+        assert torch.equal(both["x_hat"][0], single["x_hat"])
+        wrong = dict(checks, symbols_digest=out["symbols_digest"] ^ 1)
+        with pytest.raises(DesyncError):
+            model.decompress(*args, key=KEY, **wrong)
+        with pytest.raises(DesyncError):
+            model.decompress_multi(*args, conditions=("full",), **wrong)

@@ -160,6 +160,7 @@ def test_bpp_is_the_psic_file_size(run, dataset):
             shape=tuple(out["shape"]),
             strings=out["strings"],
             seed=5,
+            symbols_digest=out["symbols_digest"],  # 4 bytes: format version 2
         )
         bpps.append(len(container.dumps(header)) * 8 / (height * width))
     expected = sum(bpps) / len(bpps)

@@ -21,6 +21,8 @@ mismatch   the header names another model (``ModelMismatchError``)
 guard      refused before decoding (``BitstreamError``)
 limit      refused before decoding (``PixelLimitError``)
 nonfinite  decoded to NaN/infinity and refused (``BitstreamError``)
+desync     decoded to other symbols than the header's digest, refused
+           (``DesyncError``)
 refused    another one-line ``psic`` error (``CLIError``)
 decoded    a finite image of the declared size
 nan        **failure**: a decoded image with non-finite values was returned
@@ -45,6 +47,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from compressai_psic.errors import (
     BitstreamError,
     CLIError,
+    DesyncError,
     ModelMismatchError,
     PixelLimitError,
     PSICFormatError,
@@ -70,6 +73,7 @@ OUTCOMES = (
     "guard",
     "limit",
     "nonfinite",
+    "desync",
     "refused",
     "decoded",
     "nan",
@@ -120,6 +124,8 @@ def decode_file(
         return "mismatch", str(exc)
     except PixelLimitError as exc:
         return "limit", str(exc)
+    except DesyncError as exc:
+        return "desync", str(exc)
     except BitstreamError as exc:
         kind = "nonfinite" if "non-finite" in str(exc) else "guard"
         return kind, str(exc)

@@ -1,0 +1,225 @@
+"""The symbol digest (models/symbols.py): a decode whose symbols are not the
+encoder's raises DesyncError, never returns a wrong image; and decodes on
+another thread count, without oneDNN, or in portable mode, match."""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import zlib
+from typing import Iterator
+
+import pytest
+import torch
+
+from compressai_psic.errors import BitstreamError, DesyncError
+from compressai_psic.models import ZOO_ARCHITECTURES, symbols
+from tools._lib.photos import photo_crops
+
+from .helpers import calibrated_zoo_model, tiny_zoo_model
+
+# torch.backends.mkldnn.flags() warns that TF32 on oneDNN needs an Intel GPU.
+pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+
+ARCHITECTURES = ZOO_ARCHITECTURES
+HYPER = [name for name in ARCHITECTURES if name != "bmshj2018-factorized"]
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    return photo_crops(1)[0]
+
+
+@contextlib.contextmanager
+def threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def to_8bit(x: torch.Tensor) -> torch.Tensor:
+    return (x * 255).round().to(torch.int16)
+
+
+def encode(model, x, portable=False):
+    with torch.no_grad(), threads(2):
+        return model.compress(x, portable=portable)
+
+
+def decode(model, out, **kwargs):
+    with torch.no_grad():
+        return model.decompress(
+            out["strings"],
+            out["shape"],
+            portable=out["portable"],
+            symbols_digest=out["symbols_digest"],
+            **kwargs,
+        )
+
+
+def test_check_and_its_messages():
+    assert symbols.SymbolRecorder("encode").digest is None
+    symbols.check_symbols_digest(None, 5)
+    symbols.check_symbols_digest(5, None)
+    symbols.check_symbols_digest(5, 5)
+    with pytest.raises(DesyncError, match=r"^the decoded latents .* --portable$"):
+        symbols.check_symbols_digest(1, 2)
+    with pytest.raises(BitstreamError, match="the file is portable"):
+        symbols.check_symbols_digest(1, 2, portable=True)
+    with pytest.raises(ValueError, match="encode"):
+        symbols.SymbolRecorder("both")
+
+
+def test_the_digest_is_the_crc32_of_the_symbols_in_coding_order():
+    recorder = symbols.SymbolRecorder("decode")
+    recorder.add(torch.tensor([[1, -2]], dtype=torch.int32))
+    recorder.add(torch.tensor([3.0, 4.0]))
+    data = bytes.fromhex("01000000feffffff0300000004000000")
+    assert recorder.digest == zlib.crc32(data)
+    assert recorder.count == 4
+
+
+def test_taps_keep_the_state_and_survive_pickling():
+    model = tiny_zoo_model("mbt2018-mean")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert symbols.install_symbol_taps(model) == 2  # already there: counted
+    assert model.state_dict().keys() == state.keys()
+    copy = pickle.loads(pickle.dumps(model))
+    assert isinstance(copy.entropy_bottleneck, symbols.SymbolTapEntropyBottleneck)
+    assert isinstance(copy.gaussian_conditional, symbols.SymbolTapGaussianConditional)
+    x = photo_crops(1, 64)[0]
+    with torch.no_grad():
+        assert model.compress(x)["symbols_digest"] == copy.compress(x)["symbols_digest"]
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_another_thread_count_or_no_onednn_decodes_the_same(name, photo):
+    """Encode with 2 threads, decode with 1 and with oneDNN off: the same
+    symbols and 8-bit pixels within 1 level, or DesyncError."""
+    model = calibrated_zoo_model(name, photo)
+    out = encode(model, photo)
+    assert out["symbols_digest"] is not None
+    with torch.no_grad(), threads(2):
+        reference = to_8bit(model.decompress(out["strings"], out["shape"])["x_hat"])
+    contexts = [threads(1), torch.backends.mkldnn.flags(enabled=False)]
+    caught_or_close(model, out, reference, [(name, c) for c in contexts])
+
+
+def caught_or_close(model, out, reference, contexts) -> int:
+    """Decodes ``out`` inside each ``(what, context)``: DesyncError, or 8-bit
+    pixels within 1 level of ``reference``. Returns the number of DesyncErrors."""
+    desyncs = 0
+    for what, context in contexts:
+        with context:
+            try:
+                x_hat = decode(model, out)["x_hat"]
+            except DesyncError:
+                desyncs += 1
+                continue
+        error = (to_8bit(x_hat) - reference).abs().max()
+        assert error <= 1, f"{what}: a wrong image returned ({error})"
+    return desyncs
+
+
+@contextlib.contextmanager
+def drifting(model, scale: float) -> Iterator[None]:
+    """The hyper-synthesis' output (the context model's for the autoregressive
+    models too) scaled by ``scale`` at decode, as on another device."""
+    modules = [model.h_s] + [
+        getattr(model, n) for n in ("entropy_parameters",) if hasattr(model, n)
+    ]
+    handles = [
+        m.register_forward_hook(lambda _m, _i, output: output * scale) for m in modules
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def last_bit_flipped(module: torch.nn.Module) -> Iterator[None]:
+    weight = module.weight
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        flat = weight.view(-1)
+        bits = flat[:1].view(torch.int32)
+        flat[:1] = (bits ^ 1).view(torch.float32)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+
+
+def _drifts(model):
+    for scale in (1 + 1e-6, 1 + 1e-5, 1 + 1e-4, 1 - 1e-4):
+        yield f"scale {scale}", drifting(model, scale)
+    convolutions = [
+        m for m in model.h_s if isinstance(m, torch.nn.modules.conv._ConvNd)
+    ]
+    yield "last bit of h_s[-1]", last_bit_flipped(convolutions[-1])
+
+
+@pytest.mark.parametrize("name", HYPER)
+def test_drifting_entropy_parameters_never_give_a_wrong_image(name):
+    """Every drift either keeps the symbols (pixels within 1 level) or raises
+    DesyncError; a decode that would have been wrong is always caught."""
+    crops = photo_crops(2, 128)
+    model = calibrated_zoo_model(name, crops[0])
+    for x in crops:
+        out = encode(model, x)
+        with torch.no_grad():
+            reference = to_8bit(model.decompress(out["strings"], out["shape"])["x_hat"])
+        caught_or_close(model, out, reference, _drifts(model))
+    # Not vacuous: a large drift always desynchronises, and is caught.
+    out = encode(model, photo_crops(1, 128)[0])
+    with drifting(model, 1.5), pytest.raises(DesyncError):
+        decode(model, out)
+
+
+def test_a_desynchronised_decode_is_a_wrong_image_without_the_digest():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    x = photo_crops(1, 128)[0]
+    out = encode(model, x)
+    with torch.no_grad():
+        good = model.decompress(out["strings"], out["shape"])
+    with drifting(model, 1.5):
+        with torch.no_grad():
+            bad = model.decompress(out["strings"], out["shape"])
+        with pytest.raises(DesyncError):
+            decode(model, out)
+    assert bad["symbols_digest"] != good["symbols_digest"] == out["symbols_digest"]
+
+
+def test_decompress_multi_checks_the_digest_too():
+    model = tiny_zoo_model("mbt2018-mean")
+    out = encode(model, photo_crops(1, 128)[0])
+    args = (out["strings"], out["shape"])
+    with torch.no_grad():
+        both = model.decompress_multi(*args, symbols_digest=out["symbols_digest"])
+        assert len(both["x_hat"]) == 2
+        with pytest.raises(DesyncError):
+            model.decompress_multi(*args, symbols_digest=out["symbols_digest"] ^ 1)
+
+
+def test_models_pickled_before_the_digest_get_it_on_load():
+    from compressai.entropy_models import GaussianConditional
+
+    from compressai_psic.models import portable
+
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    # As a pickle of an earlier version: no taps, a plain h_s, no flag.
+    symbols.remove_symbol_taps(model)
+    portable.remove_hyper_synthesis(model)
+    del model._psic_portable
+    assert type(model.gaussian_conditional) is GaussianConditional
+    loaded = pickle.loads(pickle.dumps(model))
+    assert isinstance(loaded.gaussian_conditional, symbols.SymbolTapGaussianConditional)
+    assert loaded.supports_portable
+    with torch.no_grad():
+        assert loaded.compress(torch.rand(1, 3, 64, 64))["symbols_digest"] is not None
