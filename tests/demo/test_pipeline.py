@@ -271,3 +271,17 @@ def test_demo_report_has_attacks_and_image_dependence(tmp_path):
     assert "common to all images" in table
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["image_dependence"] == dependence
+
+
+def test_the_keyed_demo_decodes_with_a_key_from_the_seed(tmp_path):
+    from compressai_psic.demo.pipeline import demo_key
+
+    assert demo_key(0) == demo_key(0) and demo_key(0) != demo_key(1)
+    report = run_demo(
+        num_images=4, output_dir=tmp_path, grid_rows=1, progress=False,
+        attacks=["jpeg75"], eval_vlps=[], latent_steps=1,
+        model_name="demo-psic-keyed",
+    )  # fmt: skip
+    assert report["model"] == "demo-psic-keyed" and report["keyed"]
+    assert report["attacks"] == ["jpeg75", "latent-own-key"]
+    assert report["psnr"]["protected"] < report["psnr"]["full"]
