@@ -15,8 +15,9 @@ key's change does not undo another's:
         + λ_div·max(0, ⟨x₁ − x_f, x₂ − x_f⟩) + λ_vlp·λ_att·margin(EOT(x_att))
 
   ``x_att = g_s(ŷ₁ − Δ(ŷ₁, n₂), full)``, ``ŷ₁ = ŷ + Δ(ŷ, n₁)``: the first step of
-  an attacker's inversion with a key of its own. Without it the shift learns a
-  change that ignores the key, which that inversion subtracts exactly.
+  an attacker's inversion with a key of its own (off by default: a ``mix``
+  shift has no key-free part to subtract, and for a ``concat`` shift it did not
+  stop the full inversion; docs/ARCHITECTURE.md, keyed models).
 
 - ``margin``: per VLP member, ``softplus(s·cos(f, g_own) − logsumexp_{j≠own}
   s·cos(f, g_j) + m)`` in both directions (image→text, text→image), ``s = 1/0.07``
