@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--save-dir", type=Path, default=Path("runs/keyed"))
     parser.add_argument(
         "-f", "--force", action="store_true", help="replace an earlier run's files"
@@ -239,7 +240,7 @@ def validate(model: Any, vlp: Any, images: Any, captions: Sequence[str], seed: i
     with torch.no_grad():
         fulls, prots, attacked = [], [], []
         for begin in range(0, images.size(0), 50):
-            batch = images[begin : begin + 50]
+            batch = images[begin : begin + 50].to(next(model.parameters()).device)
             out = keyed_decodes(model, batch, generator, keys=1, attacked=True)
             fulls.append(out["full"])
             prots.append(out["protected"][0])
@@ -250,7 +251,7 @@ def validate(model: Any, vlp: Any, images: Any, captions: Sequence[str], seed: i
             "attacked": (torch.cat(attacked) * 255).round() / 255,
         }
         recalls: Dict[str, Dict[str, float]] = {v: {} for v in variants}
-        index = torch.arange(len(captions))
+        index = torch.arange(len(captions), device=full.device)
         for number, (member, _) in enumerate(vlp_members(vlp)):
             texts = member.encode_text(list(captions))
             for variant, decoded in variants.items():
@@ -270,8 +271,8 @@ def validate(model: Any, vlp: Any, images: Any, captions: Sequence[str], seed: i
         "recall_attacked": mean["attacked"],
         "score": max(mean.values()),
         "recall_members": recalls,
-        "psnr_protected": psnr(variants["protected"], images),
-        "psnr_full": psnr(full, images),
+        "psnr_protected": psnr(variants["protected"].cpu(), images),
+        "psnr_full": psnr(full.cpu(), images),
     }
 
 
@@ -314,6 +315,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     start = time.perf_counter()
     init = Path(args.init)
     model = load_checkpoint(init) if init.suffix else load_named(args.init)
+    model = model.to(args.device)
     if not model.is_keyed:
         model.make_keyed(args.noise_channels, args.hidden, args.form)
     model.eval()
@@ -321,7 +323,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         param.requires_grad_(False)
     for param in model.key_shift.parameters():
         param.requires_grad_(True)
-    vlp = build_vlp(args.vlp)
+    vlp = build_vlp(args.vlp, device=args.device)
     eot = build_eot(args.eot, args.seed)
     criterion = KeyedShieldLoss(
         vlp,
@@ -346,7 +348,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     with open(log_path, "a", encoding="utf-8") as log:
         for step in range(1, args.steps + 1):
             index = torch.randint(len(train_x), (args.batch_size,), generator=batches)
-            x = train_x[index]
+            x = train_x[index].to(args.device)
             captions = [train_c[i] for i in index]
             out = keyed_decodes(model, x, noise, attacked=args.lambda_attacked > 0)
             terms = criterion(
