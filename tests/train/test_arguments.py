@@ -1,5 +1,6 @@
 """Tests of compressai_psic.train.arguments: the stage defaults, the options and
-their one-line refusals (dataset layout, save folder), the help text."""
+their one-line refusals (dataset layout, save folder, evaluation VLPs, transfer
+flags), the help text."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from compressai_psic.train import (
     parse_args,
 )
 from compressai_psic.train.arguments import save_dir_problem
+
+BASE = ["--dataset-format", "scenes", "--no-cuda"]
 
 
 def test_stage_defaults_follow_the_paper():
@@ -143,3 +146,31 @@ def test_shared_option_values_have_one_home():
     choices = {a.dest: a.choices for a in parser._actions if a.choices}
     assert choices["ensemble"] == options.ENSEMBLE_MODES
     assert choices["feature_stage"] == options.FEATURE_STAGES
+
+
+@pytest.mark.parametrize("spec", ["eval-rn", "eval-vit", "zoo:eval-vlp-rn"])
+def test_training_refuses_evaluation_vlps(spec, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args([*BASE, "--vlp", "tiny", "--vlp", spec])
+    assert info.value.code != 0
+    assert "evaluation VLPs" in capsys.readouterr().err
+
+
+def test_transfer_flags_defaults():
+    args = parse_args([*BASE, "--vlp", "tiny"])
+    assert args.lambda_feature == 0.0 and args.lambda_masked == 0.0
+    assert args.feature_stage == "layer3" and args.ensemble == "mean"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--feature-stage", "layer7"],
+        ["--ensemble", "median"],
+        ["--lambda-feature", "-1"],
+        ["--lambda-masked", "-0.5"],
+    ],
+)
+def test_invalid_transfer_flags(extra):
+    with pytest.raises(SystemExit):
+        parse_args([*BASE, "--vlp", "tiny", *extra])

@@ -1,5 +1,6 @@
-"""Tests of compressai_psic.train.criterion: a VLP that cannot load is one line
-that names the shipped ones."""
+"""Tests of compressai_psic.train.criterion: the transfer flags reach the loss,
+a VLP that cannot load is one line that names the shipped ones, the --eot
+transforms."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import argparse
 import pytest
 import torch
 
+from compressai_psic.losses import PSICLoss
+from compressai_psic.train.arguments import parse_args
 from compressai_psic.train.criterion import build_criterion
+
+BASE = ["--dataset-format", "scenes", "--no-cuda"]
 
 
 def _vlp_error(monkeypatch, error: Exception) -> str:
@@ -56,3 +61,31 @@ def test_eot_names_build_one_random_transform_or_none():
     for spec in ("jpeg,sharpen", ","):
         with pytest.raises(ValueError, match="Invalid --eot"):
             build_eot(spec)
+
+
+def test_transfer_flags_reach_criterion():
+    args = parse_args(
+        [
+            *BASE,
+            "--vlp",
+            "tiny",
+            "--lambda-vlp",
+            "0.5",
+            "--lambda-feature",
+            "0.25",
+            "--feature-stage",
+            "layer2",
+            "--lambda-masked",
+            "0.125",
+            "--ensemble",
+            "balanced",
+        ]
+    )
+    assert (args.lambda_feature, args.feature_stage) == (0.25, "layer2")
+    assert (args.lambda_masked, args.ensemble) == (0.125, "balanced")
+    criterion = build_criterion(args, torch.device("cpu"))
+    assert isinstance(criterion, PSICLoss)
+    assert criterion.lmbda_feature == 0.25
+    assert criterion.feature_stage == "layer2"
+    assert criterion.lmbda_masked == 0.125
+    assert criterion.uaeo.ensemble == "balanced"
