@@ -55,3 +55,11 @@ def test_module_entry_point_has_no_traceback(valid_psic, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().startswith("psic: error:")
+
+
+def test_version(capsys):
+    from compressai_psic import __version__
+
+    assert run("--version") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"psic {__version__} (compressai ")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from compressai_psic.io import container
 
-from ..helpers import modules_loaded_by
+from ..helpers import ROOT, modules_loaded_by
 from .helpers import (
     RANDOM,
     assert_one_line_error,
@@ -123,3 +125,17 @@ def test_latent_shapes_name_y_and_z():
         "latent_shape": [12, 20],
         "hyper_latent_shape": [3, 5],
     }
+
+
+@pytest.mark.slow
+def test_info_into_a_closed_pipe_exits_quietly(valid_psic):
+    command = (
+        f"set -o pipefail; {sys.executable} -m compressai_psic info "
+        f"{valid_psic} {valid_psic} | head -2"
+    )
+    done = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert len(done.stdout.splitlines()) == 2

@@ -3,8 +3,16 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision.transforms.functional import to_tensor
 
-from compressai_psic.datasets import scenes
+from compressai_psic.datasets import (
+    Flickr8kCaptions,
+    SceneCaptions,
+    collate_captions,
+    scenes,
+)
 from compressai_psic.datasets.scenes import (
     BACKGROUND_COLOURS,
     COLOURS,
@@ -286,3 +294,21 @@ def test_write_split_is_idempotent_and_keeps_other_splits(tmp_path):
         "test_000002.png",
     ]
     assert len(list((tmp_path / "Images").glob("*.png"))) == 7
+
+
+def test_scene_captions_match_written_folder(tmp_path):
+    live = SceneCaptions("test", 5, seed=1, image_size=32, captions_per_image=2)
+    samples = scenes.split_samples("test", 5, seed=1, captions_per_image=2)
+    assert live.captions == [list(s.captions) for s in samples]
+    scenes.write_split(tmp_path, "test", 5, seed=1, image_size=32, captions_per_image=2)
+    written = Flickr8kCaptions(tmp_path, split="test", caption_mode="all")
+    assert written.captions == live.captions
+    for i in range(5):
+        assert torch.equal(written[i][0], live[i][0])
+        assert torch.equal(
+            live[i][0], to_tensor(scenes.render_scene(samples[i].spec, 32))
+        )
+    cached = SceneCaptions("test", 2, seed=1, image_size=32, cache=True)
+    assert cached.load_image(0) is cached.load_image(0)
+    batch = next(iter(DataLoader(live, batch_size=5, collate_fn=collate_captions)))
+    assert batch[0].shape == (5, 3, 32, 32) and len(batch[1]) == 5

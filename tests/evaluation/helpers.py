@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from compressai_psic.datasets import SceneCaptions
 from compressai_psic.io.images import pil_to_tensor
 
-__all__ = ["COLOUR_MAP", "COLOUR_OFFSET", "scene_batch", "smooth_images"]
+__all__ = ["COLOUR_MAP", "COLOUR_OFFSET", "psnr", "scene_batch", "smooth_images"]
 
 # A global colour map that mixes channels (a rotation of RGB, scaled, plus an
 # offset): invertible, and it keeps [0, 1] inside [0.15, 0.85], so nothing clips.
@@ -28,3 +30,9 @@ def smooth_images() -> torch.Tensor:
     green = ramp[:40].view(-1, 1).expand(40, 48)
     one = torch.stack([red, green, torch.full((40, 48), 0.3)])
     return torch.stack([one, one.flip(-1)])
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [0, 1]."""
+    mse = (a - b).pow(2).mean().item()
+    return 10 * math.log10(1 / mse)

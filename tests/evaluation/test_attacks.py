@@ -13,37 +13,14 @@ from compressai_psic.evaluation import (
     apply_affine_colour,
     build_attack,
     build_attacks,
-    downscale,
     fit_affine_colour,
     jpeg_reencode,
     scraper_transforms,
 )
+from compressai_psic.evaluation.attacks import PURIFICATION_ATTACKS
+from compressai_psic.evaluation.pixels import quantise_8bit
 
-from .helpers import COLOUR_MAP, COLOUR_OFFSET, scene_batch, smooth_images
-
-
-def test_jpeg_keeps_size_and_range_and_quality_orders_the_error():
-    images = smooth_images()
-    errors = {}
-    for quality in (75, 90):
-        out = jpeg_reencode(images, quality)
-        assert out.shape == images.shape and out.dtype == torch.float32
-        assert 0.0 <= out.min() and out.max() <= 1.0
-        errors[quality] = (out - images).abs().mean().item()
-        # 8-bit output, as a decoded file.
-        torch.testing.assert_close(out * 255, (out * 255).round())
-    assert 0 < errors[90] < errors[75] < 0.03
-    with pytest.raises(ValueError):
-        jpeg_reencode(images, 0)
-
-
-def test_downscale_halves_and_keeps_content():
-    images = smooth_images()
-    out = downscale(images, 0.5)
-    assert out.shape == (2, 3, 20, 24)
-    assert 0.0 <= out.min() and out.max() <= 1.0
-    pooled = torch.nn.functional.avg_pool2d(images, 2)
-    assert (out - pooled).abs().mean() < 0.02
+from .helpers import COLOUR_MAP, COLOUR_OFFSET, psnr, scene_batch, smooth_images
 
 
 def test_scraper_transforms_names():
@@ -181,3 +158,72 @@ def test_the_fitted_filter_undoes_a_linear_filter_and_a_colour_map():
     assert attack.describe()["size"] == 5 and len(attack.describe()["offset"]) == 3
     with pytest.raises(ValueError, match="odd and positive"):
         LinearFilterAttack(size=4)
+
+
+def fine_pattern():
+    idx = torch.arange(40)
+    board = ((idx[:, None] + torch.arange(48)[None, :]) % 2).float()
+    return (0.25 + 0.5 * board).expand(2, 3, 40, 48).contiguous()
+
+
+def test_purification_attacks_listed_in_defaults():
+    assert set(PURIFICATION_ATTACKS) <= set(DEFAULT_ATTACKS)
+    assert "noisyup" in PURIFICATION_ATTACKS
+
+
+@pytest.mark.parametrize("name", PURIFICATION_ATTACKS)
+def test_purification_attack_is_8bit_in_range(name):
+    attack = build_attack(name)
+    assert attack.name == name
+    x = smooth_images() * 0.9 + 0.05
+    out = attack(x)
+    assert out.shape == x.shape
+    assert out.min() >= 0 and out.max() <= 1
+    torch.testing.assert_close(out * 255, (out * 255).round(), atol=1e-4, rtol=0)
+    assert not torch.equal(out, quantise_8bit(x)) or name.startswith("median")
+
+
+@pytest.mark.parametrize(
+    "name", ["blur0", "blur0.0", "blur11", "median2", "median4", "median1", "downup1"]
+)
+def test_invalid_purification_names_raise(name):
+    with pytest.raises(ValueError):
+        build_attack(name)
+
+
+def test_noisyup_deterministic_across_calls():
+    x = smooth_images()
+    first = build_attack("noisyup")(x)
+    second = build_attack("noisyup")(x)
+    torch.testing.assert_close(first, second)
+    assert (first - quantise_8bit(x)).abs().max() > 0
+
+
+def test_blur1_keeps_smooth_and_damps_fine_pattern():
+    blur = build_attack("blur1")
+    x = smooth_images()
+    assert psnr(blur(x), x) > 35
+    fine = fine_pattern()
+    out = blur(fine)
+    assert (out - out.mean()).pow(2).mean() < 0.05 * (fine - fine.mean()).pow(2).mean()
+    assert psnr(out, fine) < 15
+
+
+def test_median3_removes_salt_and_downup2_washes_fine_pattern():
+    x = smooth_images()
+    salted = quantise_8bit(x).clone()
+    salted[:, :, ::7, ::5] = 1.0  # isolated salt pixels
+    out = build_attack("median3")(salted)
+    assert psnr(out, x) > psnr(salted, x) + 10
+    fine = fine_pattern()
+    out = build_attack("downup2")(fine)
+    assert out.std() < 0.05 * fine.std()
+    for name in ("median3", "downup2"):
+        assert psnr(build_attack(name)(x), x) > 30, name
+
+
+def test_purification_chains_and_build_attacks():
+    attacks = build_attacks(["blur1", "jpeg75+median3"])
+    assert list(attacks) == ["blur1", "jpeg75+median3"]
+    out = attacks["jpeg75+median3"](smooth_images())
+    assert out.shape == smooth_images().shape

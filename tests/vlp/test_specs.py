@@ -1,9 +1,14 @@
-"""Tests of VLP specs and ensembles (compressai_psic.vlp.specs)."""
+"""Tests of VLP specs (compressai_psic.vlp.specs): parsing them, building
+VLPs and ensembles (the training ensemble among them), and which specs are
+evaluation-only."""
 
 import pytest
 import torch
 
+from compressai_psic.losses.transfer import has_resnet_tower
 from compressai_psic.vlp import VLPEnsemble, build_vlp, split_spec, vlp_members
+from compressai_psic.vlp.specs import evaluation_only_spec
+from compressai_psic.vlp.zoo_vlps import TRAIN_ENSEMBLE
 
 
 def test_build_vlp_specs_and_ensembles(tmp_path):
@@ -40,3 +45,49 @@ def test_build_vlp_specs_and_ensembles(tmp_path):
         VLPEnsemble([single], weights=[0.0])
     with pytest.raises(ValueError, match="VLPAdapter"):
         VLPEnsemble([torch.nn.Linear(2, 2)])
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("eval-rn", True),
+        ("eval_vit", True),
+        ("eval-vit:/some/weights.pt", True),
+        ("zoo:eval-vlp-rn", True),
+        ("zoo:eval-vlp-vit", True),
+        ("demo", False),
+        ("train-ensemble", False),
+        ("zoo:train-vlp-rn-wide", False),
+        ("tiny", False),
+        ("open_clip:ViT-B-32:openai", False),
+    ],
+)
+def test_evaluation_only_spec(spec, expected):
+    assert evaluation_only_spec(spec) is expected
+
+
+def test_split_spec_new_backends():
+    assert split_spec("train-ensemble") == ("train_ensemble", "", None)
+    assert split_spec("zoo:train-vlp-rn-wide") == ("zoo", "train-vlp-rn-wide", None)
+    with pytest.raises(ValueError):
+        split_spec("nope:x")
+
+
+def test_build_vlp_train_ensemble():
+    ensemble = build_vlp("train-ensemble")
+    assert isinstance(ensemble, VLPEnsemble)
+    members = [member for member, _ in vlp_members(ensemble)]
+    assert len(members) == 4 == len(TRAIN_ENSEMBLE)
+    towers = [has_resnet_tower(member) for member in members]
+    assert any(towers) and not all(towers)
+    assert sum(weight for _, weight in vlp_members(ensemble)) == pytest.approx(1.0)
+    with torch.no_grad():
+        u = members[0].encode_image(torch.rand(1, 3, 32, 32))
+    assert u.dim() == 2 and torch.isfinite(u).all()
+
+
+def test_build_vlp_zoo_needs_name():
+    with pytest.raises(ValueError, match="zoo"):
+        build_vlp("zoo:")
+    with pytest.raises(ValueError):
+        build_vlp("zoo")

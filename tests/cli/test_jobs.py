@@ -1,17 +1,22 @@
-"""What a new user meets first: typos fail at once, nothing is replaced without
-``--force``, errors name the file, pipes close quietly, folders report sizes."""
+"""Tests of compressai_psic.cli.jobs: pairing inputs with outputs (files,
+folders, name collisions), the checks that come before any model loads (missing
+inputs, existing outputs, output folders), progress and one bad file among good
+ones."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 
 from compressai_psic.cli import models as cli_models
 
-from ..helpers import ROOT
-from .helpers import RANDOM, assert_one_line_error, run, write_image
+from .helpers import (
+    RANDOM,
+    assert_one_line_error,
+    decoded,
+    error_lines,
+    run,
+    write_image,
+)
 
 
 @pytest.fixture
@@ -84,20 +89,6 @@ def test_missing_output_folder_is_created_in_file_and_folder_mode(tmp_path, caps
     assert f"created the output folder {tmp_path / 'dec2'}" in capsys.readouterr().err
 
 
-def test_folder_compress_warns_only_about_files_it_writes(tmp_path, capsys):
-    images = tmp_path / "images"
-    images.mkdir()
-    write_image(images / "big.png", "RGBA", 96, 96)
-    write_image(images / "small.png", "RGBA", 8, 8)
-    capsys.readouterr()
-    argv = ["compress", images, "-o", tmp_path / "out", "--max-pixels", "4096"]
-    assert run(*argv, *RANDOM, "--quiet") == 2
-    err = capsys.readouterr().err
-    assert "big.png: 96x96 pads to" in err
-    warnings = [line for line in err.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and "small.png: alpha channel dropped" in warnings[0]
-
-
 def test_output_is_replaced_only_with_force(tmp_path, capsys):
     image = write_image(tmp_path / "a.png", "RGB", 16, 16)
     out = tmp_path / "a.psic"
@@ -117,63 +108,76 @@ def test_output_is_replaced_only_with_force(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_folder_mode_prints_size_and_bpp_per_file(tmp_path, capsys):
+def test_folders_with_progress(tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
-    write_image(images / "a.png", "RGB", 16, 24)
-    write_image(images / "b.png", "RGB", 20, 12)
+    sizes = {"a": (20, 30), "b": (41, 7), "c": (64, 65)}
+    write_image(images / "a.png", "RGB", *sizes["a"])
+    write_image(images / "b.jpg", "L", *sizes["b"])
+    write_image(images / "c.webp", "RGB", *sizes["c"])
+    (images / "notes.txt").write_text("not an image")
     assert run("compress", images, "-o", tmp_path / "enc", *RANDOM) == 0
-    lines = capsys.readouterr().out.splitlines()
-    for name, pixels in (("a", 16 * 24), ("b", 20 * 12)):
-        (line,) = [x for x in lines if x.startswith(str(images / f"{name}.png"))]
-        size = (tmp_path / "enc" / f"{name}.psic").stat().st_size
-        assert f"{size} bytes, {size * 8 / pixels:.4f} bpp" in line
+    err = capsys.readouterr().err
+    assert "3/3" in err  # the progress bar
+    assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == [
+        "a.psic",
+        "b.psic",
+        "c.psic",
+    ]
+    assert run("decompress", tmp_path / "enc", "-o", tmp_path / "dec", "--quiet") == 0
+    for stem, (height, width) in sizes.items():
+        assert decoded(tmp_path / "dec" / f"{stem}.png").shape == (height, width, 3)
 
 
-@pytest.mark.slow
-def test_info_into_a_closed_pipe_exits_quietly(valid_psic):
-    command = (
-        f"set -o pipefail; {sys.executable} -m compressai_psic info "
-        f"{valid_psic} {valid_psic} | head -2"
-    )
-    done = subprocess.run(
-        ["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    assert len(done.stdout.splitlines()) == 2
+def test_several_files_into_an_existing_folder(tmp_path):
+    write_image(tmp_path / "a.png", "RGB", 9, 14)
+    write_image(tmp_path / "b.tif", "L", 15, 8)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["compress", tmp_path / "a.png", tmp_path / "b.tif", "-o", out]
+    assert run(*argv, *RANDOM) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.psic", "b.psic"]
+    psics = [out / "a.psic", out / "b.psic"]
+    assert run("decompress", *psics, "-o", out, "--full") == 0
+    assert decoded(out / "a.png").shape == (9, 14, 3)
+    assert decoded(out / "b.png").shape == (15, 8, 3)
 
 
-def test_version(capsys):
-    from compressai_psic import __version__
+def test_folder_continues_after_a_bad_file(tmp_path, capsys):
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    write_image(tmp_path / "a.png", "RGB", 10, 10)
+    run("compress", tmp_path / "a.png", "-o", enc / "a.psic", *RANDOM)
+    (enc / "b.psic").write_bytes(b"PSIC\x01garbage")
+    capsys.readouterr()
+    assert run("decompress", enc, "-o", tmp_path / "dec", "--quiet") == 2
+    lines = error_lines(capsys)
+    assert any("b.psic" in line for line in lines)
+    assert lines[-1] == "psic: error: 1 of 2 files failed"
+    assert (tmp_path / "dec" / "a.png").is_file()
 
-    assert run("--version") == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"psic {__version__} (compressai ")
+
+def test_folder_name_collision(tmp_path, capsys):
+    write_image(tmp_path / "x.png", "RGB", 5, 5)
+    write_image(tmp_path / "x.jpg", "RGB", 5, 5)
+    assert run("compress", tmp_path, "-o", tmp_path / "out", *RANDOM) == 2
+    assert "both be written" in error_lines(capsys)[-1]
 
 
-@pytest.mark.slow
-def test_demo_without_open_clip_names_the_extra(tmp_path):
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'open_clip':\n"
-        "            raise ModuleNotFoundError(\"No module named 'open_clip'\")\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from compressai_psic.cli import main\n"
-        f"sys.exit(main(['demo', '-n', '2', '-o', {str(tmp_path / 'd')!r}]))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "psic demo needs open_clip" in lines[0]
-    assert "pip install 'compressai-psic[demo]'" in lines[0]
-    assert not (tmp_path / "d").exists()
+def test_folder_errors_name_the_file_once(tmp_path, capsys):
+    write_image(tmp_path / "a.png", "RGB", 10, 10)
+    (tmp_path / "b.png").write_bytes(b"not an image")
+    assert run("compress", tmp_path, "-o", tmp_path / "out", "--quiet", *RANDOM) == 2
+    lines = error_lines(capsys)
+    (line,) = [line for line in lines if "b.png" in line]
+    assert line.count(str(tmp_path / "b.png")) == 1, line
+
+
+def test_input_errors(tmp_path, capsys):
+    assert run("compress", tmp_path / "missing.png", *RANDOM) == 2
+    assert_one_line_error(capsys, "missing.png")
+    (tmp_path / "fake.png").write_text("text")
+    assert run("compress", tmp_path / "fake.png", *RANDOM) == 2
+    assert_one_line_error(capsys, "not an image")
+    assert run("decompress", tmp_path / "missing.psic") == 2
+    assert_one_line_error(capsys, "missing.psic")
