@@ -244,7 +244,17 @@ def main(argv: Optional[List[str]] = None) -> str:
                 f"| {name} | {p.get('seconds_per_image')} | {p.get('threads')} |"
             )
     if args.bound is not None:
+        from compressai_psic.evaluation.bound import plot_bound
+
         bound = json.loads(args.bound.read_text())
+        codec_point = {
+            "psnr": report["psnr"]["protected"],
+            "recall": {v["name"]: v["i2t"]["protected"] for v in summary},
+            "worst": {v["name"]: v["i2t"]["worst_blind"] for v in summary},
+        }
+        plot_bound(
+            bound, str(args.zoo / f"{args.name}-bound.png"), {args.name: codec_point}
+        )
         budgets = ", ".join(
             f"{p['norm']} {p['budget']:g} ({p['psnr']:.1f} dB)" for p in bound["points"]
         )
@@ -264,6 +274,8 @@ def main(argv: Optional[List[str]] = None) -> str:
             "defender.",
             "",
             *_bound_lines(bound, report),
+            "",
+            f"![the bound and the codec, image→text](./{args.name}-bound.png)",
         ]
     lines += [
         "",
