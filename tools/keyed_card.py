@@ -210,6 +210,19 @@ def main(argv: Optional[List[str]] = None) -> str:
             f"({vlp['i2t'].get('worst_adaptive_attack')} / "
             f"{vlp['t2i'].get('worst_adaptive_attack')}) |"
         )
+    prices = report["summary"].get("psnr", {})
+    lines += [
+        "",
+        "What each attack costs the attacker's image (mean PSNR against the "
+        "originals, dB: on the protected decode / on the full decode):",
+        "",
+        "| attack | protected | full |",
+        "|---|---|---|",
+    ]
+    for name, price in prices.items():
+        lines.append(
+            f"| {name} | {_f(price.get('protected'), 2)} | {_f(price.get('full'), 2)} |"
+        )
     lines += ["", "As a share of the originals' Recall@1 (the issue's targets):", ""]
     lines += [
         "| VLP | protected | worst blind | worst adaptive | worst latent inversion |",
