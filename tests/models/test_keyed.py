@@ -214,3 +214,69 @@ def test_a_keyed_decode_checks_the_symbol_digest_first():
             model.decompress(*args, key=KEY, **wrong)
         with pytest.raises(DesyncError):
             model.decompress_multi(*args, conditions=("full",), **wrong)
+
+
+def test_a_shift_of_the_documented_defaults_is_found_by_its_shapes():
+    shift = KeyedLatentShift(12)
+    assert shift.noise_channels == 32 and shift.net[0].out_channels == 192
+    assert KeyedLatentShift.config_from_state_dict(shift.state_dict(), "") == {
+        "latent_channels": 12,
+        "noise_channels": 32,
+        "hidden": 192,
+        "form": "mix",
+    }
+
+
+def test_every_size_must_be_positive_and_one_is_enough():
+    for sizes in ((0, 4, 8), (12, 0, 8), (12, 4, 0), (-1, 4, 8)):
+        with pytest.raises(
+            ValueError,
+            match="^KeyedLatentShift needs positive latent_channels, noise_channels "
+            rf"and hidden, got {sizes[0]}, {sizes[1]}, {sizes[2]}$",
+        ):
+            KeyedLatentShift(*sizes)
+    for form in ("mix", "concat"):
+        shift = KeyedLatentShift(1, 1, 1, form)
+        ones = torch.ones(1, 1, 2, 2)
+        assert shift(ones, ones).shape == ones.shape
+
+
+def test_a_fresh_shift_starts_small_and_unbiased():
+    # The last layer is a tenth of PyTorch's own initialisation, its bias zero.
+    torch.manual_seed(0)
+    shift = KeyedLatentShift(12, 4, 8)
+    torch.manual_seed(0)
+    convs = [torch.nn.Conv2d(12, 8, 3), torch.nn.Conv2d(8, 8, 3)]
+    last = torch.nn.Conv2d(8, 48, 3, padding=1)
+    assert torch.equal(shift.net[0].weight, convs[0].weight)
+    assert torch.equal(shift.net[-1].weight, last.weight * 0.1)
+    assert torch.equal(shift.net[-1].bias, torch.zeros(48))
+
+
+def test_weights_whose_form_is_not_written_are_read_as_concat_and_refused():
+    # Shifts written before the form was (all "concat") carry no _extra_state.
+    concat = KeyedLatentShift(12, 4, 8, "concat")
+    state = concat.state_dict(prefix="key_shift.")
+    del state["key_shift._extra_state"]
+    assert KeyedLatentShift.config_from_state_dict(state, "key_shift.") == {
+        "latent_channels": 12,
+        "noise_channels": 4,
+        "hidden": 8,
+        "form": "concat",
+    }
+    # A form that is not written as a dict is no form: refused, with the reason.
+    state = concat.state_dict()
+    for extra in ("concat", None):
+        state["_extra_state"] = extra
+        with pytest.raises(ValueError, match="are a None keyed shift"):
+            KeyedLatentShift(12, 4, 8, "concat").load_state_dict(state)
+
+
+@pytest.mark.parametrize("form", ["mix", "concat"])
+def test_the_shift_is_in_the_latent_dtype_whatever_the_noise(form):
+    shift = KeyedLatentShift(12, 4, 8, form)
+    y = torch.randn(2, 12, 4, 4)
+    noise = torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    out = shift(y, noise)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, shift(y, noise.float()))
