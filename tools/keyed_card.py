@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--bound", type=Path, default=None, help="bound.json of the per-image bound"
     )
     parser.add_argument("--bound-command", default=None)
+    parser.add_argument(
+        "--rebuilt",
+        type=Path,
+        default=None,
+        help="the best checkpoint of a second run of the recorded command; the card "
+        "says whether it exports to the shipped file",
+    )
     parser.add_argument("--eval-command", required=True)
     parser.add_argument("--photo-command", required=True)
     parser.add_argument(
@@ -103,6 +110,29 @@ def _bound_lines(bound: Dict[str, Any], report: Dict[str, Any]) -> List[str]:
                 f"{_f(codec.get('worst_blind'))} | {_f(worst)} |"
             )
     return lines
+
+
+def _rebuilt(args: argparse.Namespace, entry: Dict[str, Any]) -> List[str]:
+    """Whether a second run of the recorded command exports to the same file."""
+    if args.rebuilt is None:
+        return []
+    import tempfile
+
+    from compressai_psic.train.keyed import export_keyed
+
+    with tempfile.TemporaryDirectory() as folder:
+        zoo = Path(folder)
+        (zoo / "manifest.json").write_text('{"models": []}')
+        again = export_keyed(args.rebuilt, zoo, args.name, {})
+    same = again["sha256"] == entry["sha256"]
+    verdict = (
+        "the same file, byte for byte (sha256 " + entry["sha256"][:16] + "…)"
+        if same
+        else "a different file (sha256 " + again["sha256"][:16] + "…)"
+    )
+    return [
+        f"- Rebuilt: a second run of that command on the same machine exports to {verdict}."
+    ]
 
 
 def _ratio_of(row: Dict[str, Any]) -> Optional[float]:
@@ -281,6 +311,7 @@ def main(argv: Optional[List[str]] = None) -> str:
         "shared 2-core machine.",
         f"- File: `{entry['file']}` ({entry['size_bytes']:,} bytes, float16 "
         "parameters).",
+        *_rebuilt(args, entry),
         "",
         "## Measured",
         "",
