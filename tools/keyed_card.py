@@ -131,7 +131,8 @@ def _rebuilt(args: argparse.Namespace, entry: Dict[str, Any]) -> List[str]:
         else "a different file (sha256 " + again["sha256"][:16] + "…)"
     )
     return [
-        f"- Rebuilt: a second run of that command on the same machine exports to {verdict}."
+        "- Rebuilt: a second run of that command on the same machine exports to "
+        f"{verdict}."
     ]
 
 
