@@ -2,7 +2,7 @@
 # Quickstart: installs the package into .venv (first run only) and runs the demo:
 # generated scenes compressed once, decoded twice (full and protected), and a
 # bundled demo VLP asked what it sees. Offline once installed, CPU; the demo
-# itself takes about 45 s on 2 cores.
+# itself takes about 20 s on 2 cores (BENCHMARKS.md, "Demo").
 # Extra arguments go to `psic demo` (e.g. --num-images 20 --output-dir out/; -f to
 # replace the psic-demo/ files of an earlier run, which it refuses otherwise).
 set -euo pipefail
