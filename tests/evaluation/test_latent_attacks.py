@@ -122,20 +122,3 @@ def test_every_search_a_model_admits_is_in_the_report():
     assert keyed["latent-free-key-random"].starts == 3
     assert keyed["latent-free-key"].starts == 1
     assert not any(a.on_full for a in keyed.values())
-
-
-def test_synthesize_terms_is_the_synthesis_with_the_changes_given():
-    model = shielded()
-    y = torch.randn(2, 96, 2, 2)
-    trigger = model.trigger("protected", 2)
-    terms = {point: proj(trigger) for point, proj in model.g_s.projections}
-    with torch.no_grad():
-        assert torch.equal(model.g_s.synthesize_terms(y, terms), model.g_s(y, trigger))
-        first = next(iter(terms))
-        only = model.g_s.synthesize_terms(y, {first: terms[first]})
-        assert only.shape == (2, 3, 32, 32)  # 2×2 latents, ×16
-        assert torch.equal(
-            model.g_s.synthesize_terms(y, {}), model.g_s(y, model.trigger("full", 2))
-        )
-    with pytest.raises(ValueError, match="No injection points"):
-        model.g_s.synthesize_terms(y, {"g_s.99": terms[first]})

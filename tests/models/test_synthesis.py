@@ -810,3 +810,25 @@ def test_points_inside_blocks_are_their_runners_sites():
     attn = Cheng2020Attention(N=8)
     with pytest.raises(ValueError, match="none registered"):
         psic.shield(attn, injection_points=[psic.InjectionPoint("g_s.5.conv_a", 8)])
+
+
+def test_synthesize_terms_is_the_synthesis_with_the_changes_given():
+    """The whole modulation space, as an attacker who searches it sees it: the
+    projections' changes given directly reproduce the triggered synthesis, a
+    subset of points changes only those, none is the plain synthesis."""
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    perturb_triggers(model, scale=0.3)
+    y = torch.randn(2, 12, 2, 2, generator=torch.Generator().manual_seed(0))
+    trigger = model.trigger("protected", 2)
+    terms = {point: proj(trigger) for point, proj in model.g_s.projections}
+    with torch.no_grad():
+        assert torch.equal(model.g_s.synthesize_terms(y, terms), model.g_s(y, trigger))
+        first = next(iter(terms))
+        only = model.g_s.synthesize_terms(y, {first: terms[first]})
+        plain = model.g_s.synthesize_terms(y, {})
+        assert torch.equal(plain, model.g_s(y, model.trigger("full", 2)))
+        assert not torch.equal(only, plain) and not torch.equal(
+            only, model.g_s(y, trigger)
+        )
+    with pytest.raises(ValueError, match=r"No injection points \['g_s.99'\]"):
+        model.g_s.synthesize_terms(y, {"g_s.99": terms[first]})
