@@ -194,14 +194,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def publisher_key(args: argparse.Namespace):
     """The publisher's key: ``--key-file``, or one derived from the benchmark
     seed (evaluation only: the figures can then be rebuilt exactly)."""
-    import hashlib
-
-    from compressai_psic.models.keys import ShieldKey, read_key_file
+    from compressai_psic.evaluation.protection import evaluation_key
+    from compressai_psic.models.keys import read_key_file
 
     if args.key_file is not None:
         return read_key_file(args.key_file)
-    material = f"psic-evaluation-publisher:{args.seed}".encode()
-    return ShieldKey(hashlib.sha256(material).digest())
+    return evaluation_key(args.seed)
 
 
 def _codec(name: str):

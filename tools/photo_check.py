@@ -17,9 +17,7 @@ Example (the keyed demo codec, its key derived from a seed as in the reports)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -37,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=256, help="centre crop side (256)")
     parser.add_argument("--out", type=Path, default=Path("runs/photos"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "-f", "--force", action="store_true", help="replace the files of an earlier run"
+    )
     return parser
 
 
@@ -72,21 +73,28 @@ def _zoom(images):
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Refusals before any model loads.
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file")
+    for name in ("photos.png", "photos.json"):
+        if (args.out / name).exists() and not args.force:
+            parser.error(f"{args.out / name} exists; pass -f/--force to replace it")
+    if args.key_file is not None and not args.key_file.is_file():
+        parser.error(f"--key-file: no such key file: {args.key_file}")
     try:
         import skimage.data  # noqa: F401
     except ImportError:
-        print(
-            "photo_check needs scikit-image: pip install scikit-image", file=sys.stderr
-        )
-        raise SystemExit(2) from None
+        parser.error("photo_check needs scikit-image: pip install scikit-image")
     import torch
     from PIL import Image
 
     from compressai_psic.evaluation.codec import codec_roundtrip
     from compressai_psic.evaluation.image_dependence import periodic_peaks
+    from compressai_psic.evaluation.protection import evaluation_key
     from compressai_psic.models import load_checkpoint
-    from compressai_psic.models.keys import ShieldKey, read_key_file
+    from compressai_psic.models.keys import read_key_file
     from compressai_psic.zoo import load_named
 
     torch.set_num_threads(args.threads)
@@ -99,13 +107,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     key = None
     if getattr(model, "is_keyed", False):
         key = (
-            read_key_file(args.key_file)
-            if args.key_file
-            else ShieldKey(
-                hashlib.sha256(
-                    f"psic-evaluation-publisher:{args.seed}".encode()
-                ).digest()
-            )
+            read_key_file(args.key_file) if args.key_file else evaluation_key(args.seed)
         )
     args.out.mkdir(parents=True, exist_ok=True)
     rows, report = [], {}

@@ -61,7 +61,7 @@ import torch  # noqa: E402
 
 from compressai_psic import train as train_tool  # noqa: E402
 from compressai_psic.io.files import file_sha256 as sha256_file  # noqa: E402
-from compressai_psic.io.files import save_state_dict  # noqa: E402
+from compressai_psic.io.files import float16_state_dict, save_state_dict  # noqa: E402
 from compressai_psic.system import machine_description  # noqa: E402
 from compressai_psic.zoo import update_manifest  # noqa: E402
 
@@ -954,26 +954,15 @@ def save_compact(exported: Path, zoo: Path, name: str = DEMO_PSIC_NAME) -> Path:
     """Writes the exported weights with float16 parameters as
     ``zoo/<name>-<sha256[:8]>.pth.tar``.
 
-    Parameters are rounded to float16 first and the entropy models' CDF tables
-    are recomputed from the rounded values, so the stored tables match the
-    weights a user loads (parameters load back into float32). Buffers (CDF
-    tables, GDN's reparametrisation pedestals, the scale table) stay exact: a
-    pedestal of 2⁻³⁶ would round to zero in float16.
+    Parameters are rounded to float16 and the CDF tables recomputed from them
+    (:func:`compressai_psic.io.files.float16_state_dict`).
     """
     model = _load(exported)
     if name.endswith("-stage1"):
         from compressai_psic.models import unshield
 
         model = unshield(model)  # a stage-1 codec: the base model, no triggers
-    parameter_names = {name for name, _ in model.named_parameters()}
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(param.half().float())
-    model.update(force=True)
-    state = type(model.state_dict())(
-        (key, value.detach().cpu().half() if key in parameter_names else value)
-        for key, value in model.state_dict().items()
-    )
+    state = float16_state_dict(model)
     return save_state_dict(state, zoo, name)["path"]
 
 

@@ -74,11 +74,9 @@ FIT_SPLIT = "val"
 def demo_key(seed: int) -> Any:
     """The demo's publisher key: derived from the benchmark seed, so that a run
     can be repeated exactly. A publisher's own key comes from ``psic keygen``."""
-    import hashlib
-
     from ..models.keys import ShieldKey
 
-    return ShieldKey(hashlib.sha256(f"psic-demo-publisher:{seed}".encode()).digest())
+    return ShieldKey.derived(f"psic-demo-publisher:{seed}")
 
 
 def shipped_eval_vlps() -> List[str]:

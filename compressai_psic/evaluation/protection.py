@@ -29,7 +29,6 @@ codec call, and the latent inversions search the key noise or use an own key.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from .attacks import BLIND_ATTACKS, FITTED_ATTACKS, PURIFICATION_ATTACKS
@@ -38,6 +37,7 @@ from .inversion import recovered_share
 __all__ = [
     "PROTECTION_ATTACKS",
     "attacker_keys",
+    "evaluation_key",
     "evaluate_protection",
     "protection_summary",
 ]
@@ -57,10 +57,17 @@ def attacker_keys(seed: int = 777) -> Callable[[], Any]:
 
     def next_key() -> ShieldKey:
         count[0] += 1
-        material = f"psic-attacker-key:{seed}:{count[0]}".encode()
-        return ShieldKey(hashlib.sha256(material).digest())
+        return ShieldKey.derived(f"psic-attacker-key:{seed}:{count[0]}")
 
     return next_key
+
+
+def evaluation_key(seed: int) -> Any:
+    """The publisher's key of a reproducible evaluation (derived from the
+    benchmark seed; the attackers never get it)."""
+    from ..models.keys import ShieldKey
+
+    return ShieldKey.derived(f"psic-evaluation-publisher:{seed}")
 
 
 def _ratio(value: Optional[float], original: Optional[float]) -> Optional[float]:

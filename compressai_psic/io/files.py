@@ -23,6 +23,7 @@ __all__ = [
     "PathLike",
     "WEIGHTS_SUFFIX",
     "file_sha256",
+    "float16_state_dict",
     "save_state_dict",
     "write_bytes",
 ]
@@ -89,6 +90,28 @@ def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
         while chunk := f.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def float16_state_dict(model: Any) -> Mapping[str, Any]:
+    """``model``'s state dict with float16 parameters, for shipping small files.
+
+    The parameters are rounded to float16 in the model first and its entropy
+    models' CDF tables recomputed from the rounded values, so the stored tables
+    match the weights a user loads (parameters load back into float32). Buffers
+    (CDF tables, GDN's reparametrisation pedestals, the scale table) stay exact: a
+    pedestal of 2⁻³⁶ would round to zero in float16.
+    """
+    import torch
+
+    names = {name for name, _ in model.named_parameters()}
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.half().float())
+    model.update(force=True)
+    return type(model.state_dict())(
+        (key, value.detach().cpu().half() if key in names else value)
+        for key, value in model.state_dict().items()
+    )
 
 
 def save_state_dict(

@@ -76,6 +76,13 @@ class ShieldKey:
         return cls(secrets.token_bytes(KEY_BYTES))
 
     @classmethod
+    def derived(cls, text: str) -> ShieldKey:
+        """SHA-256 of ``text``: a key anyone who knows ``text`` can make. For
+        evaluations and the demo, which must rebuild their figures exactly; never
+        for publishing."""
+        return cls(hashlib.sha256(text.encode("utf-8")).digest())
+
+    @classmethod
     def from_hex(cls, text: str) -> ShieldKey:
         """The key written as 64 hexadecimal digits."""
         text = text.strip()

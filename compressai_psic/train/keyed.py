@@ -104,21 +104,11 @@ def export_keyed(
     recomputed from the rounded weights) as ``zoo/<name>-<sha256[:8]>.pth.tar``
     and puts its entry, with ``record`` (how it was made), in
     ``zoo/manifest.json``. Returns the entry."""
-    import torch
-
     from .. import load_checkpoint
-    from ..io.files import save_state_dict, write_bytes
+    from ..io.files import float16_state_dict, save_state_dict, write_bytes
 
     model = load_checkpoint(checkpoint)
-    names = {n for n, _ in model.named_parameters()}
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(param.half().float())
-    model.update(force=True)
-    state = type(model.state_dict())(
-        (k, v.detach().cpu().half() if k in names else v)
-        for k, v in model.state_dict().items()
-    )
+    state = float16_state_dict(model)
     written = save_state_dict(state, zoo, name)
     path = Path(written["path"])
     shift = model.key_shift

@@ -82,3 +82,27 @@ def test_every_exporter_writes_weights_with_the_one_writer():
         source = (ROOT / path).read_text(encoding="utf-8")
         assert "save_state_dict(" in source, path
         assert "mkstemp" not in source and "torch.save(" not in source, path
+
+
+def test_float16_weights_round_parameters_and_keep_buffers_exact():
+    import torch
+
+    from compressai_psic.io.files import float16_state_dict
+
+    from ..models.helpers import tiny_zoo_model
+
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    parameters = {name for name, _ in model.named_parameters()}
+    state = float16_state_dict(model)
+    for name, value in state.items():
+        if name in parameters:
+            assert value.dtype == torch.float16, name
+            assert torch.equal(value.float(), model.state_dict()[name]), name
+        elif name.endswith("_cdf"):
+            # Tables recomputed from the rounded weights: what a user loads.
+            assert torch.equal(value, model.state_dict()[name]), name
+        elif not name.endswith(("_cdf_length", "_offset", "_quantized_cdf")):
+            assert value.dtype == before[name].dtype, name
+    pedestals = [n for n in state if n.endswith("beta_reparam.pedestal")]
+    assert pedestals and all(torch.equal(state[n], before[n]) for n in pedestals)

@@ -237,3 +237,19 @@ def test_a_malformed_key_file_is_told_what_a_key_file_holds(tmp_path):
         match="want 'PSIC-KEY-1' and 64 hexadecimal digits; psic keygen writes one",
     ):
         read_key_file(path)
+
+
+def test_derived_keys_are_the_sha256_of_their_text():
+    import hashlib
+
+    from compressai_psic.demo.pipeline import demo_key
+    from compressai_psic.evaluation.protection import attacker_keys, evaluation_key
+
+    text = "psic-evaluation-publisher:2025"
+    assert ShieldKey.derived(text) == ShieldKey(hashlib.sha256(text.encode()).digest())
+    assert evaluation_key(2025) == ShieldKey.derived(text) != evaluation_key(2026)
+    assert demo_key(0) == ShieldKey.derived("psic-demo-publisher:0")
+    fresh = attacker_keys(777)
+    first, second = fresh(), fresh()
+    assert first == ShieldKey.derived("psic-attacker-key:777:1") != second
+    assert evaluation_key(2025) not in (first, second)
