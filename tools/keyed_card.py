@@ -9,7 +9,7 @@ figure. Nothing is typed in by hand.
 Example::
 
     python tools/keyed_card.py --name demo-psic-keyed --protection runs/keyed-test \
-        --photos runs/photos-keyed --out zoo/DEMO_PSIC_KEYED.md
+        --photos runs/photos-keyed --out zoo/DEMO_PSIC_KEYED.md -f
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a command run before the recorded one (earlier training stages)",
     )
     parser.add_argument("--out", type=Path, default=Path("zoo/DEMO_PSIC_KEYED.md"))
+    parser.add_argument(
+        "-f", "--force", action="store_true", help="replace an existing card"
+    )
     return parser
 
 
@@ -254,7 +257,15 @@ def _plainly(report: Dict[str, Any]) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> str:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    images = [args.zoo / f"{args.name}-{kind}.png" for kind in ("images", "photos")]
+    existing = [p for p in [args.out, *images] if p.exists()]
+    if existing and not args.force:
+        parser.error(f"{existing[0]} exists; pass -f/--force to replace the card")
+    for needed in (args.protection / "protection.json", args.photos / "photos.json"):
+        if not needed.is_file():
+            parser.error(f"no such file: {needed}")
     report = json.loads((args.protection / "protection.json").read_text())
     photos = json.loads((args.photos / "photos.json").read_text())
     manifest = json.loads((args.zoo / "manifest.json").read_text())
