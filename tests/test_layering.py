@@ -79,8 +79,24 @@ FACADE_EDGES = {
 Edge = Tuple[str, str, int]  # importer, imported, line
 
 
+def native_modules() -> Dict[str, Path]:
+    """Dotted name → C source of the package's extension modules (setup.py's
+    ``Extension(...)`` calls); they import nothing of the package."""
+    setup = ast.parse((SOURCE.parent / "setup.py").read_text(encoding="utf-8"))
+    modules = {}
+    for node in ast.walk(setup):
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "Extension"
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            sources = next(k.value for k in node.keywords if k.arg == "sources")
+            modules[node.args[0].value] = SOURCE.parent / sources.elts[0].value
+    return modules
+
+
 def module_files() -> Dict[str, Path]:
-    """Dotted name → file of every module of the package."""
+    """Dotted name → file of every Python module of the package."""
     modules = {}
     for path in sorted(SOURCE.rglob("*.py")):
         parts = list(path.relative_to(SOURCE.parent).with_suffix("").parts)
@@ -220,10 +236,13 @@ def string_imports_of(
 
 
 def import_graph() -> Tuple[Dict[str, Path], List[Edge]]:
-    modules = module_files()
+    """Every module (the C extensions too, as leaves) and the imports of the
+    Python ones."""
+    python = module_files()
+    modules = {**python, **native_modules()}
     edges = [
         edge
-        for name, path in modules.items()
+        for name, path in python.items()
         for scan in (imports_of, string_imports_of)
         for edge in scan(name, path, modules)
     ]

@@ -1,18 +1,26 @@
-r"""Cost of :mod:`compressai_psic.models.guard` on a decode: time and padding.
+r"""Cost of :mod:`compressai_psic.models.guard` on a decode: time and memory.
 
 For each architecture (CompressAI's own model, random weights, one synthetic
-image) every repeat times, interleaved, ``model.decompress(strings, shape)`` alone
-and the guarded decode
-(``guard_decode_inputs``, ``decompress``, ``check_finite``), on the process CPU
-clock with one thread. Reports min/median/max of the per-repeat ratio
-guarded/plain, the zeros appended (``76 S + 132`` bytes per string) and the
-compressed size they pad. ``--device cuda`` runs the model on the GPU and times
-on the wall clock, waiting for the device around each decode (the entropy
-decoding and the guard stay on the CPU).
+image) every repeat times, interleaved, ``model.decompress(strings, shape)`` of
+CompressAI's model alone (its native rANS decoder, no guard) and the guarded
+decode (``guard_decode_inputs``, ``decompress``, ``check_finite``), on the
+process CPU clock with one thread. The guarded decode runs on a copy of the
+model whose entropy models decode in bounds
+(:func:`compressai_psic.models.symbols.install_symbol_taps`, the package's C
+decoder: no padding); ``--route padded`` guards CompressAI's own model instead,
+which pads every string with ``76 S + 132`` zeros (the route taken where the
+extension is not built, and for the autoregressive models' ``y``).
+
+Reports min/median/max of the per-repeat ratio guarded/plain, the zeros
+appended, the compressed size, and the peak of the memory that
+``guard_decode_inputs`` allocates (``tracemalloc``). ``--device cuda`` runs the
+model on the GPU and times on the wall clock, waiting for the device around
+each decode (the entropy decoding and the guard stay on the CPU).
 
 Example (the BENCHMARKS.md figures)::
 
     OMP_WAIT_POLICY=PASSIVE python tools/bench_guard.py --repeats 5
+    OMP_WAIT_POLICY=PASSIVE python tools/bench_guard.py --repeats 5 --size 128 192
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ if not __package__:  # run as a script: the harness lives in tools/_lib
 
 __all__ = ["bench", "build_parser", "main"]
 
+#: How the guarded decode keeps the rANS decoder in its strings.
+ROUTES = ("bounded", "padded")
+
 DEFAULT_ARCHITECTURES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
 
 
@@ -38,9 +49,16 @@ def bench(
     width: int,
     repeats: int,
     device: str = "cpu",
+    route: str = "bounded",
 ):
     """Figures of one architecture (see the module docstring)."""
+    import copy
+    import tracemalloc
+
     import torch
+
+    if route not in ROUTES:
+        raise ValueError(f'Invalid route "{route}": use one of {list(ROUTES)}')
 
     on_gpu = torch.device(device).type == "cuda"
     clock = time.perf_counter if on_gpu else time.process_time
@@ -50,6 +68,7 @@ def bench(
     from compressai.zoo import image_models
 
     from compressai_psic.models import guard as decode_guard
+    from compressai_psic.models import rans, symbols
 
     torch.manual_seed(0)
     model = image_models[architecture](quality, pretrained=False).eval().to(device)
@@ -61,7 +80,13 @@ def bench(
     with torch.no_grad():
         out = model.compress(x)
     strings, shape = out["strings"], out["shape"]
-    decode_guard.latent_layout(model)  # probed once per model, not timed
+    guarded_model = model
+    if route == "bounded":
+        if not rans.available():
+            raise SystemExit("the bounded decoder was not built; use --route padded")
+        guarded_model = copy.deepcopy(model)
+        symbols.install_symbol_taps(guarded_model)
+    decode_guard.latent_layout(guarded_model)  # probed once per model, not timed
 
     def wait():
         if on_gpu:
@@ -73,20 +98,24 @@ def bench(
         wait()
 
     def guarded():
-        padded = decode_guard.guard_decode_inputs(model, strings, shape)
+        padded = decode_guard.guard_decode_inputs(guarded_model, strings, shape)
         with torch.no_grad():
-            x_hat = model.decompress(padded, shape)["x_hat"]
+            x_hat = guarded_model.decompress(padded, shape)["x_hat"]
         decode_guard.check_finite(x_hat)
         wait()
 
     from tools._lib.benchmarks import interleaved
 
     times = interleaved(plain, guarded, repeats, clock)
-    padded = decode_guard.guard_decode_inputs(model, strings, shape)
+    tracemalloc.start()
+    padded = decode_guard.guard_decode_inputs(guarded_model, strings, shape)
+    guard_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     data = sum(len(s) for latent in strings for s in latent)
     total = sum(len(s) for latent in padded for s in latent)
     return {
         "architecture": architecture,
+        "route": route,
         "quality": quality,
         "device": device,
         "size": f"{width}x{height}",
@@ -98,21 +127,31 @@ def bench(
         "repeats": repeats,
         "string_bytes": data,
         "padding_mib": round((total - data) / 2**20, 1),
+        "guard_peak_kib": round(guard_peak / 2**10, 1),
     }
 
 
 def build_parser() -> argparse.ArgumentParser:
     from tools._lib.benchmarks import ab_parser
 
-    return ab_parser(__doc__.splitlines()[0], DEFAULT_ARCHITECTURES)
+    parser = ab_parser(__doc__.splitlines()[0], DEFAULT_ARCHITECTURES)
+    parser.add_argument(
+        "--route",
+        choices=ROUTES,
+        default="bounded",
+        help="bounded: the package's decoder, no padding (default); padded: "
+        "CompressAI's decoder on padded strings",
+    )
+    return parser
 
 
 def _row(row: Dict[str, Any]) -> str:
     return (
-        f"| {row['architecture']} q{row['quality']} | {row['size']} | "
-        f"{row['plain_s_median']} | {row['guarded_s_median']} | "
+        f"| {row['architecture']} q{row['quality']} | {row['route']} | "
+        f"{row['size']} | {row['plain_s_median']} | {row['guarded_s_median']} | "
         f"{row['ratio_min']} / {row['ratio_median']} / {row['ratio_max']} | "
-        f"{row['padding_mib']} MiB for {row['string_bytes']} B |"
+        f"{row['padding_mib']} MiB for {row['string_bytes']} B | "
+        f"{row['guard_peak_kib']} KiB |"
     )
 
 
@@ -120,10 +159,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     from tools._lib.benchmarks import report
 
     header = (
-        "| architecture | size | plain s | guarded s | guarded/plain min / median / "
-        "max | padding |"
+        "| architecture | route | size | plain s | guarded s | guarded/plain min / "
+        "median / max | padding | guard's peak allocation |"
     )
-    return report(build_parser().parse_args(argv), "bench_guard", bench, header, _row)
+    import functools
+
+    args = build_parser().parse_args(argv)
+    measure = functools.partial(bench, route=args.route)
+    return report(args, "bench_guard", measure, header, _row)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ every call):
   decoding with the symbol check, ``g_s``, finite check);
 - its parts: ``validate`` (the guard's checks), ``pad`` (the zeros appended
   for CompressAI's rANS decoder, :func:`compressai_psic.models.guard.
-  pad_strings`), ``base_padded`` (CompressAI's ``decompress`` of the padded
-  strings: what the padding costs the native decoder and the allocator),
+  pad_strings`: none where the package's bounded decoder reads the strings,
+  :func:`~compressai_psic.models.guard.read_in_bounds`), ``base_padded``
+  (CompressAI's ``decompress`` of the padded strings: what the padding costs
+  the native decoder and the allocator),
   ``trigger``, ``g_s_base`` and ``g_s_shielded`` (on the decoded latent),
   ``check_finite``;
 - ``first_pad``: the first ``pad`` call of the process (fresh pages).

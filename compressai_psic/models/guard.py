@@ -109,10 +109,12 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from compressai.entropy_models import EntropyModel
 from torch import Tensor, nn
 
 from ..errors import BitstreamError, PixelLimitError
 from ..options import MAX_DECODE_PIXELS
+from .rans import BoundedEntropyCoder
 
 __all__ = [
     "MAX_DECODE_PIXELS",
@@ -127,6 +129,7 @@ __all__ = [
     "max_string_length",
     "pad_strings",
     "padding_bytes",
+    "read_in_bounds",
     "validate_decode_inputs",
 ]
 
@@ -441,10 +444,39 @@ def validate_decode_inputs(
             _check_string(string, symbols, where)
 
 
+def read_in_bounds(model: nn.Module) -> Tuple[bool, ...]:
+    """Per string list of ``model.compress``: whether its decoder checks the end
+    of the string (:mod:`~compressai_psic.models.rans`), so that it needs no
+    padding.
+
+    True when every entropy model of ``model`` decodes through the bounded
+    decoder (the package's shielded models, when its extension is built),
+    except for the first list of a model with a ``context_prediction``
+    (CompressAI's autoregressive ``mbt2018`` and ``cheng2020-*``): those decode
+    ``y`` position by position with a ``RansDecoder`` of their own.
+    """
+    layout = latent_layout(model)
+    coders = [
+        module.entropy_coder
+        for module in model.modules()
+        if isinstance(module, EntropyModel)
+    ]
+    bounded = bool(coders) and all(
+        isinstance(coder, BoundedEntropyCoder) and coder.bounded for coder in coders
+    )
+    own_decoder = hasattr(model, "context_prediction")
+    return tuple(
+        bounded and not (own_decoder and index == 0)
+        for index in range(layout.num_strings)
+    )
+
+
 def pad_strings(
     model: nn.Module, strings: Strings, shape: Sequence[int]
 ) -> List[List[bytes]]:
-    """``strings`` followed by :func:`padding_bytes` zeros each.
+    """``strings`` followed by :func:`padding_bytes` zeros each, except those
+    that the model decodes in bounds (:func:`read_in_bounds`), returned as
+    they are.
 
     Trailing zero words count as padding already there, so padding twice is a
     no-op (the string is returned as it is). Call :func:`validate_decode_inputs`
@@ -453,7 +485,12 @@ def pad_strings(
     layout = latent_layout(model)
     dims = tuple(int(d) for d in shape)
     padded: List[List[bytes]] = []
-    for latent, symbols in zip(strings, layout.symbols(dims)):
+    for latent, symbols, in_bounds in zip(
+        strings, layout.symbols(dims), read_in_bounds(model)
+    ):
+        if in_bounds:
+            padded.append([bytes(string) for string in latent])
+            continue
         out: List[bytes] = []
         for string in latent:
             string = bytes(string)

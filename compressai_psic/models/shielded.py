@@ -579,7 +579,9 @@ class ShieldedMixin(ShieldedWeightsMixin):
         with symbols.record_symbols("decode") as recorder, portable_mode(portable):
             with call_triggers(self.g_s, triggers, shifts):
                 out = super().decompress(strings, shape, **kwargs)
+        # The digest first: it names the cause (other entropy parameters).
         symbols.check_symbols_digest(symbols_digest, recorder.digest, portable)
+        symbols.check_streams(recorder)
         guard.check_finite(out["x_hat"])
         out["symbols_digest"] = recorder.digest
         return out

@@ -27,6 +27,15 @@ same behaviour) whose ``quantize(..., "symbols")`` (the encoder's symbols, for
 every zoo architecture) and ``dequantize`` (the decoder's) report to the
 :class:`SymbolRecorder` of the current call, if any (:func:`record_symbols`, a
 :class:`contextvars.ContextVar`: private to the thread and task).
+
+The same subclasses decode through
+:class:`~compressai_psic.models.rans.BoundedEntropyCoder`, which never reads
+past a string and says whether each string decoded consistently (read to its
+end, ending in rANS's start state): the recorder keeps the first string that
+did not (:attr:`SymbolRecorder.inconsistent`), and :func:`check_streams` turns
+it into a :class:`~compressai_psic.errors.DesyncError`, so that a file without
+a digest, too, never decodes silently wrong. Outside :func:`record_symbols`
+such a string raises at once.
 """
 
 from __future__ import annotations
@@ -41,12 +50,14 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
 from ..errors import DesyncError
+from .rans import BoundedEntropyCoder, StreamCheck, unwrap
 
 __all__ = [
     "MODES",
     "SymbolRecorder",
     "SymbolTapEntropyBottleneck",
     "SymbolTapGaussianConditional",
+    "check_streams",
     "check_symbols_digest",
     "install_symbol_taps",
     "remove_symbol_taps",
@@ -67,6 +78,8 @@ class SymbolRecorder:
         self.mode = mode
         self.crc = 0
         self.count = 0
+        #: The first string of the call that did not decode consistently.
+        self.inconsistent: Optional[StreamCheck] = None
 
     def add(self, symbols: Tensor) -> None:
         """Adds the symbols of one entropy-coder call (integers of any dtype)."""
@@ -79,6 +92,11 @@ class SymbolRecorder:
         """The CRC-32, or ``None`` when nothing was recorded (a model whose
         entropy models have no taps)."""
         return self.crc if self.count else None
+
+    def add_stream(self, check: StreamCheck) -> None:
+        """Keeps the first inconsistent string's check (decode mode only)."""
+        if self.inconsistent is None and not check.consistent:
+            self.inconsistent = check
 
 
 _RECORDER: ContextVar[Optional[SymbolRecorder]] = ContextVar(
@@ -104,8 +122,35 @@ def _report(mode: str, symbols: Tensor) -> None:
         recorder.add(symbols)
 
 
+def _report_stream(check: StreamCheck) -> None:
+    recorder = _RECORDER.get()
+    if recorder is not None and recorder.mode == "decode":
+        recorder.add_stream(check)
+    elif not check.consistent:
+        raise DesyncError(_inconsistent_message(check))
+
+
+def _inconsistent_message(check: StreamCheck) -> str:
+    return (
+        f"a string of the bitstream did not decode consistently ({check.describe()}):"
+        " the file is corrupted, or this machine computed other entropy parameters "
+        "than the encoder did, and the image would be garbage"
+    )
+
+
 class _SymbolTap:
-    """Reports the symbols of ``quantize(..., "symbols")`` and ``dequantize``."""
+    """Reports the symbols of ``quantize(..., "symbols")`` and ``dequantize``,
+    and decodes with the bounded rANS decoder."""
+
+    @property
+    def entropy_coder(self) -> BoundedEntropyCoder:
+        # A property on the class comes before the instance attribute that
+        # CompressAI's EntropyModel sets: the coder it made is wrapped at use.
+        return BoundedEntropyCoder(self.__dict__["entropy_coder"], _report_stream)
+
+    @entropy_coder.setter
+    def entropy_coder(self, coder: object) -> None:
+        self.__dict__["entropy_coder"] = unwrap(coder)
 
     def quantize(
         self, inputs: Tensor, mode: str, means: Optional[Tensor] = None
@@ -168,6 +213,13 @@ def remove_symbol_taps(model: nn.Module) -> None:
         base = untapped.get(type(module))
         if base is not None:
             module.__class__ = base
+
+
+def check_streams(recorder: SymbolRecorder) -> None:
+    """Raises :class:`~compressai_psic.errors.DesyncError` when a string of
+    the decode that ``recorder`` watched did not decode consistently."""
+    if recorder.inconsistent is not None:
+        raise DesyncError(_inconsistent_message(recorder.inconsistent))
 
 
 def check_symbols_digest(

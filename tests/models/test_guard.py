@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from compressai_psic import options, zoo
 from compressai_psic.errors import BitstreamError, PixelLimitError, PSICFormatError
 from compressai_psic.models import guard as decode_guard
+from compressai_psic.models import rans
 from compressai_psic.utils import pad_to_multiple
 
 from ..rans_reference import OutOfBounds, reference_decode
@@ -27,6 +28,10 @@ from .helpers import (
 )
 
 ARCHITECTURES = list(zoo.image_models)
+
+needs_extension = pytest.mark.skipif(
+    not rans.available(), reason="the C extension was not built"
+)
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +208,10 @@ def test_batches(models):
         check(model, out["strings"], out["shape"], max_pixels=64 * 64)
 
 
-def test_padding_is_done_once(coded):
-    model, out = coded
+def test_padding_is_done_once(models):
+    # mbt2018 decodes y with CompressAI's own decoder: that string is padded.
+    model = models["mbt2018"]
+    out = encode(model)
     once = decode_guard.pad_strings(model, out["strings"], out["shape"])
     twice = decode_guard.guard_decode_inputs(model, once, out["shape"])
     assert all(a is b for la, lb in zip(once, twice) for a, b in zip(la, lb))
@@ -212,6 +219,33 @@ def test_padding_is_done_once(coded):
     assert y[: len(original)] == original and not any(y[len(original) :])
     symbols = decode_guard.latent_layout(model).symbols(out["shape"])[0]
     assert len(y) >= len(original) + 76 * symbols + 132
+
+
+@needs_extension
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_strings_decoded_in_bounds_are_not_padded(models, name):
+    model = models[name]
+    expected = {"bmshj2018-factorized": (True,), "mbt2018": (False, True)}
+    in_bounds = expected.get(name, (True, True))
+    if name.startswith("cheng2020"):
+        in_bounds = (False, True)
+    assert decode_guard.read_in_bounds(model) == in_bounds
+    out = encode(model)
+    padded = decode_guard.pad_strings(model, out["strings"], out["shape"])
+    for bounded, before, after in zip(in_bounds, out["strings"], padded):
+        assert (after == before) is bounded
+        assert all(type(string) is bytes for string in after)
+
+
+def test_models_that_decode_with_compressai_s_decoder_are_padded(monkeypatch, models):
+    plain = FactorizedPrior(8, 8)
+    plain.update(force=True)
+    assert decode_guard.read_in_bounds(plain) == (False,)
+    monkeypatch.setattr(rans, "_native", None)
+    assert decode_guard.read_in_bounds(models["bmshj2018-hyperprior"]) == (
+        False,
+        False,
+    )
 
 
 def test_check_finite_and_compress_input():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from compressai_psic.errors import BitstreamError, DesyncError
-from compressai_psic.models import ZOO_ARCHITECTURES, symbols
+from compressai_psic.models import ZOO_ARCHITECTURES, rans, symbols
 from tools._lib.photos import photo_crops
 
 from .helpers import calibrated_zoo_model, tiny_zoo_model
@@ -182,18 +182,46 @@ def test_drifting_entropy_parameters_never_give_a_wrong_image(name):
         decode(model, out)
 
 
-def test_a_desynchronised_decode_is_a_wrong_image_without_the_digest():
+@pytest.mark.skipif(not rans.available(), reason="the C extension was not built")
+def test_a_desynchronised_decode_without_the_digest_fails_the_stream_check():
+    # Files without a digest (format 1) are decoded in bounds too: a string
+    # decoded with other tables does not end where the encoder started.
     model = tiny_zoo_model("bmshj2018-hyperprior")
-    x = photo_crops(1, 128)[0]
-    out = encode(model, x)
+    out = encode(model, photo_crops(1, 128)[0])
     with torch.no_grad():
         good = model.decompress(out["strings"], out["shape"])
-    with drifting(model, 1.5):
+    assert good["symbols_digest"] == out["symbols_digest"]
+    with drifting(model, 1.5), pytest.raises(DesyncError, match="consistently"):
         with torch.no_grad():
-            bad = model.decompress(out["strings"], out["shape"])
-        with pytest.raises(DesyncError):
-            decode(model, out)
-    assert bad["symbols_digest"] != good["symbols_digest"] == out["symbols_digest"]
+            model.decompress(out["strings"], out["shape"])
+    # Outside a shielded decode (no recorder), the entropy model raises itself.
+    with pytest.raises(DesyncError, match="bytes after its last symbol"):
+        model.entropy_bottleneck.decompress(
+            [out["strings"][1][0] + b"\1\0\0\0"], out["shape"]
+        )
+
+
+@pytest.mark.skipif(not rans.available(), reason="the C extension was not built")
+def test_a_corrupted_string_without_the_digest_raises():
+    model = tiny_zoo_model("bmshj2018-factorized")
+    out = encode(model, photo_crops(1, 128)[0])
+    (string,) = out["strings"][0]
+    middle = len(string) // 2
+    corrupted = string[:middle] + bytes([string[middle] ^ 1]) + string[middle + 1 :]
+    with torch.no_grad(), pytest.raises(DesyncError, match="consistently"):
+        model.decompress([[corrupted]], out["shape"])
+
+
+def test_the_recorder_keeps_the_first_inconsistent_string():
+    recorder = symbols.SymbolRecorder("decode")
+    good = rans.StreamCheck(0, 0, rans.INITIAL_STATE)
+    first, second = rans.StreamCheck(2, 0, 5), rans.StreamCheck(0, 4, 5)
+    for check in (good, first, second):
+        recorder.add_stream(check)
+    assert recorder.inconsistent is first
+    with pytest.raises(DesyncError, match="2 words past its end"):
+        symbols.check_streams(recorder)
+    symbols.check_streams(symbols.SymbolRecorder("decode"))
 
 
 def test_decompress_multi_checks_the_digest_too():

@@ -1,0 +1,207 @@
+r"""A rANS decoder for CompressAI's bitstreams that checks the end of its input.
+
+CompressAI's ``RansDecoder`` reads its string as 32-bit words without looking
+for the end (:mod:`~compressai_psic.models.guard` says why that matters and
+how far it can read). This module's decoder, a small C extension built with the
+package (``compressai_psic/csrc/bounded_rans.c``), decodes the same format
+symbol for symbol, but a read past the end returns a zero word without touching
+memory. Its result is exactly CompressAI's on the zero-padded string, so the
+guard no longer appends padding (up to 76 bytes per symbol) for the strings it
+decodes, and it costs O(bytes present).
+
+It also says whether the string was *consistent* (:class:`StreamCheck`): the
+encoder's string is read to its last word, never past it, and leaves the state
+rANS started from. A corrupted string, or one decoded with other tables than
+the encoder's (another machine's entropy parameters), almost never is.
+
+::
+
+    EntropyModel.decompress ──> entropy_coder.decode_with_indexes(string, ...)
+                                  │  (BoundedEntropyCoder, for the package's
+                                  │   entropy models: symbols.install_symbol_taps)
+                                  ├── "ans" and the extension built: decode()
+                                  │       └── values + StreamCheck ──> report
+                                  └── otherwise: CompressAI's own decoder
+
+Where the extension was not built (no C compiler at install), :func:`available`
+is false and decoding falls back to CompressAI's decoder on padded strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, Tuple
+
+import numpy as np
+
+try:
+    from . import _bounded_rans as _native
+except ImportError:  # built without a C compiler: CompressAI's decoder + padding
+    _native = None
+
+__all__ = [
+    "INITIAL_STATE",
+    "BoundedEntropyCoder",
+    "StreamCheck",
+    "available",
+    "decode_with_indexes",
+    "unwrap",
+]
+
+#: The state CompressAI's rANS encoder starts from, and a complete decode ends in.
+INITIAL_STATE = 1 << 31
+
+
+def available() -> bool:
+    """Whether the bounded decoder was built (the package's C extension)."""
+    return _native is not None
+
+
+@dataclass(frozen=True)
+class StreamCheck:
+    """What one decode of a string found.
+
+    Attributes:
+        words_past_end: 32-bit words asked for after the string ran out (read
+            as zeros).
+        unread_bytes: bytes after the last word read that are not zero (zero
+            words at the end are padding and count as read).
+        final_state: the rANS state after the last symbol.
+    """
+
+    words_past_end: int
+    unread_bytes: int
+    final_state: int
+
+    @property
+    def consistent(self) -> bool:
+        """Read exactly to its end, ending in :data:`INITIAL_STATE`: what
+        every string of CompressAI's encoder does."""
+        return (
+            self.words_past_end == 0
+            and self.unread_bytes == 0
+            and self.final_state == INITIAL_STATE
+        )
+
+    def describe(self) -> str:
+        """What is wrong, in words (empty when consistent)."""
+        problems = []
+        if self.words_past_end:
+            problems.append(f"{self.words_past_end} words past its end were needed")
+        if self.unread_bytes:
+            problems.append(f"{self.unread_bytes} bytes after its last symbol")
+        if self.final_state != INITIAL_STATE:
+            problems.append("the decoder did not end in the encoder's start state")
+        return "; ".join(problems)
+
+
+def _int32(values: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(values, dtype=np.int32))
+
+
+def decode_with_indexes(
+    string: bytes,
+    indexes: Sequence[int],
+    cdfs: Sequence[Sequence[int]],
+    cdf_lengths: Sequence[int],
+    offsets: Sequence[int],
+) -> Tuple[np.ndarray, StreamCheck]:
+    """Decodes ``len(indexes)`` symbols of ``string``, with the arguments of
+    CompressAI's ``RansDecoder.decode_with_indexes``.
+
+    ``cdfs`` may be ragged (a list of lists, as CompressAI's tests pass them) or
+    rows of one length (``EntropyModel._quantized_cdf.tolist()``, or an array).
+
+    Returns:
+        ``(values, check)``: the symbols as an int32 array and the
+        :class:`StreamCheck` of the string.
+
+    Raises:
+        RuntimeError: when the extension was not built (:func:`available`).
+        ValueError: for a string that is not whole 32-bit words, a table index
+            out of range, or tables that are not 16-bit CDFs.
+    """
+    if _native is None:
+        raise RuntimeError(
+            "the bounded rANS decoder was not built (no C compiler when "
+            "compressai-psic was installed); reinstall with one"
+        )
+    index_array = _int32(indexes).reshape(-1)
+    lengths = _int32(cdf_lengths).reshape(-1)
+    table = _cdf_table(cdfs, lengths)
+    values = np.empty(index_array.size, dtype=np.int32)
+    data = bytes(string)
+    past_end, unread, state = _native.decode(
+        data,
+        index_array,
+        table,
+        table.shape[1],
+        lengths,
+        _int32(offsets).reshape(-1),
+        values,
+    )
+    if unread and not np.frombuffer(data, np.uint8, offset=len(data) - unread).any():
+        unread = 0  # zero words at the end: padding, which decodes as such
+    return values, StreamCheck(int(past_end), int(unread), int(state))
+
+
+def _cdf_table(cdfs: Any, lengths: np.ndarray) -> np.ndarray:
+    """``cdfs`` as a C-contiguous int32 matrix (ragged rows padded with zeros
+    the decoder never reads: each row's length is in ``lengths``)."""
+    if isinstance(cdfs, np.ndarray):
+        return _int32(cdfs)
+    rows = [len(row) for row in cdfs]
+    if rows and min(rows) == max(rows):
+        return _int32(cdfs)
+    table = np.zeros((len(rows), max(rows, default=2)), dtype=np.int32)
+    for row, values in enumerate(cdfs):
+        table[row, : len(values)] = values
+    return table
+
+
+class BoundedEntropyCoder:
+    """CompressAI's ``_EntropyCoder`` with a decoder that stays in its string.
+
+    Encoding is CompressAI's. ``decode_with_indexes`` uses
+    :func:`decode_with_indexes` for the ``"ans"`` coder when the extension is
+    built (else CompressAI's decoder), and hands each :class:`StreamCheck` to
+    ``report``.
+
+    Args:
+        coder: the entropy model's ``_EntropyCoder``.
+        report: called with the check of every string decoded.
+    """
+
+    def __init__(self, coder: Any, report: Callable[[StreamCheck], None]) -> None:
+        self._coder = coder
+        self._report = report
+        self.name: str = coder.name
+
+    @property
+    def bounded(self) -> bool:
+        """Whether decodes check the end of their strings."""
+        return self.name == "ans" and available()
+
+    def encode_with_indexes(self, *args: Any, **kwargs: Any) -> Any:
+        return self._coder.encode_with_indexes(*args, **kwargs)
+
+    def decode_with_indexes(
+        self,
+        string: bytes,
+        indexes: Sequence[int],
+        cdfs: Sequence[Sequence[int]],
+        cdf_lengths: Sequence[int],
+        offsets: Sequence[int],
+    ) -> Any:
+        if not self.bounded:
+            return self._coder.decode_with_indexes(
+                string, indexes, cdfs, cdf_lengths, offsets
+            )
+        values, check = decode_with_indexes(string, indexes, cdfs, cdf_lengths, offsets)
+        self._report(check)
+        return values
+
+
+def unwrap(coder: Any) -> Any:
+    """The ``_EntropyCoder`` inside ``coder`` (itself when not wrapped)."""
+    return coder._coder if isinstance(coder, BoundedEntropyCoder) else coder

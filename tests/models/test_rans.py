@@ -1,0 +1,258 @@
+"""Tests of compressai_psic.models.rans: the rANS decoder that checks the end of
+its input decodes CompressAI's strings exactly, decodes any other bytes exactly
+as CompressAI's decoder does on the zero-padded string (checked against the
+reference model of ``tests/rans_reference.py``), and says whether a string was
+consistent."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+
+import numpy as np
+import pytest
+import torch
+from compressai.ans import RansDecoder, RansEncoder
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compressai_psic.models import guard, rans
+
+from ..rans_reference import reference_decode
+
+needs_extension = pytest.mark.skipif(
+    not rans.available(), reason="the C extension was not built"
+)
+
+
+def test_ci_builds_the_extension():
+    # CI sets this: there, a missing extension is a failure, not a skip.
+    if os.environ.get("PSIC_REQUIRE_EXTENSION") == "1":
+        assert rans.available()
+
+
+def _tables(module):
+    return (
+        module._quantized_cdf.tolist(),
+        module._cdf_length.tolist(),
+        module._offset.tolist(),
+    )
+
+
+@pytest.fixture(scope="module")
+def tables():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        bottleneck = EntropyBottleneck(6)
+        bottleneck.update(force=True)
+    conditional = GaussianConditional(None)
+    conditional.update_scale_table(torch.exp(torch.linspace(-2.3, 4.0, 32)))
+    conditional.update()
+    return [_tables(bottleneck), _tables(conditional)]
+
+
+def _encode(tables, count, spread, seed):
+    cdfs, lengths, offsets = tables
+    rng = random.Random(seed)
+    indexes = [rng.randrange(len(cdfs)) for _ in range(count)]
+    symbols = [rng.randint(-spread, spread) for _ in indexes]
+    string = RansEncoder().encode_with_indexes(symbols, indexes, cdfs, lengths, offsets)
+    return string, indexes, symbols
+
+
+@needs_extension
+@pytest.mark.parametrize("table", [0, 1])
+@pytest.mark.parametrize("spread", [0, 2, 40, 5000, 2**20])  # 5000+: bypass mode
+def test_the_encoder_s_strings_decode_exactly_and_consistently(tables, table, spread):
+    string, indexes, symbols = _encode(tables[table], 700, spread, seed=spread)
+    values, check = rans.decode_with_indexes(string, indexes, *tables[table])
+    assert values.dtype == np.int32 and values.tolist() == symbols
+    assert check.consistent and check.describe() == ""
+    assert check == rans.StreamCheck(0, 0, rans.INITIAL_STATE)
+
+
+@needs_extension
+def test_ragged_tables_decode_like_rows_of_one_length(tables):
+    cdfs, lengths, offsets = tables[1]
+    ragged = [row[:n] for row, n in zip(cdfs, lengths)]
+    string, indexes, symbols = _encode(tables[1], 300, 40, seed=3)
+    for form in (ragged, cdfs, np.array(cdfs)):
+        values, check = rans.decode_with_indexes(
+            string, indexes, form, lengths, offsets
+        )
+        assert values.tolist() == symbols and check.consistent
+
+
+def _valid_start(data: bytes) -> bytes:
+    """Sets the top bit of the first word: a start state in [2**31, 2**63)."""
+    return data[:3] + bytes([data[3] | 0x80]) + data[4:7] + bytes([data[7] & 0x7F])
+
+
+streams = st.one_of(
+    st.binary(min_size=2, max_size=40).map(lambda b: b * 4),
+    st.binary(min_size=8, max_size=160),
+    st.integers(2, 40).map(lambda n: b"\xff" * (4 * n)),
+    st.tuples(st.binary(min_size=8, max_size=8), st.integers(0, 20)).map(
+        lambda t: t[0] + b"\xff\xff\xff\xff" * t[1]
+    ),
+)
+
+
+@needs_extension
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    table=st.integers(0, 1),
+    data=streams,
+    symbols=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+)
+def test_any_bytes_decode_as_the_native_decoder_decodes_them_zero_padded(
+    tables, table, data, symbols, seed
+):
+    cdfs, lengths, offsets = tables[table]
+    data = _valid_start(data[: len(data) - len(data) % 4])
+    rng = random.Random(seed)
+    indexes = [rng.randrange(len(cdfs)) for _ in range(symbols)]
+    padded = data + bytes(guard.padding_bytes(symbols, data))
+    values, check = rans.decode_with_indexes(data, indexes, cdfs, lengths, offsets)
+    native = RansDecoder().decode_with_indexes(padded, indexes, cdfs, lengths, offsets)
+    assert values.tolist() == native
+    # The words it needed past the end are those the reference read there.
+    _, read = reference_decode(padded, indexes, cdfs, lengths, offsets)
+    assert check.words_past_end == max(0, read - len(data)) // 4
+    if check.words_past_end:
+        assert not check.consistent
+        assert f"{check.words_past_end} words past its end" in check.describe()
+
+
+@needs_extension
+def test_a_string_with_bytes_after_its_last_symbol_is_inconsistent(tables):
+    string, indexes, symbols = _encode(tables[0], 200, 40, seed=5)
+    values, check = rans.decode_with_indexes(
+        string + b"\1\0\0\0" + bytes(8), indexes, *tables[0]
+    )
+    assert values.tolist() == symbols
+    assert check.unread_bytes == 12 and not check.consistent
+    assert "12 bytes after its last symbol" in check.describe()
+    # Zero words at the end are padding: they decode as such.
+    _, check = rans.decode_with_indexes(string + bytes(64), indexes, *tables[0])
+    assert check.consistent
+
+
+@needs_extension
+def test_a_string_decoded_with_other_tables_is_inconsistent(tables):
+    string, indexes, _ = _encode(tables[1], 500, 10, seed=6)
+    cdfs, lengths, offsets = tables[1]
+    shifted = [(i + 1) % len(cdfs) for i in indexes]
+    _, check = rans.decode_with_indexes(string, shifted, cdfs, lengths, offsets)
+    assert not check.consistent
+    # A string cut short needs words past its end.
+    _, check = rans.decode_with_indexes(string[:-8], indexes, cdfs, lengths, offsets)
+    assert check.words_past_end > 0
+
+
+@needs_extension
+def test_the_final_state_is_checked(tables):
+    cdfs, lengths, offsets = tables[0]
+    # No symbols: the string is only its start state, which must be 2**31.
+    start = rans.INITIAL_STATE.to_bytes(8, "little")
+    assert rans.decode_with_indexes(start, [], cdfs, lengths, offsets)[1].consistent
+    other = (rans.INITIAL_STATE + 1).to_bytes(8, "little")
+    _, check = rans.decode_with_indexes(other, [], cdfs, lengths, offsets)
+    assert check.final_state == rans.INITIAL_STATE + 1 and not check.consistent
+    assert "start state" in check.describe()
+
+
+@needs_extension
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s, i, c, n, o: (s + b"\0", i, c, n, o), "32-bit words"),
+        (lambda s, i, c, n, o: (s, [len(c)] + i[1:], c, n, o), "table index"),
+        (lambda s, i, c, n, o: (s, [-1] + i[1:], c, n, o), "table index"),
+        (lambda s, i, c, n, o: (s, i, c, [1] + n[1:], o), "length 1"),
+        (lambda s, i, c, n, o: (s, i, c, [len(c[0]) + 1] + n[1:], o), "length"),
+        (lambda s, i, c, n, o: (s, i, [[70000] + c[0][1:]] + c[1:], n, o), "70000"),
+        (lambda s, i, c, n, o: (s, i, [[-1] + c[0][1:]] + c[1:], n, o), "-1"),
+        (lambda s, i, c, n, o: (s, i, c, n, o[:-1]), "offsets"),
+    ],
+)
+def test_arguments_that_could_read_out_of_bounds_are_refused(tables, edit, message):
+    string, indexes, _ = _encode(tables[0], 50, 5, seed=7)
+    cdfs, lengths, offsets = (list(t) for t in tables[0])
+    with pytest.raises(ValueError, match=message):
+        rans.decode_with_indexes(*edit(string, indexes, cdfs, lengths, offsets))
+
+
+@needs_extension
+def test_a_table_that_is_not_a_cdf_is_refused(tables):
+    cdfs, lengths, offsets = (list(t) for t in tables[0])
+    # A first value above every state's low bits: no symbol starts there.
+    broken = [[65536] * len(cdfs[0])] + cdfs[1:]
+    string, indexes, _ = _encode(tables[0], 50, 5, seed=8)
+    with pytest.raises(ValueError, match="table 0 is not a cumulative"):
+        rans.decode_with_indexes(string, [0] * 50, broken, lengths, offsets)
+
+
+@needs_extension
+def test_decodes_in_threads_give_the_same_symbols(tables):
+    jobs = [_encode(tables[k % 2], 20000, 40, seed=k) for k in range(6)]
+    results = [None] * len(jobs)
+
+    def run(k):
+        string, indexes, _ = jobs[k]
+        results[k] = rans.decode_with_indexes(string, indexes, *tables[k % 2])
+
+    workers = [threading.Thread(target=run, args=(k,)) for k in range(len(jobs))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for (_, _, symbols), (values, check) in zip(jobs, results):
+        assert values.tolist() == symbols and check.consistent
+
+
+class _Coder:
+    """A stand-in for CompressAI's _EntropyCoder that records its calls."""
+
+    def __init__(self, name="ans"):
+        self.name, self.calls = name, []
+
+    def encode_with_indexes(self, *args):
+        self.calls.append(("encode", args))
+        return b"encoded"
+
+    def decode_with_indexes(self, *args):
+        self.calls.append(("decode", args))
+        return [7]
+
+
+@needs_extension
+def test_the_coder_decodes_in_bounds_and_reports_each_string(tables):
+    string, indexes, symbols = _encode(tables[0], 100, 40, seed=9)
+    inner, checks = _Coder(), []
+    coder = rans.BoundedEntropyCoder(inner, checks.append)
+    assert coder.name == "ans" and coder.bounded
+    assert coder.encode_with_indexes(1, 2) == b"encoded"
+    values = coder.decode_with_indexes(string, indexes, *tables[0])
+    assert values.tolist() == symbols and inner.calls == [("encode", (1, 2))]
+    assert checks == [rans.StreamCheck(0, 0, rans.INITIAL_STATE)]
+    assert rans.unwrap(coder) is inner and rans.unwrap(inner) is inner
+
+
+def test_the_coder_falls_back_to_compressai_s_decoder(monkeypatch):
+    checks = []
+    other = rans.BoundedEntropyCoder(_Coder("rangecoder"), checks.append)
+    assert not other.bounded
+    assert other.decode_with_indexes(b"s", [0], [[0, 65536]], [2], [0]) == [7]
+    monkeypatch.setattr(rans, "_native", None)
+    inner = _Coder()
+    coder = rans.BoundedEntropyCoder(inner, checks.append)
+    assert not rans.available() and not coder.bounded
+    assert coder.decode_with_indexes(b"s", [0], [[0, 65536]], [2], [0]) == [7]
+    assert inner.calls == [("decode", (b"s", [0], [[0, 65536]], [2], [0]))]
+    assert checks == []
+    with pytest.raises(RuntimeError, match="not built"):
+        rans.decode_with_indexes(b"s" * 8, [], [[0, 65536]], [2], [0])
