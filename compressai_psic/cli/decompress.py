@@ -122,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
         model, _ = models.get(spec_from_header(header, args.checkpoint))
         if header.symbols_digest is None:
             note(
-                f"{source} has no symbol digest (format version 1): a decode that "
-                "goes wrong on this machine cannot be detected"
+                f"{source} has no symbol digest (format version 1): only the rANS "
+                "decoder's end-of-string check can detect a decode that goes "
+                "wrong on this machine"
             )
         images = decompress_header(model, header, conditions, max_pixels=limit, key=key)
         for image, path in zip(images, targets):

@@ -72,7 +72,7 @@ def describe_file(path: Path) -> Dict[str, object]:
         "symbols_digest": (
             f"{header.symbols_digest:08x}"
             if header.symbols_digest is not None
-            else "none (decodes unchecked)"
+            else "none (only the end-of-string check)"
         ),
         "portable": header.portable,
         "string_bytes": [len(s) for latent in header.strings for s in latent],

@@ -137,14 +137,16 @@ def decompress_header(
 
     The header is validated against the model and its declared image size first
     (:func:`compressai_psic.models.guard.validate_decode_inputs`); the shielded
-    model's ``decompress`` then pads the strings and refuses a non-finite decode
-    itself, so any file decodes within time and memory proportional to its
-    declared size, or is refused. ``max_pixels`` bounds that size (the default
-    is :data:`compressai_psic.options.MAX_DECODE_PIXELS`; ``None``: no
-    limit). The decoded symbols are checked against the header's digest
-    before an image is returned (files of format version 1 have none and are
-    decoded unchecked); a portable file is decoded with the integer
-    hyper-synthesis.
+    model's ``decompress`` then decodes the strings without reading past them
+    and refuses a non-finite decode itself, so any file decodes within time and
+    memory proportional to its declared size, or is refused. ``max_pixels``
+    bounds that size (the default is
+    :data:`compressai_psic.options.MAX_DECODE_PIXELS`; ``None``: no limit).
+    The decoded symbols are checked against the header's digest before an
+    image is returned (files of format version 1 have none: only the bounded
+    rANS decoder's end-of-string check applies,
+    :mod:`~compressai_psic.models.rans`); a portable file is decoded with the
+    integer hyper-synthesis.
 
     Raises:
         PSICFormatError: (:class:`~compressai_psic.errors.BitstreamError`,

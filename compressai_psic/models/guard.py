@@ -34,9 +34,15 @@ container re-exports all three):
   8-byte final state, at most :func:`max_string_length` bytes for its number of
   symbols, and a first state inside rANS's normalisation interval.
 
-:func:`pad_strings` then appends zeros so that no read of the decoder can leave
-the buffer, whatever the bytes (the bound is derived below and checked against
-a model of the decoder in the tests); :func:`guard_decode_inputs` does both.
+:func:`pad_strings` then appends zeros, where the decoder needs them, so that
+no read of it can leave the buffer, whatever the bytes (the bound is derived
+below and checked against a model of the decoder in the tests);
+:func:`guard_decode_inputs` does both. The package's shielded models need none
+for the strings their entropy models decode: those go through the bounded
+decoder of :mod:`~compressai_psic.models.rans`, which checks the end of its
+input (:func:`read_in_bounds` says which string lists; padding remains for the
+``y`` of the autoregressive models, decoded by their own ``RansDecoder``, for
+models that are not shielded, and where the C extension was not built).
 
 Trailing zero words of a string count as padding: they decode exactly as the
 zeros :func:`pad_strings` appends, so padded strings validate and pad again as
@@ -92,8 +98,10 @@ read about 2 bytes per symbol past its end (after a zero word the low state
 bits are zero, every symbol decodes as its table's first, of frequency 1, and
 takes 16 bits), so any safe padding is at least ``~2 S`` bytes
 (``tests/models/test_guard.py``). What a string can make the decoder read is
-between that and the ``76 S`` proved here; a padding in O(bytes present) needs
-a decoder that checks the end of its buffer.
+between that and the ``76 S`` proved here. Hence the bounded decoder
+(:mod:`~compressai_psic.models.rans`): it reads a word past the end as zero
+without touching memory, so it decodes exactly what CompressAI's decoder
+decodes from the padded string, at the cost of the bytes present.
 """
 
 from __future__ import annotations
