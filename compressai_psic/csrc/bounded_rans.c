@@ -128,28 +128,36 @@ static int check_buffer(Py_buffer *view, Py_ssize_t items, const char *name) {
 }
 
 PyDoc_STRVAR(decode_doc,
-"decode(string, indexes, cdfs, stride, lengths, offsets, out)\n"
+"decode(string, indexes, cdfs, stride, lengths, offsets, out, position, state)\n"
 "--\n\n"
 "Decodes len(indexes) symbols of CompressAI's rANS format into ``out``.\n\n"
 "``indexes``: int32 table index per symbol; ``cdfs``: int32 tables, ``stride``\n"
 "values per row; ``lengths`` and ``offsets``: int32 per table; ``out``: a\n"
-"writable int32 buffer of len(indexes). Reads never leave ``string``: a read\n"
-"past its end gives a zero word. Returns (words_read_past_end, unread_bytes,\n"
-"final_state).");
+"writable int32 buffer of len(indexes). ``position`` < 0 starts a string (its\n"
+"first two words are the state); else decoding goes on from byte ``position``\n"
+"with ``state`` (what an earlier call returned). Reads never leave ``string``:\n"
+"a read past its end gives a zero word. Returns (position, words_read_past_end,\n"
+"state).");
 
 static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer string, indexes, cdfs, lengths, offsets, out;
-    Py_ssize_t stride;
+    Py_ssize_t stride, position;
+    unsigned long long start_state;
     PyObject *result = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*y*ny*y*w*", &string, &indexes, &cdfs, &stride,
-                          &lengths, &offsets, &out)) {
+    if (!PyArg_ParseTuple(args, "y*y*y*ny*y*w*nK", &string, &indexes, &cdfs, &stride,
+                          &lengths, &offsets, &out, &position, &start_state)) {
         return NULL;
     }
     const Py_ssize_t count = indexes.len / 4;
     const Py_ssize_t tables = lengths.len / 4;
     if (string.len % 4) {
         PyErr_SetString(PyExc_ValueError, "the string is not whole 32-bit words");
+        goto done;
+    }
+    if (position > string.len || (position >= 0 && position % 4)) {
+        PyErr_Format(PyExc_ValueError, "position %zd is not a word of the string",
+                     position);
         goto done;
     }
     if (stride < 2 || tables < 1 || check_buffer(&indexes, count, "indexes") ||
@@ -191,10 +199,15 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         }
     }
     {
-        WordReader reader = {(const unsigned char *)string.buf,
-                             (const unsigned char *)string.buf + string.len, 0};
-        uint64_t state = read_word(&reader);
-        state |= (uint64_t)read_word(&reader) << 32;
+        const unsigned char *begin = (const unsigned char *)string.buf;
+        WordReader reader = {begin, begin + string.len, 0};
+        uint64_t state = start_state;
+        if (position < 0) {
+            state = read_word(&reader);
+            state |= (uint64_t)read_word(&reader) << 32;
+        } else {
+            reader.next = begin + position;
+        }
         Py_ssize_t bad = -1;
         int status;
         Py_BEGIN_ALLOW_THREADS
@@ -208,8 +221,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
                          "table of %d-bit precision", bad, PRECISION);
             goto done;
         }
-        result = Py_BuildValue("(KnK)", (unsigned long long)reader.past_end,
-                               (Py_ssize_t)(reader.end - reader.next),
+        result = Py_BuildValue("(nKK)", (Py_ssize_t)(reader.next - begin),
+                               (unsigned long long)reader.past_end,
                                (unsigned long long)state);
     }
 done:

@@ -30,6 +30,7 @@ from compressai.models import (
     ScaleHyperprior,
 )
 
+from .autoregressive import BoundedAutoregressiveDecoding
 from .registration import register_architecture
 from .shielded import ShieldedMixin
 
@@ -65,7 +66,9 @@ class ShieldedMeanScaleHyperprior(ShieldedMixin, MeanScaleHyperprior):
 
 @register_architecture("mbt2018", plans=GDN_PLANS)
 class ShieldedJointAutoregressiveHierarchicalPriors(
-    ShieldedMixin, JointAutoregressiveHierarchicalPriors
+    ShieldedMixin, BoundedAutoregressiveDecoding, JointAutoregressiveHierarchicalPriors
 ):
     """:class:`~compressai.models.JointAutoregressiveHierarchicalPriors` with
-    shielded decoding."""
+    shielded decoding; ``y`` is decoded in bounds
+    (:class:`~compressai_psic.models.autoregressive.BoundedAutoregressiveDecoding`).
+    """

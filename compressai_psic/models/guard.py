@@ -122,6 +122,7 @@ from torch import Tensor, nn
 
 from ..errors import BitstreamError, PixelLimitError
 from ..options import MAX_DECODE_PIXELS
+from .autoregressive import BoundedAutoregressiveDecoding
 from .rans import BoundedEntropyCoder
 
 __all__ = [
@@ -459,9 +460,11 @@ def read_in_bounds(model: nn.Module) -> Tuple[bool, ...]:
 
     True when every entropy model of ``model`` decodes through the bounded
     decoder (the package's shielded models, when its extension is built),
-    except for the first list of a model with a ``context_prediction``
-    (CompressAI's autoregressive ``mbt2018`` and ``cheng2020-*``): those decode
-    ``y`` position by position with a ``RansDecoder`` of their own.
+    except for the first list of a model with a ``context_prediction`` that
+    decodes ``y`` position by position with a ``RansDecoder`` of its own
+    (CompressAI's ``mbt2018`` and ``cheng2020-*``, unless shielded: the
+    package's classes decode it in bounds,
+    :class:`~compressai_psic.models.autoregressive.BoundedAutoregressiveDecoding`).
     """
     layout = latent_layout(model)
     coders = [
@@ -472,7 +475,9 @@ def read_in_bounds(model: nn.Module) -> Tuple[bool, ...]:
     bounded = bool(coders) and all(
         isinstance(coder, BoundedEntropyCoder) and coder.bounded for coder in coders
     )
-    own_decoder = hasattr(model, "context_prediction")
+    own_decoder = hasattr(model, "context_prediction") and not isinstance(
+        model, BoundedAutoregressiveDecoding
+    )
     return tuple(
         bounded and not (own_decoder and index == 0)
         for index in range(layout.num_strings)

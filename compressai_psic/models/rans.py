@@ -42,6 +42,7 @@ except ImportError:  # built without a C compiler: CompressAI's decoder + paddin
 __all__ = [
     "INITIAL_STATE",
     "BoundedEntropyCoder",
+    "BoundedRansDecoder",
     "StreamCheck",
     "available",
     "decode_with_indexes",
@@ -121,28 +122,83 @@ def decode_with_indexes(
         ValueError: for a string that is not whole 32-bit words, a table index
             out of range, or tables that are not 16-bit CDFs.
     """
+    decoder = BoundedRansDecoder()
+    decoder.set_stream(string)
+    values = decoder.decode_stream(indexes, cdfs, cdf_lengths, offsets)
+    return values, decoder.check()
+
+
+def _require_native() -> None:
     if _native is None:
         raise RuntimeError(
             "the bounded rANS decoder was not built (no C compiler when "
             "compressai-psic was installed); reinstall with one"
         )
-    index_array = _int32(indexes).reshape(-1)
-    lengths = _int32(cdf_lengths).reshape(-1)
-    table = _cdf_table(cdfs, lengths)
-    values = np.empty(index_array.size, dtype=np.int32)
-    data = bytes(string)
-    past_end, unread, state = _native.decode(
-        data,
-        index_array,
-        table,
-        table.shape[1],
-        lengths,
-        _int32(offsets).reshape(-1),
-        values,
-    )
-    if unread and not np.frombuffer(data, np.uint8, offset=len(data) - unread).any():
-        unread = 0  # zero words at the end: padding, which decodes as such
-    return values, StreamCheck(int(past_end), int(unread), int(state))
+
+
+class BoundedRansDecoder:
+    """CompressAI's ``RansDecoder`` streaming interface (``set_stream``, then
+    ``decode_stream`` calls that go on where the last one stopped), in bounds.
+
+    The autoregressive models decode ``y`` this way, one position at a time
+    (:class:`~compressai_psic.models.google.BoundedAutoregressiveDecoding`).
+    :meth:`check` gives the :class:`StreamCheck` of the string once its last
+    symbol is decoded.
+
+    Raises:
+        RuntimeError: at construction, when the extension was not built.
+    """
+
+    def __init__(self) -> None:
+        _require_native()
+        self._string = b""
+        self._position = -1  # before the start state
+        self._state = 0
+        self._past_end = 0
+
+    def set_stream(self, string: bytes) -> None:
+        """Starts decoding ``string`` (whole 32-bit words)."""
+        self._string = bytes(string)
+        if len(self._string) % 4:
+            raise ValueError("the string is not whole 32-bit words")
+        self._position, self._state, self._past_end = -1, 0, 0
+
+    def decode_stream(
+        self,
+        indexes: Sequence[int],
+        cdfs: Sequence[Sequence[int]],
+        cdf_lengths: Sequence[int],
+        offsets: Sequence[int],
+    ) -> np.ndarray:
+        """The next ``len(indexes)`` symbols, as an int32 array (the arguments
+        of :func:`decode_with_indexes`)."""
+        index_array = _int32(indexes).reshape(-1)
+        lengths = _int32(cdf_lengths).reshape(-1)
+        table = _cdf_table(cdfs, lengths)
+        values = np.empty(index_array.size, dtype=np.int32)
+        position, past_end, state = _native.decode(
+            self._string,
+            index_array,
+            table,
+            table.shape[1],
+            lengths,
+            _int32(offsets).reshape(-1),
+            values,
+            self._position,
+            self._state,
+        )
+        self._position, self._state = position, state
+        self._past_end += past_end
+        return values
+
+    def check(self) -> StreamCheck:
+        """How the string decoded so far compares with a whole, consistent one."""
+        data = self._string
+        read = max(self._position, 0)
+        unread = len(data) - read
+        if unread and not np.frombuffer(data, np.uint8, offset=read).any():
+            unread = 0  # zero words at the end: padding, which decodes as such
+        return StreamCheck(int(self._past_end), int(unread), int(self._state))
 
 
 def _cdf_table(cdfs: Any, lengths: np.ndarray) -> np.ndarray:

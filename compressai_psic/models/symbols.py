@@ -59,6 +59,7 @@ __all__ = [
     "SymbolTapGaussianConditional",
     "check_streams",
     "check_symbols_digest",
+    "report_stream",
     "install_symbol_taps",
     "remove_symbol_taps",
     "record_symbols",
@@ -122,7 +123,11 @@ def _report(mode: str, symbols: Tensor) -> None:
         recorder.add(symbols)
 
 
-def _report_stream(check: StreamCheck) -> None:
+def report_stream(check: StreamCheck) -> None:
+    """Hands a decoded string's check to the current decode's recorder, or,
+    outside :func:`record_symbols`, raises
+    :class:`~compressai_psic.errors.DesyncError` at once when it is
+    inconsistent."""
     recorder = _RECORDER.get()
     if recorder is not None and recorder.mode == "decode":
         recorder.add_stream(check)
@@ -146,7 +151,7 @@ class _SymbolTap:
     def entropy_coder(self) -> BoundedEntropyCoder:
         # A property on the class comes before the instance attribute that
         # CompressAI's EntropyModel sets: the coder it made is wrapped at use.
-        return BoundedEntropyCoder(self.__dict__["entropy_coder"], _report_stream)
+        return BoundedEntropyCoder(self.__dict__["entropy_coder"], report_stream)
 
     @entropy_coder.setter
     def entropy_coder(self, coder: object) -> None:

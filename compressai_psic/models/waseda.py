@@ -27,6 +27,7 @@ import torch.nn as nn
 from compressai.layers import ResidualBlock, ResidualBlockUpsample
 from compressai.models import Cheng2020Anchor, Cheng2020Attention
 
+from .autoregressive import BoundedAutoregressiveDecoding
 from .registration import register_architecture
 from .registry import InjectionPoint
 from .shielded import ShieldedMixin
@@ -92,8 +93,11 @@ def cheng_config(state_dict: Mapping) -> Dict[str, int]:
     plans=CHENG_PLANS,
     config_from_state_dict=cheng_config,
 )
-class ShieldedCheng2020Anchor(ShieldedMixin, Cheng2020Anchor):
-    """:class:`~compressai.models.Cheng2020Anchor` with shielded decoding."""
+class ShieldedCheng2020Anchor(
+    ShieldedMixin, BoundedAutoregressiveDecoding, Cheng2020Anchor
+):
+    """:class:`~compressai.models.Cheng2020Anchor` with shielded decoding; ``y``
+    is decoded in bounds."""
 
 
 @register_architecture(
@@ -101,5 +105,8 @@ class ShieldedCheng2020Anchor(ShieldedMixin, Cheng2020Anchor):
     plans=CHENG_PLANS,
     config_from_state_dict=cheng_config,
 )
-class ShieldedCheng2020Attention(ShieldedMixin, Cheng2020Attention):
-    """:class:`~compressai.models.Cheng2020Attention` with shielded decoding."""
+class ShieldedCheng2020Attention(
+    ShieldedMixin, BoundedAutoregressiveDecoding, Cheng2020Attention
+):
+    """:class:`~compressai.models.Cheng2020Attention` with shielded decoding;
+    ``y`` is decoded in bounds."""

@@ -12,14 +12,14 @@ import torch
 import torch.nn as nn
 from compressai.ans import RansDecoder, RansEncoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models import FactorizedPrior
+from compressai.models import FactorizedPrior, JointAutoregressiveHierarchicalPriors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compressai_psic import options, zoo
 from compressai_psic.errors import BitstreamError, PixelLimitError, PSICFormatError
 from compressai_psic.models import guard as decode_guard
-from compressai_psic.models import rans
+from compressai_psic.models import rans, symbols
 from compressai_psic.utils import pad_to_multiple
 
 from ..rans_reference import OutOfBounds, reference_decode
@@ -208,9 +208,10 @@ def test_batches(models):
         check(model, out["strings"], out["shape"], max_pixels=64 * 64)
 
 
-def test_padding_is_done_once(models):
-    # mbt2018 decodes y with CompressAI's own decoder: that string is padded.
-    model = models["mbt2018"]
+def test_padding_is_done_once():
+    # A CompressAI model decodes with CompressAI's own decoder: it is padded.
+    model = FactorizedPrior(8, 8)
+    model.update(force=True)
     out = encode(model)
     once = decode_guard.pad_strings(model, out["strings"], out["shape"])
     twice = decode_guard.guard_decode_inputs(model, once, out["shape"])
@@ -223,29 +224,28 @@ def test_padding_is_done_once(models):
 
 @needs_extension
 @pytest.mark.parametrize("name", ARCHITECTURES)
-def test_strings_decoded_in_bounds_are_not_padded(models, name):
+def test_a_shielded_model_s_strings_are_decoded_in_bounds(models, name):
     model = models[name]
-    expected = {"bmshj2018-factorized": (True,), "mbt2018": (False, True)}
-    in_bounds = expected.get(name, (True, True))
-    if name.startswith("cheng2020"):
-        in_bounds = (False, True)
-    assert decode_guard.read_in_bounds(model) == in_bounds
+    lists = 1 if name == "bmshj2018-factorized" else 2
+    assert decode_guard.read_in_bounds(model) == (True,) * lists
     out = encode(model)
     padded = decode_guard.pad_strings(model, out["strings"], out["shape"])
-    for bounded, before, after in zip(in_bounds, out["strings"], padded):
-        assert (after == before) is bounded
-        assert all(type(string) is bytes for string in after)
+    assert padded == out["strings"]
+    assert all(type(string) is bytes for latent in padded for string in latent)
 
 
 def test_models_that_decode_with_compressai_s_decoder_are_padded(monkeypatch, models):
     plain = FactorizedPrior(8, 8)
     plain.update(force=True)
     assert decode_guard.read_in_bounds(plain) == (False,)
+    # An autoregressive model that is not the package's decodes y itself.
+    context = JointAutoregressiveHierarchicalPriors(8, 8)
+    context.update(force=True)
+    symbols.install_symbol_taps(context)
+    assert decode_guard.read_in_bounds(context) == (False, True)
     monkeypatch.setattr(rans, "_native", None)
-    assert decode_guard.read_in_bounds(models["bmshj2018-hyperprior"]) == (
-        False,
-        False,
-    )
+    for name in ("bmshj2018-hyperprior", "mbt2018"):
+        assert decode_guard.read_in_bounds(models[name]) == (False, False)
 
 
 def test_check_finite_and_compress_input():
