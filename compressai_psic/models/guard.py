@@ -40,9 +40,10 @@ below and checked against a model of the decoder in the tests);
 :func:`guard_decode_inputs` does both. The package's shielded models need none
 for the strings their entropy models decode: those go through the bounded
 decoder of :mod:`~compressai_psic.models.rans`, which checks the end of its
-input (:func:`read_in_bounds` says which string lists; padding remains for the
-``y`` of the autoregressive models, decoded by their own ``RansDecoder``, for
-models that are not shielded, and where the C extension was not built).
+input (:func:`read_in_bounds` says which string lists; the autoregressive
+models' ``y`` too, :mod:`~compressai_psic.models.autoregressive`). Padding
+remains for models that are not shielded and where the C extension was not
+built.
 
 Trailing zero words of a string count as padding: they decode exactly as the
 zeros :func:`pad_strings` appends, so padded strings validate and pad again as
