@@ -1,10 +1,14 @@
 """The commands of the README and of docs/ as written: every command of the
 package's tools parses with its current flags, the offline ``psic`` commands
 run in order on real files, the Python blocks compile, and the docs' code
-blocks pass ``ruff format --check`` where this ruff formats Markdown."""
+blocks pass ``ruff format --check`` where this ruff formats Markdown. The
+scripts of ``tools/`` and ``scripts/`` named in any code of the README, the
+changelog, BENCHMARKS.md, docs/ and the model cards, inline code included,
+exist, and the options given to them there are their parsers' own."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import re
 import shlex
@@ -13,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator, List, Tuple
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -180,3 +185,118 @@ def test_docs_code_blocks_are_formatted():
     if "No Python files found" in done.stderr + done.stdout:
         pytest.skip("this ruff does not format Markdown")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+#: Every document whose figures name the tool that measured them: the model
+#: cards and the changelog too.
+FIGURE_DOCS = [
+    ROOT / "README.md",
+    ROOT / "CHANGELOG.md",
+    ROOT / "BENCHMARKS.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "zoo").glob("*.md")),
+]
+
+_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
+_SPAN = re.compile(r"`([^`]+)`")
+#: A script of the repository named in a command: tools/x.py, scripts/y.sh, …
+_SCRIPT = re.compile(r"(?<![\w./-])((?:tools|scripts)/[\w/]+\.(?:py|sh))")
+
+
+def code_texts(path: Path) -> Iterator[str]:
+    """The code of a document: each fenced block (continuations joined) and each
+    inline code span (line breaks inside a span are spaces)."""
+    text = path.read_text(encoding="utf-8")
+    for match in _FENCE.finditer(text):
+        yield match.group(1).replace("\\\n", " ")
+    for match in _SPAN.finditer(_FENCE.sub("", text)):
+        yield match.group(1).replace("\n", " ")
+
+
+def script_uses() -> List[Tuple[str, str, List[str]]]:
+    """(document, script, the options given to it) for every script of tools/
+    or scripts/ that a document's code names; the options are those up to the
+    end of that command (``&&``, ``;``, ``|``, a redirection or a comment)."""
+    uses = []
+    for path in FIGURE_DOCS:
+        doc = path.relative_to(ROOT).as_posix()
+        for code in code_texts(path):
+            for line in code.splitlines():
+                for part in re.split(r"&&|;|\|", line):
+                    for found in _SCRIPT.finditer(part):
+                        rest = part[found.end() :]
+                        try:
+                            argv = shlex.split(rest, comments=True)
+                        except ValueError:  # an unbalanced quote: words will do
+                            argv = rest.split()
+                        options = []
+                        for word in argv:
+                            if word.startswith((">", "<", "2>")):
+                                break
+                            if re.fullmatch(r"--?[A-Za-z][\w-]*(=.*)?", word):
+                                options.append(word.split("=", 1)[0])
+                        uses.append((doc, found.group(1), options))
+    return uses
+
+
+class _Parsed(Exception):
+    """Raised in place of parsing, to hand a tool's parser back."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        super().__init__()
+        self.parser = parser
+
+
+def _tool_options(script: str) -> set:
+    """The option strings a ``tools/*.py`` script accepts: those of its
+    ``build_parser()``, of the parser its ``parse_args()`` builds, or of the
+    package command it wraps (``tools/train.py``)."""
+    name = Path(script).stem
+    module = importlib.import_module(script[: -len(".py")].replace("/", "."))
+    if name == "train":  # `python -m compressai_psic.train` under another name
+        from compressai_psic.train import build_parser
+
+        parser = build_parser()
+    elif hasattr(module, "build_parser"):
+        parser = module.build_parser()
+    elif hasattr(module, "parse_args"):  # the parser is built inside parse_args
+
+        def hand_back(self, *args, **kwargs):
+            raise _Parsed(self)
+
+        with mock.patch.object(argparse.ArgumentParser, "parse_args", hand_back):
+            with pytest.raises(_Parsed) as parsed:
+                module.parse_args([])
+        parser = parsed.value.parser
+    else:
+        raise AssertionError(f"{script}: no argument parser to check the docs with")
+    return {s for action in parser._actions for s in action.option_strings}
+
+
+#: Scripts the changelog names as removed (they need not exist).
+REMOVED_SCRIPTS = {"tools/eval_rd.py"}  # 0.2.0: replaced by utils.eval_model
+
+
+def test_docs_name_only_scripts_and_options_that_exist():
+    """Every ``tools/…``/``scripts/…`` script named in the code of README,
+    CHANGELOG, BENCHMARKS, docs/ and the model cards exists, and every option
+    given to a ``tools/*.py`` script there is one its argument parser accepts
+    (so that each figure's command can be run as written)."""
+    uses = script_uses()
+    assert len(uses) > 50, "the docs' commands were not found"
+    accepted = {}
+    wrong = []
+    for doc, script, options in uses:
+        if not (ROOT / script).is_file():
+            if doc == "CHANGELOG.md" and script in REMOVED_SCRIPTS:
+                continue
+            wrong.append(f"{doc}: {script} does not exist")
+            continue
+        if not (options and script.startswith("tools/") and script.endswith(".py")):
+            continue
+        if script not in accepted:
+            accepted[script] = _tool_options(script)
+        for option in options:
+            if option not in accepted[script]:
+                wrong.append(f"{doc}: {script} has no option {option}")
+    assert not wrong, "\n".join(sorted(set(wrong)))
