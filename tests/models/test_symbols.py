@@ -251,3 +251,24 @@ def test_models_pickled_before_the_digest_get_it_on_load():
     assert loaded.supports_portable
     with torch.no_grad():
         assert loaded.compress(torch.rand(1, 3, 64, 64))["symbols_digest"] is not None
+
+
+def test_tapped_entropy_models_decode_in_bounds_after_copies_and_untapping():
+    import copy
+
+    from compressai.entropy_models.entropy_models import _EntropyCoder
+
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    out = encode(model, photo_crops(1, 128)[0])
+    for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        for module in (copied.entropy_bottleneck, copied.gaussian_conditional):
+            coder = module.entropy_coder
+            assert isinstance(coder, rans.BoundedEntropyCoder) and coder.name == "ans"
+            assert type(rans.unwrap(coder)) is _EntropyCoder
+        assert decode(copied, out)["symbols_digest"] == out["symbols_digest"]
+    # Setting a wrapped coder stores what it wraps: never a wrapper in a wrapper.
+    module = model.entropy_bottleneck
+    module.entropy_coder = module.entropy_coder
+    assert type(module.__dict__["entropy_coder"]) is _EntropyCoder
+    symbols.remove_symbol_taps(model)
+    assert type(model.entropy_bottleneck.entropy_coder) is _EntropyCoder
