@@ -124,7 +124,7 @@ from torch import Tensor, nn
 from ..errors import BitstreamError, PixelLimitError
 from ..options import MAX_DECODE_PIXELS
 from .autoregressive import BoundedAutoregressiveDecoding
-from .rans import BoundedEntropyCoder
+from .symbols import BoundedDecompress
 
 __all__ = [
     "MAX_DECODE_PIXELS",
@@ -468,13 +468,9 @@ def read_in_bounds(model: nn.Module) -> Tuple[bool, ...]:
     :class:`~compressai_psic.models.autoregressive.BoundedAutoregressiveDecoding`).
     """
     layout = latent_layout(model)
-    coders = [
-        module.entropy_coder
-        for module in model.modules()
-        if isinstance(module, EntropyModel)
-    ]
-    bounded = bool(coders) and all(
-        isinstance(coder, BoundedEntropyCoder) and coder.bounded for coder in coders
+    entropy_models = [m for m in model.modules() if isinstance(m, EntropyModel)]
+    bounded = bool(entropy_models) and all(
+        isinstance(m, BoundedDecompress) and m.decodes_in_bounds for m in entropy_models
     )
     own_decoder = hasattr(model, "context_prediction") and not isinstance(
         model, BoundedAutoregressiveDecoding

@@ -16,12 +16,13 @@ the encoder's (another machine's entropy parameters), almost never is.
 
 ::
 
-    EntropyModel.decompress ──> entropy_coder.decode_with_indexes(string, ...)
-                                  │  (BoundedEntropyCoder, for the package's
-                                  │   entropy models: symbols.install_symbol_taps)
-                                  ├── "ans" and the extension built: decode()
-                                  │       └── values + StreamCheck ──> report
-                                  └── otherwise: CompressAI's own decoder
+    EntropyModel.decompress (symbols.BoundedDecompress, the package's entropy
+      │                      models: symbols.install_symbol_taps)
+      ├── "ans" and the extension built: decode_with_indexes(string, ...)
+      │       └── values + StreamCheck ──> symbols.report_stream
+      └── otherwise: CompressAI's own decoder
+    mbt2018, cheng2020-* y: BoundedRansDecoder, position by position
+      (autoregressive.BoundedAutoregressiveDecoding)
 
 Where the extension was not built (no C compiler at install), :func:`available`
 is false and decoding falls back to CompressAI's decoder on padded strings.
@@ -30,7 +31,7 @@ is false and decoding falls back to CompressAI's decoder on padded strings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 import numpy as np
 
@@ -41,12 +42,10 @@ except ImportError:  # built without a C compiler: CompressAI's decoder + paddin
 
 __all__ = [
     "INITIAL_STATE",
-    "BoundedEntropyCoder",
     "BoundedRansDecoder",
     "StreamCheck",
     "available",
     "decode_with_indexes",
-    "unwrap",
 ]
 
 #: The state CompressAI's rANS encoder starts from, and a complete decode ends in.
@@ -213,51 +212,3 @@ def _cdf_table(cdfs: Any, lengths: np.ndarray) -> np.ndarray:
     for row, values in enumerate(cdfs):
         table[row, : len(values)] = values
     return table
-
-
-class BoundedEntropyCoder:
-    """CompressAI's ``_EntropyCoder`` with a decoder that stays in its string.
-
-    Encoding is CompressAI's. ``decode_with_indexes`` uses
-    :func:`decode_with_indexes` for the ``"ans"`` coder when the extension is
-    built (else CompressAI's decoder), and hands each :class:`StreamCheck` to
-    ``report``.
-
-    Args:
-        coder: the entropy model's ``_EntropyCoder``.
-        report: called with the check of every string decoded.
-    """
-
-    def __init__(self, coder: Any, report: Callable[[StreamCheck], None]) -> None:
-        self._coder = coder
-        self._report = report
-        self.name: str = coder.name
-
-    @property
-    def bounded(self) -> bool:
-        """Whether decodes check the end of their strings."""
-        return self.name == "ans" and available()
-
-    def encode_with_indexes(self, *args: Any, **kwargs: Any) -> Any:
-        return self._coder.encode_with_indexes(*args, **kwargs)
-
-    def decode_with_indexes(
-        self,
-        string: bytes,
-        indexes: Sequence[int],
-        cdfs: Sequence[Sequence[int]],
-        cdf_lengths: Sequence[int],
-        offsets: Sequence[int],
-    ) -> Any:
-        if not self.bounded:
-            return self._coder.decode_with_indexes(
-                string, indexes, cdfs, cdf_lengths, offsets
-            )
-        values, check = decode_with_indexes(string, indexes, cdfs, cdf_lengths, offsets)
-        self._report(check)
-        return values
-
-
-def unwrap(coder: Any) -> Any:
-    """The ``_EntropyCoder`` inside ``coder`` (itself when not wrapped)."""
-    return coder._coder if isinstance(coder, BoundedEntropyCoder) else coder

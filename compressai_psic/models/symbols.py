@@ -28,10 +28,10 @@ every zoo architecture) and ``dequantize`` (the decoder's) report to the
 :class:`SymbolRecorder` of the current call, if any (:func:`record_symbols`, a
 :class:`contextvars.ContextVar`: private to the thread and task).
 
-The same subclasses decode through
-:class:`~compressai_psic.models.rans.BoundedEntropyCoder`, which never reads
-past a string and says whether each string decoded consistently (read to its
-end, ending in rANS's start state): the recorder keeps the first string that
+The same subclasses decode with :class:`BoundedDecompress`, whose rANS decoder
+(:mod:`~compressai_psic.models.rans`) never reads past a string and says
+whether each string decoded consistently (read to its end, ending in rANS's
+start state): the recorder keeps the first string that
 did not (:attr:`SymbolRecorder.inconsistent`), and :func:`check_streams` turns
 it into a :class:`~compressai_psic.errors.DesyncError`, so that a file without
 a digest, too, never decodes silently wrong. Outside :func:`record_symbols`
@@ -43,17 +43,23 @@ from __future__ import annotations
 import contextlib
 import zlib
 from contextvars import ContextVar
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.entropy_models import (
+    EntropyBottleneck,
+    EntropyModel,
+    GaussianConditional,
+)
 from torch import Tensor, nn
 
 from ..errors import DesyncError
-from .rans import BoundedEntropyCoder, StreamCheck, unwrap
+from . import rans
+from .rans import StreamCheck
 
 __all__ = [
     "MODES",
+    "BoundedDecompress",
     "SymbolRecorder",
     "SymbolTapEntropyBottleneck",
     "SymbolTapGaussianConditional",
@@ -143,19 +149,67 @@ def _inconsistent_message(check: StreamCheck) -> str:
     )
 
 
-class _SymbolTap:
-    """Reports the symbols of ``quantize(..., "symbols")`` and ``dequantize``,
-    and decodes with the bounded rANS decoder."""
+class BoundedDecompress(EntropyModel):
+    """:meth:`EntropyModel.decompress
+    <compressai.entropy_models.EntropyModel.decompress>` with the bounded rANS
+    decoder (:mod:`~compressai_psic.models.rans`) for the ``"ans"`` coder, when
+    the extension is built (else CompressAI's).
+
+    It reads the tables from the model's buffers as arrays, so it skips the
+    list conversions CompressAI's pays for on every call, and it reports each
+    string's :class:`~compressai_psic.models.rans.StreamCheck`
+    (:func:`report_stream`). The tapped classes put it between CompressAI's
+    class and ``EntropyModel``, so that ``EntropyBottleneck.decompress`` reaches
+    it through ``super()``.
+    """
 
     @property
-    def entropy_coder(self) -> BoundedEntropyCoder:
-        # A property on the class comes before the instance attribute that
-        # CompressAI's EntropyModel sets: the coder it made is wrapped at use.
-        return BoundedEntropyCoder(self.__dict__["entropy_coder"], report_stream)
+    def decodes_in_bounds(self) -> bool:
+        """Whether :meth:`decompress` uses the bounded decoder."""
+        return self.entropy_coder.name == "ans" and rans.available()
 
-    @entropy_coder.setter
-    def entropy_coder(self, coder: object) -> None:
-        self.__dict__["entropy_coder"] = unwrap(coder)
+    def decompress(
+        self,
+        strings: List[bytes],
+        indexes: Tensor,
+        dtype: torch.dtype = torch.float,
+        means: Optional[Tensor] = None,
+    ) -> Tensor:
+        if not self.decodes_in_bounds:
+            return super().decompress(strings, indexes, dtype, means)
+        if not isinstance(strings, (tuple, list)) or len(strings) != len(indexes):
+            raise ValueError("need one string per row of indexes")
+        if indexes.dim() < 2:
+            raise ValueError("indexes need at least 2 dimensions (batch, channels)")
+        if means is not None and (
+            means.shape[:2] != indexes.shape[:2]
+            or any(m not in (1, i) for m, i in zip(means.shape, indexes.shape))
+        ):
+            raise ValueError(
+                f"means of shape {tuple(means.shape)} do not fit indexes of shape "
+                f"{tuple(indexes.shape)}"
+            )
+        self._check_cdf_size()
+        self._check_cdf_length()
+        self._check_offsets_size()
+        cdf = self._quantized_cdf
+        tables = cdf.detach().to("cpu", torch.int32).numpy()
+        lengths = self._cdf_length.detach().to("cpu", torch.int32).reshape(-1).numpy()
+        offsets = self._offset.detach().to("cpu", torch.int32).reshape(-1).numpy()
+        rows = indexes.detach().to("cpu", torch.int32).reshape(len(strings), -1)
+        outputs = torch.empty(rows.shape, dtype=torch.int32)
+        for row, string in enumerate(strings):
+            values, check = rans.decode_with_indexes(
+                string, rows[row].numpy(), tables, lengths, offsets
+            )
+            report_stream(check)
+            outputs[row] = torch.from_numpy(values)
+        outputs = outputs.reshape(indexes.shape).to(cdf.device)
+        return self.dequantize(outputs, means, dtype)
+
+
+class _SymbolTap:
+    """Reports the symbols of ``quantize(..., "symbols")`` and ``dequantize``."""
 
     def quantize(
         self, inputs: Tensor, mode: str, means: Optional[Tensor] = None
@@ -175,14 +229,14 @@ class _SymbolTap:
         return super().dequantize(inputs, means, dtype)  # type: ignore[misc]
 
 
-class SymbolTapEntropyBottleneck(_SymbolTap, EntropyBottleneck):
+class SymbolTapEntropyBottleneck(_SymbolTap, EntropyBottleneck, BoundedDecompress):
     """:class:`~compressai.entropy_models.EntropyBottleneck` that reports its
-    symbols to the current :class:`SymbolRecorder`."""
+    symbols to the current :class:`SymbolRecorder` and decodes in bounds."""
 
 
-class SymbolTapGaussianConditional(_SymbolTap, GaussianConditional):
+class SymbolTapGaussianConditional(_SymbolTap, GaussianConditional, BoundedDecompress):
     """:class:`~compressai.entropy_models.GaussianConditional` that reports its
-    symbols to the current :class:`SymbolRecorder`."""
+    symbols to the current :class:`SymbolRecorder` and decodes in bounds."""
 
 
 _TAPS = {

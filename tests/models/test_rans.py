@@ -214,45 +214,33 @@ def test_decodes_in_threads_give_the_same_symbols(tables):
         assert values.tolist() == symbols and check.consistent
 
 
-class _Coder:
-    """A stand-in for CompressAI's _EntropyCoder that records its calls."""
-
-    def __init__(self, name="ans"):
-        self.name, self.calls = name, []
-
-    def encode_with_indexes(self, *args):
-        self.calls.append(("encode", args))
-        return b"encoded"
-
-    def decode_with_indexes(self, *args):
-        self.calls.append(("decode", args))
-        return [7]
+def test_without_the_extension_the_decoder_refuses_to_start(monkeypatch):
+    monkeypatch.setattr(rans, "_native", None)
+    assert not rans.available()
+    with pytest.raises(RuntimeError, match="not built"):
+        rans.decode_with_indexes(b"s" * 8, [], [[0, 65536]], [2], [0])
+    with pytest.raises(RuntimeError, match="not built"):
+        rans.BoundedRansDecoder()
 
 
 @needs_extension
-def test_the_coder_decodes_in_bounds_and_reports_each_string(tables):
-    string, indexes, symbols = _encode(tables[0], 100, 40, seed=9)
-    inner, checks = _Coder(), []
-    coder = rans.BoundedEntropyCoder(inner, checks.append)
-    assert coder.name == "ans" and coder.bounded
-    assert coder.encode_with_indexes(1, 2) == b"encoded"
-    values = coder.decode_with_indexes(string, indexes, *tables[0])
-    assert values.tolist() == symbols and inner.calls == [("encode", (1, 2))]
-    assert checks == [rans.StreamCheck(0, 0, rans.INITIAL_STATE)]
-    assert rans.unwrap(coder) is inner and rans.unwrap(inner) is inner
-
-
-def test_the_coder_falls_back_to_compressai_s_decoder(monkeypatch):
-    checks = []
-    other = rans.BoundedEntropyCoder(_Coder("rangecoder"), checks.append)
-    assert not other.bounded
-    assert other.decode_with_indexes(b"s", [0], [[0, 65536]], [2], [0]) == [7]
-    monkeypatch.setattr(rans, "_native", None)
-    inner = _Coder()
-    coder = rans.BoundedEntropyCoder(inner, checks.append)
-    assert not rans.available() and not coder.bounded
-    assert coder.decode_with_indexes(b"s", [0], [[0, 65536]], [2], [0]) == [7]
-    assert inner.calls == [("decode", (b"s", [0], [[0, 65536]], [2], [0]))]
-    assert checks == []
-    with pytest.raises(RuntimeError, match="not built"):
-        rans.decode_with_indexes(b"s" * 8, [], [[0, 65536]], [2], [0])
+def test_streaming_decodes_go_on_where_the_last_call_stopped(tables):
+    string, indexes, symbols = _encode(tables[1], 600, 300, seed=10)
+    decoder = rans.BoundedRansDecoder()
+    decoder.set_stream(string)
+    pieces, start = [], 0
+    for size in (1, 0, 50, 249, 300):
+        chunk = indexes[start : start + size]
+        pieces += decoder.decode_stream(chunk, *tables[1]).tolist()
+        start += size
+    assert pieces == symbols and decoder.check().consistent
+    # CompressAI's streaming decoder agrees, call for call.
+    native = RansDecoder()
+    native.set_stream(string)
+    assert native.decode_stream(indexes[:300], *tables[1]) == symbols[:300]
+    # A new stream starts afresh; a check before the end is not consistent.
+    decoder.set_stream(string)
+    decoder.decode_stream(indexes[:10], *tables[1])
+    assert not decoder.check().consistent
+    with pytest.raises(ValueError, match="32-bit words"):
+        decoder.set_stream(string + b"\0")

@@ -256,19 +256,58 @@ def test_models_pickled_before_the_digest_get_it_on_load():
 def test_tapped_entropy_models_decode_in_bounds_after_copies_and_untapping():
     import copy
 
-    from compressai.entropy_models.entropy_models import _EntropyCoder
+    from compressai.entropy_models import EntropyBottleneck
 
     model = tiny_zoo_model("bmshj2018-hyperprior")
     out = encode(model, photo_crops(1, 128)[0])
     for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         for module in (copied.entropy_bottleneck, copied.gaussian_conditional):
-            coder = module.entropy_coder
-            assert isinstance(coder, rans.BoundedEntropyCoder) and coder.name == "ans"
-            assert type(rans.unwrap(coder)) is _EntropyCoder
+            assert isinstance(module, symbols.BoundedDecompress)
+            assert module.decodes_in_bounds == rans.available()
         assert decode(copied, out)["symbols_digest"] == out["symbols_digest"]
-    # Setting a wrapped coder stores what it wraps: never a wrapper in a wrapper.
-    module = model.entropy_bottleneck
-    module.entropy_coder = module.entropy_coder
-    assert type(module.__dict__["entropy_coder"]) is _EntropyCoder
     symbols.remove_symbol_taps(model)
-    assert type(model.entropy_bottleneck.entropy_coder) is _EntropyCoder
+    assert type(model.entropy_bottleneck) is EntropyBottleneck
+
+
+@pytest.mark.skipif(not rans.available(), reason="the C extension was not built")
+def test_bounded_decompress_decodes_what_compressai_s_decompress_decodes(monkeypatch):
+    model = tiny_zoo_model("mbt2018-mean")
+    x = photo_crops(1, 128)[0]
+    out = encode(model, x)
+    z_hat = model.entropy_bottleneck.decompress(out["strings"][1], out["shape"])
+    scales, means = model.h_s(z_hat).chunk(2, 1)
+    indexes = model.gaussian_conditional.build_indexes(scales)
+    bounded = model.gaussian_conditional.decompress(
+        out["strings"][0], indexes, means=means
+    )
+    monkeypatch.setattr(rans, "_native", None)
+    assert not model.gaussian_conditional.decodes_in_bounds
+    native = model.gaussian_conditional.decompress(
+        out["strings"][0], indexes, means=means
+    )
+    assert torch.equal(bounded, native)
+
+
+@pytest.mark.skipif(not rans.available(), reason="the C extension was not built")
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, s, i, mu: m.decompress(s[0], i), "one string per row"),
+        (lambda m, s, i, mu: m.decompress(s * 2, i), "one string per row"),
+        (lambda m, s, i, mu: m.decompress(s, i.reshape(-1)[:1]), "2 dimensions"),
+        (lambda m, s, i, mu: m.decompress(s, i, means=mu[:, :1]), "do not fit"),
+        (lambda m, s, i, mu: m.decompress(s, i, means=mu[..., :2]), "do not fit"),
+    ],
+)
+def test_bounded_decompress_refuses_arguments_that_do_not_fit(call, message):
+    model = tiny_zoo_model("mbt2018-mean")
+    out = encode(model, photo_crops(1, 128)[0])
+    z_hat = model.entropy_bottleneck.decompress(out["strings"][1], out["shape"])
+    scales, means = model.h_s(z_hat).chunk(2, 1)
+    indexes = model.gaussian_conditional.build_indexes(scales)
+    with pytest.raises(ValueError, match=message):
+        call(model.gaussian_conditional, out["strings"][0], indexes, means)
+    # A means tensor of one value per channel broadcasts, as in CompressAI.
+    model.gaussian_conditional.decompress(
+        out["strings"][0], indexes, means=means[..., :1, :1]
+    )
