@@ -12,12 +12,15 @@ which pads every string with ``76 S + 132`` zeros (the route taken where the
 extension is not built, and for the autoregressive models' ``y``).
 
 Reports min/median/max of the per-repeat ratio guarded/plain, the zeros
-appended, the compressed size, and the peak of the memory that
-``guard_decode_inputs`` allocates (``tracemalloc``). ``--device cuda`` runs the
-model on the GPU and times on the wall clock, waiting for the device around
-each decode (the entropy decoding and the guard stay on the CPU).
+appended, the compressed size, the peak of the memory that
+``guard_decode_inputs`` allocates and that of one whole decode, plain and
+guarded (``tracemalloc``: Python's and NumPy's allocations, not torch's).
+``--device cuda`` runs the model on the GPU and times on the wall clock,
+waiting for the device around each decode (the entropy decoding and the guard
+stay on the CPU).
 
-Example (the BENCHMARKS.md figures)::
+Example (the BENCHMARKS.md figures; ``--route padded`` for those measured before
+the bounded decoder)::
 
     OMP_WAIT_POLICY=PASSIVE python tools/bench_guard.py --repeats 5
     OMP_WAIT_POLICY=PASSIVE python tools/bench_guard.py --repeats 5 --size 128 192
@@ -110,6 +113,12 @@ def bench(
     tracemalloc.start()
     padded = decode_guard.guard_decode_inputs(guarded_model, strings, shape)
     guard_peak = tracemalloc.get_traced_memory()[1]
+    peaks = {}
+    for name, decode in (("plain", plain), ("guarded", guarded)):
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        decode()
+        peaks[name] = tracemalloc.get_traced_memory()[1] - before
     tracemalloc.stop()
     data = sum(len(s) for latent in strings for s in latent)
     total = sum(len(s) for latent in padded for s in latent)
@@ -128,6 +137,10 @@ def bench(
         "string_bytes": data,
         "padding_mib": round((total - data) / 2**20, 1),
         "guard_peak_kib": round(guard_peak / 2**10, 1),
+        # Python's allocations during one whole decode (NumPy's arrays count;
+        # tensors allocated by torch's own allocator do not).
+        "plain_peak_mib": round(peaks["plain"] / 2**20, 1),
+        "guarded_peak_mib": round(peaks["guarded"] / 2**20, 1),
     }
 
 
@@ -151,7 +164,8 @@ def _row(row: Dict[str, Any]) -> str:
         f"{row['size']} | {row['plain_s_median']} | {row['guarded_s_median']} | "
         f"{row['ratio_min']} / {row['ratio_median']} / {row['ratio_max']} | "
         f"{row['padding_mib']} MiB for {row['string_bytes']} B | "
-        f"{row['guard_peak_kib']} KiB |"
+        f"{row['guard_peak_kib']} KiB | {row['plain_peak_mib']} / "
+        f"{row['guarded_peak_mib']} MiB |"
     )
 
 
@@ -160,7 +174,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     header = (
         "| architecture | route | size | plain s | guarded s | guarded/plain min / "
-        "median / max | padding | guard's peak allocation |"
+        "median / max | padding | guard's peak allocation | decode's peak "
+        "allocation, plain / guarded |"
     )
     import functools
 
