@@ -35,9 +35,8 @@ def _run(args, cwd: Path, site: Path) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    build = tmp_path_factory.mktemp("wheel")
+def _build_and_install(build: Path, env=None) -> Path:
+    build.mkdir(parents=True, exist_ok=True)
     # A copy of the source: setuptools leaves build/ in the tree it builds, and a
     # stale build/ of an older tree could slip removed modules into the wheel.
     source = build / "source"
@@ -45,7 +44,14 @@ def installed(tmp_path_factory) -> Path:
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*cache"
+            ".git",
+            ".venv",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".*cache",
+            "*.so",  # the extension built in place: the wheel builds its own
         ),
     )
     subprocess.run(
@@ -53,6 +59,7 @@ def installed(tmp_path_factory) -> Path:
         check=True,
         capture_output=True,
         timeout=600,
+        env=env,
     )
     (wheel,) = build.glob("compressai_psic-*.whl")
     site = build / "site"
@@ -64,6 +71,41 @@ def installed(tmp_path_factory) -> Path:
         timeout=600,
     )
     return site
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    return _build_and_install(tmp_path_factory.mktemp("wheel"))
+
+
+def _bounded_decoder_available(site: Path, cwd: Path) -> bool:
+    code = "from compressai_psic.models import rans; print(rans.available())"
+    return _run(["-c", code], cwd, site).stdout.strip() == "True"
+
+
+def test_the_wheel_carries_the_bounded_decoder(installed, tmp_path):
+    assert list((installed / "compressai_psic" / "models").glob("_bounded_rans*"))
+    assert _bounded_decoder_available(installed, tmp_path)
+
+
+def test_without_a_c_compiler_the_wheel_builds_and_decodes_with_padding(tmp_path):
+    env = dict(os.environ, CC="false")  # every compile fails
+    site = _build_and_install(tmp_path / "build", env)
+    assert not list((site / "compressai_psic" / "models").glob("_bounded_rans*"))
+    assert not _bounded_decoder_available(site, tmp_path)
+    code = (
+        "import torch\n"
+        "from compressai_psic.models import guard\n"
+        "from compressai_psic.zoo import image_models\n"
+        "net = image_models['bmshj2018-hyperprior'](1, pretrained=False).eval()\n"
+        "net(torch.zeros(1, 3, 64, 64)); net.update(force=True)\n"
+        "out = net.compress(torch.rand(1, 3, 64, 64))\n"
+        "assert guard.read_in_bounds(net) == (False, False)\n"
+        "x = net.decompress(out['strings'], out['shape'],\n"
+        "                   symbols_digest=out['symbols_digest'])['x_hat']\n"
+        "print(tuple(x.shape))\n"
+    )
+    assert _run(["-c", code], tmp_path, site).stdout.strip() == "(1, 3, 64, 64)"
 
 
 def test_wheel_metadata(installed):
