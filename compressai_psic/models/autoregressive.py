@@ -77,10 +77,10 @@ class BoundedAutoregressiveDecoding:
                 scales, means = gaussian_params.chunk(2, 1)
                 indexes = gaussian.build_indexes(scales).reshape(-1).cpu().numpy()
                 values = decoder.decode_stream(indexes, cdfs, lengths, offsets)
-                decoded = (
-                    torch.from_numpy(values).to(torch.float32).reshape(1, -1, 1, 1)
+                # dequantize makes the integers floats of the means' type.
+                decoded = gaussian.dequantize(
+                    torch.from_numpy(values).reshape(1, -1, 1, 1), means
                 )
-                decoded = gaussian.dequantize(decoded, means)
                 row, column = h + padding, w + padding
                 y_hat[:, :, row : row + 1, column : column + 1] = decoded
         symbols.report_stream(decoder.check())

@@ -171,17 +171,17 @@ class BoundedRansDecoder:
     ) -> np.ndarray:
         """The next ``len(indexes)`` symbols, as an int32 array (the arguments
         of :func:`decode_with_indexes`)."""
-        index_array = _int32(indexes).reshape(-1)
-        lengths = _int32(cdf_lengths).reshape(-1)
-        table = _cdf_table(cdfs, lengths)
+        # Any shape: the extension reads each argument as a flat int32 buffer.
+        index_array = _int32(indexes)
+        table = _cdf_table(cdfs)
         values = np.empty(index_array.size, dtype=np.int32)
         position, past_end, state = _native.decode(
             self._string,
             index_array,
             table,
             table.shape[1],
-            lengths,
-            _int32(offsets).reshape(-1),
+            _int32(cdf_lengths),
+            _int32(offsets),
             values,
             self._position,
             self._state,
@@ -200,9 +200,9 @@ class BoundedRansDecoder:
         return StreamCheck(int(self._past_end), int(unread), int(self._state))
 
 
-def _cdf_table(cdfs: Any, lengths: np.ndarray) -> np.ndarray:
+def _cdf_table(cdfs: Any) -> np.ndarray:
     """``cdfs`` as a C-contiguous int32 matrix (ragged rows padded with zeros
-    the decoder never reads: each row's length is in ``lengths``)."""
+    the decoder never reads: it reads each row up to its length)."""
     if isinstance(cdfs, np.ndarray):
         return _int32(cdfs)
     rows = [len(row) for row in cdfs]

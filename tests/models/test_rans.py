@@ -244,3 +244,58 @@ def test_streaming_decodes_go_on_where_the_last_call_stopped(tables):
     assert not decoder.check().consistent
     with pytest.raises(ValueError, match="32-bit words"):
         decoder.set_stream(string + b"\0")
+
+
+def test_describe_lists_every_problem_in_one_line():
+    # The text DesyncError shows for a string that did not decode consistently.
+    assert rans.StreamCheck(2, 4, 5).describe() == (
+        "2 words past its end were needed; 4 bytes after its last symbol; the "
+        "decoder did not end in the encoder's start state"
+    )
+    assert rans.StreamCheck(0, 0, 7).describe() == (
+        "the decoder did not end in the encoder's start state"
+    )
+    assert not rans.StreamCheck(0, 0, 7).consistent
+    assert not rans.StreamCheck(0, 4, rans.INITIAL_STATE).consistent
+
+
+@needs_extension
+def test_words_past_the_end_add_up_over_streaming_calls(tables):
+    cdfs, lengths, offsets = tables[0]
+    start = rans.INITIAL_STATE.to_bytes(8, "little")  # a string of 0 symbols
+    indexes = [0] * 100
+    _, whole = rans.decode_with_indexes(start, indexes, cdfs, lengths, offsets)
+    decoder = rans.BoundedRansDecoder()
+    decoder.set_stream(start)
+    decoder.decode_stream(indexes[:50], cdfs, lengths, offsets)
+    first = decoder.check().words_past_end
+    decoder.decode_stream(indexes[50:], cdfs, lengths, offsets)
+    assert decoder.check() == whole and 0 < first < whole.words_past_end
+
+
+@needs_extension
+def test_a_check_before_any_decode_counts_every_byte_unread(tables):
+    string, _, _ = _encode(tables[0], 50, 40, seed=11)
+    decoder = rans.BoundedRansDecoder()
+    decoder.set_stream(string)
+    assert decoder.check() == rans.StreamCheck(0, len(string), 0)
+
+
+@needs_extension
+def test_no_tables_is_refused():
+    with pytest.raises(ValueError, match="at least 2 values"):
+        rans.decode_with_indexes(bytes(8), [], [], [], [])
+
+
+@needs_extension
+def test_arguments_of_any_shape_are_read_flat(tables):
+    string, indexes, symbols = _encode(tables[1], 60, 40, seed=12)
+    cdfs, lengths, offsets = tables[1]
+    values, check = rans.decode_with_indexes(
+        string,
+        np.array(indexes).reshape(6, 10),
+        cdfs,
+        np.array(lengths).reshape(1, -1),
+        np.array(offsets).reshape(-1, 1),
+    )
+    assert values.tolist() == symbols and check.consistent
