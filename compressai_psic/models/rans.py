@@ -206,9 +206,11 @@ def _cdf_table(cdfs: Any) -> np.ndarray:
     if isinstance(cdfs, np.ndarray):
         return _int32(cdfs)
     rows = [len(row) for row in cdfs]
-    if rows and min(rows) == max(rows):
+    if not rows:
+        raise ValueError("no tables: need at least one CDF")
+    if min(rows) == max(rows):
         return _int32(cdfs)
-    table = np.zeros((len(rows), max(rows, default=2)), dtype=np.int32)
+    table = np.zeros((len(rows), max(rows)), dtype=np.int32)
     for row, values in enumerate(cdfs):
         table[row, : len(values)] = values
     return table
