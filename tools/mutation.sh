@@ -67,6 +67,13 @@ marks = '"-m", "not slow"'
 # graph breaks for torch.compile: this test checks the unmutated code only.
 deselect = '"--deselect", "tests/models/test_synthesis.py::test_compile_of_g_s_has_no_graph_break"'
 
+# Fork isolation forks every mutant from the process that ran the stats, whose
+# OpenMP pool (tests such as test_portable.py run with two torch threads) does not
+# survive a fork: a child that enters a parallel region waits forever on threads
+# that do not exist (GNU libgomp is not fork-safe), and the wall-clock limit then
+# reports a surviving mutant as a time-out. The fork server has run no test.
+isolation = 'process_isolation = "forkserver"'
+
 # tests/models/test_demo_pin.py imports tools/ and reads the shipped weights in
 # zoo/: mutmut copies only the package and tests/ into mutants/ unless told.
 text += f"""
@@ -76,6 +83,7 @@ also_copy = ["tools", "zoo"]
 only_mutate = [{quoted}]
 pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", {marks}, {deselect}]
 pytest_add_cli_args_test_selection = ["{tests}"]
+{isolation}
 """
 open(path, "w", encoding="utf-8").write(text)
 PY
