@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import compressai_psic as psic
 from compressai_psic import zoo
+from compressai_psic.errors import KeyRequiredError
 from compressai_psic.models import (
     InjectionPoint,
     PSICHyperprior,
@@ -33,6 +34,7 @@ from compressai_psic.models.shielded import (
     AffineTriggerProjection,
     FixedConditionSynthesis,
     TriggerProjection,
+    _latent_channels,
 )
 from compressai_psic.models.synthesis import (
     ShieldedSynthesis,
@@ -46,6 +48,7 @@ from .helpers import (
     perturb_triggers,
     raises_exactly,
     tiny_base,
+    tiny_zoo_model,
 )
 
 ARCHS = list(psic.ZOO_ARCHITECTURES) + ["psic-hy2018"]
@@ -982,3 +985,71 @@ def test_affine_modulation_is_exact_at_creation_and_scales_features(name, image)
         y = torch.rand(2, first.in_channels, 4, 4)
         torch.testing.assert_close(only.g_s(y), plain.g_s(y))
         assert not torch.allclose(only.g_s(y), unshield(only).g_s(y))
+
+
+# ------------------------------------------------------------------ keyed models
+def test_make_keyed_builds_the_documented_default_shift_or_the_one_asked_for():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    assert model.make_keyed() is model
+    shift = model.key_shift
+    assert (shift.latent_channels, shift.noise_channels, shift.form) == (12, 32, "mix")
+    assert shift.net[0].out_channels == 192
+    model.make_keyed(4, 8, "concat")
+    shift = model.key_shift
+    assert (shift.noise_channels, shift.form, shift.net[0].out_channels) == (
+        4,
+        "concat",
+        8,
+    )
+
+
+def test_make_keyed_puts_the_shift_where_the_synthesis_is():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    model.g_s.to("meta")
+    model.make_keyed(4, 8)
+    assert {p.device.type for p in model.key_shift.parameters()} == {"meta"}
+
+
+def test_the_latent_channels_are_found_or_the_synthesis_is_named():
+    assert _latent_channels(tiny_zoo_model("bmshj2018-hyperprior").g_s) == 12
+    raises_exactly(
+        "Cannot find the latent channels of Sequential",
+        _latent_channels,
+        nn.Sequential(nn.ReLU()),
+    )
+
+
+def test_keyed_synthesis_decodes_the_shifted_latent_on_the_full_path():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    perturb_triggers(model, scale=0.3)
+    model.make_keyed(4, 8)
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(1, 12, 2, 2, generator=gen)
+    noise = torch.randn(1, 4, 2, 2, generator=gen)
+    with torch.no_grad():
+        shifted = y + model.key_shift(y, noise)
+        out = model.keyed_synthesis(y, noise)
+        # Anchored: the full path is the base synthesis, not the default one.
+        assert torch.equal(out, model.g_s.plain()(shifted))
+        assert not torch.equal(out, model.g_s(shifted))
+
+
+def test_keyed_synthesis_of_a_model_without_a_key_says_how_to_get_one():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    with pytest.raises(KeyRequiredError) as info:
+        model.keyed_synthesis(torch.zeros(1, 12, 2, 2), torch.zeros(1, 4, 2, 2))
+    assert str(info.value) == (
+        "This model is not keyed: its protected path is the public trigger path "
+        "(make_keyed() adds a keyed shift)"
+    )
+
+
+def test_a_keyed_model_names_the_two_conditions_it_decodes(image):
+    model = tiny_zoo_model("bmshj2018-hyperprior").make_keyed(4, 8)
+    with torch.no_grad():
+        out = model.compress(image)
+    with pytest.raises(ValueError) as info:
+        model.decompress(out["strings"], out["shape"], 0.5)
+    assert str(info.value) == (
+        "A keyed model decodes 'protected' (with key=) or 'full', got 0.5"
+    )
