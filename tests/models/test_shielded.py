@@ -1053,3 +1053,21 @@ def test_a_keyed_model_names_the_two_conditions_it_decodes(image):
     assert str(info.value) == (
         "A keyed model decodes 'protected' (with key=) or 'full', got 0.5"
     )
+
+
+def test_decompress_multi_passes_portable_on_as_decompress_does(image):
+    model = tiny_zoo_model("mbt2018")
+    with torch.no_grad():
+        out = model.compress(image)
+    for decode in (model.decompress, model.decompress_multi):
+        with pytest.raises(ValueError, match="mbt2018 cannot code portable"):
+            decode(out["strings"], out["shape"], portable=True)
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    with torch.no_grad():
+        out = model.compress(image, portable=True)
+        args = (out["strings"], out["shape"])
+        kwargs = dict(portable=True, symbols_digest=out["symbols_digest"])
+        both = model.decompress_multi(*args, ["protected", "full"], **kwargs)
+        alone = [model.decompress(*args, c, **kwargs) for c in ("protected", "full")]
+    assert all(torch.equal(b, a["x_hat"]) for b, a in zip(both["x_hat"], alone))
+    assert both["symbols_digest"] == out["symbols_digest"]
