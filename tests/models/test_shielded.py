@@ -1071,3 +1071,16 @@ def test_decompress_multi_passes_portable_on_as_decompress_does(image):
         alone = [model.decompress(*args, c, **kwargs) for c in ("protected", "full")]
     assert all(torch.equal(b, a["x_hat"]) for b, a in zip(both["x_hat"], alone))
     assert both["symbols_digest"] == out["symbols_digest"]
+
+
+def test_the_constructor_makes_a_keyed_model_of_the_documented_defaults():
+    cls = type(tiny_zoo_model("bmshj2018-hyperprior"))
+    assert not cls(N=8, M=12).is_keyed
+    shift = cls(N=8, M=12, key_noise_channels=4).key_shift
+    assert (shift.noise_channels, shift.form, shift.net[0].out_channels) == (
+        4,
+        "mix",
+        192,
+    )
+    model = cls(N=8, M=12, key_noise_channels=2, key_hidden=8, key_form="concat")
+    assert (model.key_shift.form, model.key_shift.net[0].out_channels) == ("concat", 8)
