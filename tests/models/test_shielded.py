@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import compressai_psic as psic
 from compressai_psic import zoo
-from compressai_psic.errors import KeyRequiredError
+from compressai_psic.errors import DesyncError, KeyRequiredError
 from compressai_psic.models import (
     InjectionPoint,
     PSICHyperprior,
@@ -1084,3 +1084,15 @@ def test_the_constructor_makes_a_keyed_model_of_the_documented_defaults():
     )
     model = cls(N=8, M=12, key_noise_channels=2, key_hidden=8, key_form="concat")
     assert (model.key_shift.form, model.key_shift.net[0].out_channels) == ("concat", 8)
+
+
+def test_a_wrong_digest_of_a_portable_file_blames_the_file_not_the_machine(image):
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    for portable, blame in ((True, "the file is portable"), (False, "--portable")):
+        with torch.no_grad():
+            out = model.compress(image, portable=portable)
+        wrong = out["symbols_digest"] ^ 1
+        with pytest.raises(DesyncError, match=blame):
+            model.decompress(
+                out["strings"], out["shape"], portable=portable, symbols_digest=wrong
+            )
