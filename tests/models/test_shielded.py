@@ -30,6 +30,7 @@ from compressai_psic.models import (
     unshield,
 )
 from compressai_psic.models.guard import latent_layout
+from compressai_psic.models.keys import ShieldKey
 from compressai_psic.models.shielded import (
     AffineTriggerProjection,
     FixedConditionSynthesis,
@@ -1096,3 +1097,24 @@ def test_a_wrong_digest_of_a_portable_file_blames_the_file_not_the_machine(image
             model.decompress(
                 out["strings"], out["shape"], portable=portable, symbols_digest=wrong
             )
+
+
+def test_a_key_given_or_missing_is_refused_with_what_to_do(image):
+    """The messages psic decompress prints for --key-file."""
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    with torch.no_grad():
+        out = model.compress(image)
+    args = (out["strings"], out["shape"])
+    with pytest.raises(KeyRequiredError) as info:
+        model.decompress(*args, key=ShieldKey(bytes(32)))
+    assert str(info.value) == (
+        "This model is not keyed; key= (psic --key-file) applies to keyed models only"
+    )
+    model.make_keyed(4, 8)
+    with pytest.raises(KeyRequiredError) as info:
+        model.decompress(*args)
+    assert str(info.value) == (
+        "This model's protected decode needs the publisher's key: pass "
+        "key=read_key_file(PATH) (psic decompress --key-file PATH); "
+        'condition="full" needs none'
+    )
