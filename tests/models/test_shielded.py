@@ -1118,3 +1118,8 @@ def test_a_key_given_or_missing_is_refused_with_what_to_do(image):
         "key=read_key_file(PATH) (psic decompress --key-file PATH); "
         'condition="full" needs none'
     )
+    with pytest.raises(KeyRequiredError) as info:
+        model.decompress(*args, key=bytes(32))
+    assert str(info.value) == (
+        "key must be a ShieldKey (read_key_file or ShieldKey.generate), got bytes"
+    )
