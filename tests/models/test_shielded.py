@@ -1123,3 +1123,19 @@ def test_a_key_given_or_missing_is_refused_with_what_to_do(image):
     assert str(info.value) == (
         "key must be a ShieldKey (read_key_file or ShieldKey.generate), got bytes"
     )
+
+
+def test_making_a_model_keyed_leaves_its_full_decode_as_it_was(image):
+    """Also for the official layout, whose full trigger t(0) is not zero."""
+    model = tiny_base("psic-hy2018")
+    perturb_triggers(model, scale=0.1)
+    assert model.trigger("full").abs().max() > 0
+    with torch.no_grad():
+        out = model.compress(image)
+        args = (out["strings"], out["shape"], "full")
+        before = model.decompress(*args)["x_hat"]
+        assert not torch.equal(
+            before, model.decompress(*args[:2], "protected")["x_hat"]
+        )
+        model.make_keyed(4, 8)
+        assert torch.equal(model.decompress(*args)["x_hat"], before)
