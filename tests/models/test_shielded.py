@@ -1143,3 +1143,17 @@ def test_making_a_model_keyed_leaves_its_full_decode_as_it_was(image):
         )
         model.make_keyed(4, 8)
         assert torch.equal(model.decompress(*args)["x_hat"], before)
+
+
+def test_forward_reports_the_betas_of_the_models_own_default():
+    class FullByDefault(ShieldedFactorizedPrior):
+        default_condition = "full"
+
+    torch.manual_seed(0)
+    net = FullByDefault(N=8, M=12, trigger_dim=4).eval()
+    perturb_triggers(net)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = net(x)
+        assert torch.equal(out["x_hat"], net(x, "full")["x_hat"])
+    assert torch.equal(out["beta"], torch.zeros(2))
