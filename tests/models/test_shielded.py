@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import compressai_psic as psic
 from compressai_psic import zoo
+from compressai_psic.errors import DesyncError, KeyRequiredError
 from compressai_psic.models import (
     InjectionPoint,
     PSICHyperprior,
@@ -29,10 +30,12 @@ from compressai_psic.models import (
     unshield,
 )
 from compressai_psic.models.guard import latent_layout
+from compressai_psic.models.keys import ShieldKey
 from compressai_psic.models.shielded import (
     AffineTriggerProjection,
     FixedConditionSynthesis,
     TriggerProjection,
+    _latent_channels,
 )
 from compressai_psic.models.synthesis import (
     ShieldedSynthesis,
@@ -46,6 +49,7 @@ from .helpers import (
     perturb_triggers,
     raises_exactly,
     tiny_base,
+    tiny_zoo_model,
 )
 
 ARCHS = list(psic.ZOO_ARCHITECTURES) + ["psic-hy2018"]
@@ -982,3 +986,174 @@ def test_affine_modulation_is_exact_at_creation_and_scales_features(name, image)
         y = torch.rand(2, first.in_channels, 4, 4)
         torch.testing.assert_close(only.g_s(y), plain.g_s(y))
         assert not torch.allclose(only.g_s(y), unshield(only).g_s(y))
+
+
+# ------------------------------------------------------------------ keyed models
+def test_make_keyed_builds_the_documented_default_shift_or_the_one_asked_for():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    assert model.make_keyed() is model
+    shift = model.key_shift
+    assert (shift.latent_channels, shift.noise_channels, shift.form) == (12, 32, "mix")
+    assert shift.net[0].out_channels == 192
+    model.make_keyed(4, 8, "concat")
+    shift = model.key_shift
+    assert (shift.noise_channels, shift.form, shift.net[0].out_channels) == (
+        4,
+        "concat",
+        8,
+    )
+
+
+def test_make_keyed_puts_the_shift_where_the_synthesis_is():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    model.g_s.to("meta")
+    model.make_keyed(4, 8)
+    assert {p.device.type for p in model.key_shift.parameters()} == {"meta"}
+
+
+def test_the_latent_channels_are_found_or_the_synthesis_is_named():
+    assert _latent_channels(tiny_zoo_model("bmshj2018-hyperprior").g_s) == 12
+    raises_exactly(
+        "Cannot find the latent channels of Sequential",
+        _latent_channels,
+        nn.Sequential(nn.ReLU()),
+    )
+
+
+def test_keyed_synthesis_decodes_the_shifted_latent_on_the_full_path():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    perturb_triggers(model, scale=0.3)
+    model.make_keyed(4, 8)
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(1, 12, 2, 2, generator=gen)
+    noise = torch.randn(1, 4, 2, 2, generator=gen)
+    with torch.no_grad():
+        shifted = y + model.key_shift(y, noise)
+        out = model.keyed_synthesis(y, noise)
+        # Anchored: the full path is the base synthesis, not the default one.
+        assert torch.equal(out, model.g_s.plain()(shifted))
+        assert not torch.equal(out, model.g_s(shifted))
+
+
+def test_keyed_synthesis_of_a_model_without_a_key_says_how_to_get_one():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    with pytest.raises(KeyRequiredError) as info:
+        model.keyed_synthesis(torch.zeros(1, 12, 2, 2), torch.zeros(1, 4, 2, 2))
+    assert str(info.value) == (
+        "This model is not keyed: its protected path is the public trigger path "
+        "(make_keyed() adds a keyed shift)"
+    )
+
+
+def test_a_keyed_model_names_the_two_conditions_it_decodes(image):
+    model = tiny_zoo_model("bmshj2018-hyperprior").make_keyed(4, 8)
+    with torch.no_grad():
+        out = model.compress(image)
+    with pytest.raises(ValueError) as info:
+        model.decompress(out["strings"], out["shape"], 0.5)
+    assert str(info.value) == (
+        "A keyed model decodes 'protected' (with key=) or 'full', got 0.5"
+    )
+
+
+def test_decompress_multi_passes_portable_on_as_decompress_does(image):
+    model = tiny_zoo_model("mbt2018")
+    with torch.no_grad():
+        out = model.compress(image)
+    for decode in (model.decompress, model.decompress_multi):
+        with pytest.raises(ValueError) as info:
+            decode(out["strings"], out["shape"], portable=True)
+        assert str(info.value) == (
+            "mbt2018 cannot code portable bitstreams (its entropy parameters come "
+            "from a context model); use portable=False"
+        )
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    with torch.no_grad():
+        out = model.compress(image, portable=True)
+        args = (out["strings"], out["shape"])
+        kwargs = dict(portable=True, symbols_digest=out["symbols_digest"])
+        both = model.decompress_multi(*args, ["protected", "full"], **kwargs)
+        alone = [model.decompress(*args, c, **kwargs) for c in ("protected", "full")]
+    assert all(torch.equal(b, a["x_hat"]) for b, a in zip(both["x_hat"], alone))
+    assert both["symbols_digest"] == out["symbols_digest"]
+
+
+def test_the_constructor_makes_a_keyed_model_of_the_documented_defaults():
+    cls = type(tiny_zoo_model("bmshj2018-hyperprior"))
+    assert not cls(N=8, M=12).is_keyed
+    shift = cls(N=8, M=12, key_noise_channels=4).key_shift
+    assert (shift.noise_channels, shift.form, shift.net[0].out_channels) == (
+        4,
+        "mix",
+        192,
+    )
+    model = cls(N=8, M=12, key_noise_channels=2, key_hidden=8, key_form="concat")
+    assert (model.key_shift.form, model.key_shift.net[0].out_channels) == ("concat", 8)
+
+
+def test_a_wrong_digest_of_a_portable_file_blames_the_file_not_the_machine(image):
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    for portable, blame in ((True, "the file is portable"), (False, "--portable")):
+        with torch.no_grad():
+            out = model.compress(image, portable=portable)
+        wrong = out["symbols_digest"] ^ 1
+        with pytest.raises(DesyncError, match=blame):
+            model.decompress(
+                out["strings"], out["shape"], portable=portable, symbols_digest=wrong
+            )
+
+
+def test_a_key_given_or_missing_is_refused_with_what_to_do(image):
+    """The messages psic decompress prints for --key-file."""
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    with torch.no_grad():
+        out = model.compress(image)
+    args = (out["strings"], out["shape"])
+    with pytest.raises(KeyRequiredError) as info:
+        model.decompress(*args, key=ShieldKey(bytes(32)))
+    assert str(info.value) == (
+        "This model is not keyed; key= (psic --key-file) applies to keyed models only"
+    )
+    model.make_keyed(4, 8)
+    with pytest.raises(KeyRequiredError) as info:
+        model.decompress(*args)
+    assert str(info.value) == (
+        "This model's protected decode needs the publisher's key: pass "
+        "key=read_key_file(PATH) (psic decompress --key-file PATH); "
+        'condition="full" needs none'
+    )
+    with pytest.raises(KeyRequiredError) as info:
+        model.decompress(*args, key=bytes(32))
+    assert str(info.value) == (
+        "key must be a ShieldKey (read_key_file or ShieldKey.generate), got bytes"
+    )
+
+
+def test_making_a_model_keyed_leaves_its_full_decode_as_it_was(image):
+    """Also for the official layout, whose full trigger t(0) is not zero."""
+    model = tiny_base("psic-hy2018")
+    perturb_triggers(model, scale=0.1)
+    assert model.trigger("full").abs().max() > 0
+    with torch.no_grad():
+        out = model.compress(image)
+        args = (out["strings"], out["shape"], "full")
+        before = model.decompress(*args)["x_hat"]
+        assert not torch.equal(
+            before, model.decompress(*args[:2], "protected")["x_hat"]
+        )
+        model.make_keyed(4, 8)
+        assert torch.equal(model.decompress(*args)["x_hat"], before)
+
+
+def test_forward_reports_the_betas_of_the_models_own_default():
+    class FullByDefault(ShieldedFactorizedPrior):
+        default_condition = "full"
+
+    torch.manual_seed(0)
+    net = FullByDefault(N=8, M=12, trigger_dim=4).eval()
+    perturb_triggers(net)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = net(x)
+        assert torch.equal(out["x_hat"], net(x, "full")["x_hat"])
+    assert torch.equal(out["beta"], torch.zeros(2))

@@ -29,6 +29,7 @@ from compressai_psic.models.synthesis import (
     ShieldedSynthesis,
     TriggeredSynthesis,
     TriggerSource,
+    call_triggers,
     register_block_runner,
 )
 
@@ -832,3 +833,34 @@ def test_synthesize_terms_is_the_synthesis_with_the_changes_given():
         )
     with pytest.raises(ValueError, match=r"No injection points \['g_s.99'\]"):
         model.g_s.synthesize_terms(y, {"g_s.99": terms[first]})
+
+
+def test_latent_shifts_keep_each_run_s_own_trigger():
+    """With a latent shift per trigger (a keyed decode), each run decodes its
+    shifted latent with its own trigger: what a single decode of that trigger
+    computes, also for a trigger that is not zero."""
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    perturb_triggers(model, scale=0.3)
+    y = torch.randn(1, 12, 2, 2, generator=torch.Generator().manual_seed(0))
+    protected, full = model.trigger("protected"), model.trigger("full")
+    assert protected.abs().max() > 0
+
+    def shift(latent: torch.Tensor) -> torch.Tensor:
+        return latent + 0.5
+
+    with torch.no_grad():
+        with call_triggers(model.g_s, [protected, full], [shift, None]):
+            both = model.g_s(y)
+        alone = [model.g_s(shift(y), protected), model.g_s(y, full)]
+        assert not torch.equal(alone[0], model.g_s.synthesize(shift(y), None))
+    assert torch.equal(both, torch.cat(alone))
+
+
+def test_synthesize_without_a_trigger_is_the_base_synthesis():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    perturb_triggers(model, scale=0.3)
+    y = torch.randn(1, 12, 2, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        base = model.g_s.synthesize(y, None)
+        assert torch.equal(base, model.g_s.plain()(y))
+        assert not torch.equal(base, model.g_s(y))
