@@ -90,7 +90,9 @@ class SymbolRecorder:
 
     def add(self, symbols: Tensor) -> None:
         """Adds the symbols of one entropy-coder call (integers of any dtype)."""
-        array = symbols.detach().to("cpu", torch.int32).contiguous().numpy()
+        # astype gives little-endian int32 whatever the dtype (the AR loop of
+        # CompressAI hands dequantize float32 symbols) and byte order.
+        array = symbols.detach().cpu().contiguous().numpy()
         self.crc = zlib.crc32(array.astype("<i4", copy=False).tobytes(), self.crc)
         self.count += array.size
 

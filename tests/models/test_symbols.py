@@ -311,3 +311,39 @@ def test_bounded_decompress_refuses_arguments_that_do_not_fit(call, message):
     model.gaussian_conditional.decompress(
         out["strings"][0], indexes, means=means[..., :1, :1]
     )
+
+
+def test_the_messages_psic_prints_for_a_decode_that_went_wrong():
+    other_machine = (
+        "the decoded latents are not the encoder's (symbol CRC-32 00000002, the "
+        "file says 00000001): this machine computed other entropy parameters than "
+        "the encoder did, and the image would be garbage; decode on the kind of "
+        "device (and software versions) that encoded it, or encode it again with "
+        "--portable"
+    )
+    with pytest.raises(DesyncError) as caught:
+        symbols.check_symbols_digest(1, 2)
+    assert str(caught.value) == other_machine
+    with pytest.raises(DesyncError) as caught:
+        symbols.check_symbols_digest(1, 2, portable=True)
+    assert str(caught.value) == (
+        "the decoded latents are not the encoder's (symbol CRC-32 00000002, the "
+        "file says 00000001): the file is portable, so its bitstream or the model "
+        "differ from the encoder's; check the file and that the weights are the same"
+    )
+    recorder = symbols.SymbolRecorder("decode")
+    recorder.add_stream(rans.StreamCheck(0, 4, rans.INITIAL_STATE))
+    with pytest.raises(DesyncError) as caught:
+        symbols.check_streams(recorder)
+    assert str(caught.value) == (
+        "a string of the bitstream did not decode consistently (4 bytes after its "
+        "last symbol): the file is corrupted, or this machine computed other "
+        "entropy parameters than the encoder did, and the image would be garbage"
+    )
+
+
+def test_the_digest_reads_symbols_of_any_dtype_as_int32():
+    recorder = symbols.SymbolRecorder("decode")
+    recorder.add(torch.tensor([[1.0, -2.0], [3.0, 70000.0]]))
+    expected = zlib.crc32(torch.tensor([1, -2, 3, 70000], dtype=torch.int32).numpy())
+    assert recorder.digest == expected and recorder.count == 4
