@@ -93,7 +93,7 @@ class SymbolRecorder:
         # astype gives little-endian int32 whatever the dtype (the AR loop of
         # CompressAI hands dequantize float32 symbols) and byte order.
         array = symbols.detach().cpu().contiguous().numpy()
-        self.crc = zlib.crc32(array.astype("<i4", copy=False).tobytes(), self.crc)
+        self.crc = zlib.crc32(array.astype("<i4").tobytes(), self.crc)
         self.count += array.size
 
     @property

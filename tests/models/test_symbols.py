@@ -347,3 +347,15 @@ def test_the_digest_reads_symbols_of_any_dtype_as_int32():
     recorder.add(torch.tensor([[1.0, -2.0], [3.0, 70000.0]]))
     expected = zlib.crc32(torch.tensor([1, -2, 3, 70000], dtype=torch.int32).numpy())
     assert recorder.digest == expected and recorder.count == 4
+
+
+@pytest.mark.skipif(not rans.available(), reason="the C extension was not built")
+def test_with_a_digest_the_error_names_the_symbols_not_the_stream():
+    # Both checks fail on a drifting decode; the digest's message names the
+    # cause, so the stream check waits for it (the recorder keeps its result).
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    out = encode(model, photo_crops(1, 128)[0])
+    with drifting(model, 1.5), pytest.raises(DesyncError) as caught:
+        decode(model, out)
+    assert "symbol CRC-32" in str(caught.value)
+    assert "consistently" not in str(caught.value)
