@@ -57,3 +57,37 @@ def test_the_keyed_loss_has_every_term_and_trains_the_decodes():
     assert opposite["diversity"] == 0 and same["diversity"] > 0
     with pytest.raises(ValueError, match="at least one"):
         loss([], full, x, captions)
+
+
+def test_the_keyed_loss_defaults_are_the_shipped_recipe():
+    # train.keyed's defaults and the demo-psic-keyed card's command rely on them.
+    loss = KeyedShieldLoss(build_vlp("tiny:0"))
+    assert (
+        loss.lambda_vlp,
+        loss.lambda_feature,
+        loss.lambda_mse,
+        loss.lambda_colour,
+        loss.lambda_diversity,
+        loss.margin,
+        loss.colour_kernel,
+        loss.lambda_attacked,
+        loss.transform,
+    ) == (1.0, 1.0, 300.0, 3000.0, 300.0, 2.0, 8, 1.0, None)
+
+
+def test_the_keyed_loss_shows_the_vlp_transformed_decodes():
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.shape)
+            return x
+
+    loss = KeyedShieldLoss(build_vlp("tiny:0"), transform=Recording())
+    assert isinstance(loss.transform, Recording)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    loss([x * 0.9], x * 0.95, x, ["a red circle", "a blue square"])
+    assert seen
+    with pytest.raises(ValueError) as caught:
+        loss([], x, x, ["a", "b"])
+    assert str(caught.value) == "KeyedShieldLoss needs at least one protected decode"
