@@ -4,6 +4,8 @@ layers only where the layout allows."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import torch
 from compressai.layers import GDN
@@ -144,3 +146,22 @@ def test_only_a_single_trigger_row_folds():
     assert isinstance(folding.fold_synthesis(net.g_s, trigger), nn.Sequential)
     assert folding.fold_synthesis(net.g_s, trigger.repeat(2, 1)) is None
     assert folding.fold_synthesis(net.g_s, trigger.reshape(-1)) is None
+
+
+def test_a_block_folds_each_site_into_its_own_layer_also_a_nested_one():
+    torch.manual_seed(0)
+    block = nn.Sequential(
+        OrderedDict(
+            inner=nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()),
+            out=nn.Conv2d(4, 4, 3, padding=1),
+        )
+    )
+    sites = {"inner.0": torch.randn(1, 4), "out": torch.randn(1, 4)}
+    x = torch.randn(1, 4, 5, 5)
+    with torch.no_grad():
+        inner = block.inner[1](_modulated(block.inner[0](x), sites["inner.0"], False))
+        expected = _modulated(block.out(inner), sites["out"], False)
+        folded = folding._fold_block(block, sites, False)
+        torch.testing.assert_close(folded(x), expected)
+    assert folded is not block and folded.inner[0] is not block.inner[0]
+    assert folding._fold_block(block, {"inner.1": torch.randn(1, 4)}, False) is None
