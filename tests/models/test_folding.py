@@ -99,12 +99,12 @@ def test_channel_modulation_changes_each_channel(affine):
 def _layers():
     torch.manual_seed(0)
     return {
-        "conv": nn.Conv2d(4, 6, 3, padding=1),
-        "conv-no-bias": nn.Conv2d(4, 6, 3, padding=1, bias=False),
-        "conv-groups": nn.Conv2d(4, 6, 3, padding=1, groups=2),
-        "deconv": nn.ConvTranspose2d(4, 6, 5, 2, 2, 1),
-        "deconv-no-bias": nn.ConvTranspose2d(4, 6, 5, 2, 2, 1, bias=False),
-        "subpel-3": nn.Sequential(nn.Conv2d(4, 54, 3, padding=1), nn.PixelShuffle(3)),
+        "conv": nn.Conv2d(3, 3, 3, padding=1),
+        "conv-no-bias": nn.Conv2d(3, 3, 3, padding=1, bias=False),
+        "conv-groups": nn.Conv2d(3, 3, 3, padding=1, groups=3),
+        "deconv": nn.ConvTranspose2d(3, 3, 5, 2, 2, 1),
+        "deconv-no-bias": nn.ConvTranspose2d(3, 3, 5, 2, 2, 1, bias=False),
+        "subpel-3": nn.Sequential(nn.Conv2d(3, 27, 3, padding=1), nn.PixelShuffle(3)),
     }
 
 
@@ -113,10 +113,10 @@ def _layers():
 def test_a_folded_layer_outputs_the_modulated_output(kind, affine):
     layer = _layers()[kind]
     gen = torch.Generator().manual_seed(1)
-    terms = torch.randn(1, 12 if affine else 6, generator=gen) * 0.5
+    terms = torch.randn(1, 6 if affine else 3, generator=gen) * 0.5
     state = {k: v.clone() for k, v in layer.state_dict().items()}
     folded = folding._fold_module(layer, terms, affine)
-    x = torch.randn(2, 4, 5, 7, generator=gen)
+    x = torch.randn(2, 3, 5, 7, generator=gen)
     with torch.no_grad():
         expected = _modulated(layer(x), terms, affine)
         torch.testing.assert_close(folded(x), expected, rtol=1e-5, atol=1e-5)
