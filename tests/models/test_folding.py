@@ -165,3 +165,16 @@ def test_a_block_folds_each_site_into_its_own_layer_also_a_nested_one():
         torch.testing.assert_close(folded(x), expected)
     assert folded is not block and folded.inner[0] is not block.inner[0]
     assert folding._fold_block(block, {"inner.1": torch.randn(1, 4)}, False) is None
+
+
+@pytest.mark.parametrize("affine", [False, True], ids=["bias", "affine"])
+def test_terms_of_another_dtype_fold_in_the_layers_dtype(affine):
+    torch.manual_seed(0)
+    layer = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+    terms = torch.randn(1, 6 if affine else 3, dtype=torch.float64)
+    folded = folding.fold_convolution(layer, terms, affine)
+    assert folded.weight.dtype == folded.bias.dtype == torch.float32
+    x = torch.randn(1, 3, 4, 4)
+    with torch.no_grad():
+        expected = _modulated(layer(x), terms.float(), affine)
+        torch.testing.assert_close(folded(x), expected)

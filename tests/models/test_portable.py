@@ -266,13 +266,12 @@ def test_relu_and_leaky_relu_are_exact_fixed_point():
     # slope 0.01 in 16-bit fixed point is 655 / 2**16, then rounded down
     leaky = portable.IntegerNetwork(nn.Sequential(nn.LeakyReLU(0.01)))
     assert (leaky(x) * 4096).tolist() == [-10, -1, 0, 1000]
-    assert leaky.steps == [("leaky", 655.0)]
     # The output keeps the input's dtype.
     assert leaky(x.double()).dtype == torch.float64
 
 
 def test_an_integer_network_refuses_other_layers():
-    with pytest.raises(ValueError, match="no integer version of Sigmoid"):
+    with pytest.raises(ValueError, match="Sigmoid"):
         portable.IntegerNetwork(nn.Sequential(conv(3, 3), nn.Sigmoid()))
 
 
