@@ -216,14 +216,14 @@ def test_weight_exponents_follow_the_largest_weight_and_the_fan_in():
     assert step.weight[1, 0, 0, 0] == -3.0 * 2 ** (budget - 7)
     assert torch.equal(step.bias, torch.zeros(4, dtype=torch.float64))
     # A transposed convolution: its output channels are the weight's dim 1.
-    layer = nn.ConvTranspose2d(4, 2, 1, bias=False)  # each output sums 4 inputs
+    layer = nn.ConvTranspose2d(4, 2, 3, bias=False)  # fan-in 36: 6 bits
     with torch.no_grad():
         layer.weight.zero_()
-        layer.weight[3, 0] = 0.5  # |w| < 2**0
-        layer.weight[0, 1] = 2.0  # |w| < 2**2
+        layer.weight[3, 0, 2, 2] = 0.5  # |w| < 2**0
+        layer.weight[0, 1, 0, 0] = 2.0  # |w| < 2**2
     step = portable.IntegerConv.from_module(layer)
-    assert step.shift.tolist() == [budget - 2, budget - 2 - 2]
-    assert step.weight[3, 0, 0, 0] == 0.5 * 2 ** (budget - 2)
+    assert step.shift.tolist() == [budget - 6, budget - 6 - 2]
+    assert step.weight[3, 0, 2, 2] == 0.5 * 2 ** (budget - 6)
 
 
 def test_a_fan_in_of_one_keeps_the_whole_budget():
