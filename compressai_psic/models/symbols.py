@@ -195,9 +195,10 @@ class BoundedDecompress(EntropyModel):
         self._check_cdf_length()
         self._check_offsets_size()
         cdf = self._quantized_cdf
-        tables = cdf.detach().to("cpu", torch.int32).numpy()
-        lengths = self._cdf_length.detach().to("cpu", torch.int32).reshape(-1).numpy()
-        offsets = self._offset.detach().to("cpu", torch.int32).reshape(-1).numpy()
+        # rans makes them int32 arrays (no copy when they are already).
+        tables = cdf.detach().cpu().numpy()
+        lengths = self._cdf_length.detach().cpu().numpy()
+        offsets = self._offset.detach().cpu().numpy()
         rows = indexes.detach().to("cpu", torch.int32).reshape(len(strings), -1)
         outputs = torch.empty(rows.shape, dtype=torch.int32)
         for row, string in enumerate(strings):

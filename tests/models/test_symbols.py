@@ -286,15 +286,24 @@ def test_bounded_decompress_decodes_what_compressai_s_decompress_decodes(monkeyp
         out["strings"][0], indexes, means=means
     )
     assert torch.equal(bounded, native)
+    # Without means too (CompressAI's path keeps the dtype asked for).
+    plain = model.gaussian_conditional.decompress(out["strings"][0], indexes)
+    assert plain.dtype == torch.float32
 
 
 @pytest.mark.skipif(not rans.available(), reason="the C extension was not built")
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda m, s, i, mu: m.decompress(s[0], i), "one string per row"),
+        (
+            lambda m, s, i, mu: m.decompress(s[0], i),
+            "^need one string per row of indexes$",
+        ),
         (lambda m, s, i, mu: m.decompress(s * 2, i), "one string per row"),
-        (lambda m, s, i, mu: m.decompress(s, i.reshape(-1)[:1]), "2 dimensions"),
+        (
+            lambda m, s, i, mu: m.decompress(s, i.reshape(-1)[:1]),
+            r"^indexes need at least 2 dimensions \(batch, channels\)$",
+        ),
         (lambda m, s, i, mu: m.decompress(s, i, means=mu[:, :1]), "do not fit"),
         (lambda m, s, i, mu: m.decompress(s, i, means=mu[..., :2]), "do not fit"),
     ],
@@ -307,6 +316,11 @@ def test_bounded_decompress_refuses_arguments_that_do_not_fit(call, message):
     indexes = model.gaussian_conditional.build_indexes(scales)
     with pytest.raises(ValueError, match=message):
         call(model.gaussian_conditional, out["strings"][0], indexes, means)
+    # Two dimensions are enough: (batch, symbols).
+    gaussian = model.gaussian_conditional
+    flat = gaussian.decompress(out["strings"][0], indexes.reshape(1, -1))
+    full = gaussian.decompress(out["strings"][0], indexes)
+    assert torch.equal(flat, full.reshape(1, -1))
     # A means tensor of one value per channel broadcasts, as in CompressAI.
     model.gaussian_conditional.decompress(
         out["strings"][0], indexes, means=means[..., :1, :1]
