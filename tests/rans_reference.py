@@ -13,7 +13,9 @@ from __future__ import annotations
 import sys
 from typing import List, Sequence, Tuple
 
-__all__ = ["OutOfBounds", "reference_decode"]
+from hypothesis import strategies as st
+
+__all__ = ["OutOfBounds", "reference_decode", "streams", "valid_start"]
 
 _LOW = 1 << 31
 _MASK64 = (1 << 64) - 1
@@ -87,3 +89,21 @@ def reference_decode(
             value = -value - 1 if raw & 1 else value + max_value
         out.append(_int32(value + offsets[index]))
     return out, 4 * position
+
+
+def valid_start(data: bytes) -> bytes:
+    """``data`` with the top bit of its first word set: a start state in
+    ``[2**31, 2**63)``, the only kind the guard lets through."""
+    return data[:3] + bytes([data[3] | 0x80]) + data[4:7] + bytes([data[7] & 0x7F])
+
+
+#: Byte strings for the decoders: repeated patterns, random bytes, all-ones words
+#: (the bypass mode's longest runs) and a start state followed by them.
+streams = st.one_of(
+    st.binary(min_size=2, max_size=40).map(lambda b: b * 4),
+    st.binary(min_size=8, max_size=160),
+    st.integers(2, 40).map(lambda n: b"\xff" * (4 * n)),
+    st.tuples(st.binary(min_size=8, max_size=8), st.integers(0, 20)).map(
+        lambda t: t[0] + b"\xff\xff\xff\xff" * t[1]
+    ),
+)

@@ -22,7 +22,7 @@ from compressai_psic.models import guard as decode_guard
 from compressai_psic.models import rans, symbols
 from compressai_psic.utils import pad_to_multiple
 
-from ..rans_reference import OutOfBounds, reference_decode
+from ..rans_reference import OutOfBounds, reference_decode, streams, valid_start
 from .helpers import (
     tiny_zoo_model,
 )
@@ -284,21 +284,6 @@ def entropy_tables():
     return [_tables(bottleneck), _tables(conditional)]
 
 
-def _valid_start(data: bytes) -> bytes:
-    """Sets the top bit of the first word: a start state in [2**31, 2**63)."""
-    return data[:3] + bytes([data[3] | 0x80]) + data[4:7] + bytes([data[7] & 0x7F])
-
-
-streams = st.one_of(
-    st.binary(min_size=2, max_size=40).map(lambda b: b * 4),
-    st.binary(min_size=8, max_size=160),
-    st.integers(2, 40).map(lambda n: b"\xff" * (4 * n)),
-    st.tuples(st.binary(min_size=8, max_size=8), st.integers(0, 20)).map(
-        lambda t: t[0] + b"\xff\xff\xff\xff" * t[1]
-    ),
-)
-
-
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     table=st.integers(0, 1),
@@ -310,7 +295,7 @@ def test_any_stream_stays_inside_the_padding(
     entropy_tables, table, data, symbols, seed
 ):
     cdfs, lengths, offsets = entropy_tables[table]
-    data = _valid_start(data[: len(data) - len(data) % 4])
+    data = valid_start(data[: len(data) - len(data) % 4])
     rng = random.Random(seed)
     indexes = [rng.randrange(len(cdfs)) for _ in range(symbols)]
     padded = data + bytes(decode_guard.padding_bytes(symbols, data))
@@ -340,7 +325,7 @@ def test_valid_streams_read_exactly_their_bytes(entropy_tables):
 def test_reference_detects_reads_past_the_end(entropy_tables):
     cdfs, lengths, offsets = entropy_tables[0]
     with pytest.raises(OutOfBounds):
-        reference_decode(_valid_start(bytes(8)), [0] * 500, cdfs, lengths, offsets)
+        reference_decode(valid_start(bytes(8)), [0] * 500, cdfs, lengths, offsets)
 
 
 @pytest.mark.parametrize("block", [1, 3, 4, 7, 1 << 16])
@@ -371,7 +356,7 @@ def test_no_padding_proportional_to_the_string_alone_can_be_safe(entropy_tables)
     rng = random.Random(2)
     for cdfs, lengths, offsets in entropy_tables:
         symbols = 1000
-        data = _valid_start(bytes(rng.randrange(256) for _ in range(8)))
+        data = valid_start(bytes(rng.randrange(256) for _ in range(8)))
         indexes = [rng.randrange(len(cdfs)) for _ in range(symbols)]
         padded = data + bytes(decode_guard.padding_bytes(symbols, data))
         _, read = reference_decode(padded, indexes, cdfs, lengths, offsets)

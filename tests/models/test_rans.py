@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from compressai_psic.models import guard, rans
 
-from ..rans_reference import reference_decode
+from ..rans_reference import reference_decode, streams, valid_start
 
 needs_extension = pytest.mark.skipif(
     not rans.available(), reason="the C extension was not built"
@@ -86,21 +86,6 @@ def test_ragged_tables_decode_like_rows_of_one_length(tables):
         assert values.tolist() == symbols and check.consistent
 
 
-def _valid_start(data: bytes) -> bytes:
-    """Sets the top bit of the first word: a start state in [2**31, 2**63)."""
-    return data[:3] + bytes([data[3] | 0x80]) + data[4:7] + bytes([data[7] & 0x7F])
-
-
-streams = st.one_of(
-    st.binary(min_size=2, max_size=40).map(lambda b: b * 4),
-    st.binary(min_size=8, max_size=160),
-    st.integers(2, 40).map(lambda n: b"\xff" * (4 * n)),
-    st.tuples(st.binary(min_size=8, max_size=8), st.integers(0, 20)).map(
-        lambda t: t[0] + b"\xff\xff\xff\xff" * t[1]
-    ),
-)
-
-
 @needs_extension
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
@@ -113,7 +98,7 @@ def test_any_bytes_decode_as_the_native_decoder_decodes_them_zero_padded(
     tables, table, data, symbols, seed
 ):
     cdfs, lengths, offsets = tables[table]
-    data = _valid_start(data[: len(data) - len(data) % 4])
+    data = valid_start(data[: len(data) - len(data) % 4])
     rng = random.Random(seed)
     indexes = [rng.randrange(len(cdfs)) for _ in range(symbols)]
     padded = data + bytes(guard.padding_bytes(symbols, data))
