@@ -89,7 +89,7 @@ def bench(
     guarded_model = model
     if route == "bounded":
         if not rans.available():
-            raise SystemExit("the bounded decoder was not built; use --route padded")
+            raise RuntimeError("the bounded decoder was not built")
         guarded_model = copy.deepcopy(model)
         symbols.install_symbol_taps(guarded_model)
         if hasattr(guarded_model, "context_prediction"):
@@ -189,7 +189,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     )
     import functools
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from compressai_psic.models import rans
+
+    if args.route == "bounded" and not rans.available():
+        # Before any model is built.
+        parser.error("the bounded decoder was not built; use --route padded")
     measure = functools.partial(bench, route=args.route)
     return report(args, "bench_guard", measure, header, _row)
 
