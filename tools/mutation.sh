@@ -8,10 +8,16 @@
 #   ONLY=synthesis tools/mutation.sh models run --max-children 1
 #   ONLY=synthesis tools/mutation.sh models results --all true
 #   ONLY=synthesis tools/mutation.sh models show 'compressai_psic.models.synthesis.x_...__mutmut_3'
+#   ONLY=keyed tools/mutation.sh losses run --max-children 1
+#   ONLY=container tools/mutation.sh io run --max-children 1
+#   ONLY=symbols TESTS="tests/models/test_symbols.py tests/models/test_rans.py" \
+#       tools/mutation.sh models run --max-children 1
 #
 # TARGET picks the code to mutate and the tests that judge it (add a case below for
 # another part of the package). ONLY narrows the target to one or more modules
-# (space-separated stems). The scratch copy lives in $MUTATION_DIR/TARGET-ONLY
+# (space-separated stems). TESTS narrows the judges to some of the target's test
+# paths: a mutant those kill is killed by all of them, so a narrowed run is a
+# faster lower bound; re-judge its survivors by name without TESTS. The scratch copy lives in $MUTATION_DIR/TARGET-ONLY
 # (default build/mutation/TARGET-all, ignored by git); mutmut keeps its results
 # there between runs (mutants/), and the tree is copied over it at every call.
 set -euo pipefail
@@ -26,6 +32,14 @@ models)
     package=compressai_psic/models
     tests=tests/models
     ;;
+losses)
+    package=compressai_psic/losses
+    tests=tests/losses
+    ;;
+io)
+    package=compressai_psic/io
+    tests=tests/io
+    ;;
 *)
     echo "unknown target: $target" >&2
     exit 2
@@ -39,9 +53,12 @@ for stem in ${ONLY:-*}; do
 done
 set +f
 
+tests=${TESTS:-$tests}
+
 # One scratch copy per selection: mutmut takes a file in mutants/ newer than its
 # source for an already mutated one, so selections must not share a copy.
 selection=${ONLY:-all}
+[ -z "${TESTS:-}" ] || selection+=-narrowed
 scratch=${MUTATION_DIR:-build/mutation}/$target-${selection// /-}
 mkdir -p "$scratch"
 # Tracked files and untracked ones git does not ignore: the tree as it is now.
@@ -59,6 +76,7 @@ path, tests, *only = sys.argv[1:]
 text = open(path, encoding="utf-8").read()
 text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", text)
 quoted = ", ".join(f'"{p}"' for p in only)
+judges = ", ".join(f'"{t}"' for t in tests.split())
 # Tests marked slow (seconds each, in tests/models the many-decodes-in-threads one,
 # two thirds of the time of tests/models) are left out: every surviving mutant
 # runs all the tests that cover it.
@@ -82,7 +100,7 @@ source_paths = ["compressai_psic"]
 also_copy = ["tools", "zoo"]
 only_mutate = [{quoted}]
 pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", {marks}, {deselect}]
-pytest_add_cli_args_test_selection = ["{tests}"]
+pytest_add_cli_args_test_selection = [{judges}]
 {isolation}
 """
 open(path, "w", encoding="utf-8").write(text)

@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from compressai_psic.losses.keyed import KeyedShieldLoss, caption_margin
-from compressai_psic.vlp import build_vlp
+from compressai_psic.losses.transfer import resnet_features
+from compressai_psic.vlp import (
+    VLPEnsemble,
+    build_demo_clip,
+    build_vlp,
+    tiny_vlp,
+    wrap_demo_clip,
+)
 
 
 def unit(x):
@@ -91,3 +98,133 @@ def test_the_keyed_loss_shows_the_vlp_transformed_decodes():
     with pytest.raises(ValueError) as caught:
         loss([], x, x, ["a", "b"])
     assert str(caught.value) == "KeyedShieldLoss needs at least one protected decode"
+
+
+# -- the terms' values against a float64 reference --
+
+RN_CONFIG = {
+    "embed_dim": 16,
+    "quick_gelu": False,
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8},
+    "text_cfg": {
+        "context_length": 48,
+        "vocab_size": 49408,
+        "width": 16,
+        "heads": 2,
+        "layers": 1,
+    },
+}
+
+
+def reference_margin(images, texts, margin):
+    """softplus(own − logsumexp(others) + m), both directions, in float64."""
+    images, texts = images.double(), texts.double()
+    logits = (images @ texts.t()) / 0.07
+    batch = logits.size(0)
+    to_text, to_image = [], []
+    for i in range(batch):
+        others = [j for j in range(batch) if j != i]
+        row = torch.logsumexp(logits[i, others], 0)
+        column = torch.logsumexp(logits[others, i], 0)
+        to_text.append(F.softplus(logits[i, i] - row + margin))
+        to_image.append(F.softplus(logits[i, i] - column + margin))
+    return (sum(to_text) / batch + sum(to_image) / batch) / 2
+
+
+def test_the_caption_margin_is_the_mean_of_both_directions():
+    g = torch.Generator().manual_seed(3)
+    # Not symmetric: image→text and text→image give different values.
+    images = unit(torch.randn(3, 8, generator=g))
+    texts = unit(torch.randn(3, 8, generator=g))
+    for margin in (0.0, 0.7, 2.0):
+        got = caption_margin(images, texts, margin)
+        assert got.item() == pytest.approx(
+            reference_margin(images, texts, margin).item(), rel=1e-5
+        )
+    assert caption_margin(images, texts).item() == pytest.approx(
+        reference_margin(images, texts, 2.0).item(), rel=1e-5
+    )
+    # Two pairs are enough.
+    assert caption_margin(images[:2], texts[:2]).item() == pytest.approx(
+        reference_margin(images[:2], texts[:2], 2.0).item(), rel=1e-5
+    )
+
+
+class _Flip(torch.nn.Module):
+    """A transform that changes what the VLP sees."""
+
+    def forward(self, x):
+        return x.flip(-1) * 0.8 + 0.1
+
+
+def test_every_term_of_the_keyed_loss_has_its_value_and_weight():
+    rn = wrap_demo_clip(build_demo_clip(RN_CONFIG, seed=0).eval(), name="rn")
+    vlp = VLPEnsemble([rn, tiny_vlp(seed=1)], weights=[1.0, 3.0])
+    lambdas = dict(
+        lambda_vlp=1.5,
+        lambda_feature=0.7,
+        lambda_mse=11.0,
+        lambda_colour=13.0,
+        lambda_diversity=17.0,
+        lambda_attacked=2.5,
+    )
+    loss = KeyedShieldLoss(
+        vlp, margin=1.3, colour_kernel=4, transform=_Flip(), **lambdas
+    )
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 3, 32, 32, generator=g)
+    full = (x * 0.9 + 0.05).detach()
+    change = 0.05 * torch.randn(x.shape, generator=g)
+    # Per image, the second change agrees, opposes and half-agrees with the first.
+    sign = torch.tensor([1.0, -1.0, 0.5]).view(3, 1, 1, 1)
+    protected = [full + change, full + sign * change, full + change.roll(1, -1)]
+    protected = [p.requires_grad_() for p in protected]
+    attacked = [(x * 0.7).requires_grad_(), x.flip(-2).requires_grad_()]
+    captions = ["a red circle", "two blue squares", "a green star"]
+    terms = loss(protected, full, x, captions, attacked)
+
+    def margins(decodes):
+        values = []
+        for member in vlp.members:
+            texts = member.encode_text(captions)
+            per_decode = [
+                reference_margin(member.encode_image(_Flip()(d)), texts, 1.3)
+                for d in decodes
+            ]
+            values.append(sum(per_decode) / len(decodes))
+        return 0.25 * values[0] + 0.75 * values[1]
+
+    stacked = torch.cat(protected)
+    features = resnet_features(rn, stacked, "layer3").flatten(1)
+    reference = resnet_features(rn, x.repeat(3, 1, 1, 1), "layer3").flatten(1)
+    first, second = protected[0] - full, protected[1] - full
+    covariance = (first * second).flatten(1).mean(1).detach()
+    expected = {
+        "vlp": margins(protected),
+        "attacked_vlp": margins(attacked),
+        "feature": (1 + F.cosine_similarity(features, reference, dim=1)).mean(),
+        "mse": ((stacked - x.repeat(3, 1, 1, 1)) ** 2).mean(),
+        "colour": (
+            (F.avg_pool2d(stacked, 4) - F.avg_pool2d(full.repeat(3, 1, 1, 1), 4)) ** 2
+        ).mean(),
+        "diversity": covariance.clamp_min(0).mean(),
+    }
+    expected["loss"] = (
+        1.5 * expected["vlp"]
+        + 1.5 * 2.5 * expected["attacked_vlp"]
+        + 0.7 * expected["feature"]
+        + 11.0 * expected["mse"]
+        + 13.0 * expected["colour"]
+        + 17.0 * expected["diversity"]
+    )
+    assert covariance.min() < 0 < covariance.max()  # the clamp is per image
+    for name, value in expected.items():
+        got = terms[name].detach().item()
+        assert got == pytest.approx(value.detach().item(), rel=1e-4), name
+        assert terms[name].requires_grad == (name == "loss"), name
+
+    terms["loss"].backward()
+    assert all(d.grad is not None for d in protected + attacked)
+    # lambda_attacked = 0: attacked decodes are not even looked at.
+    off = KeyedShieldLoss(vlp, lambda_attacked=0.0)
+    assert off(protected, full, x, captions, attacked)["attacked_vlp"] == 0
