@@ -199,7 +199,7 @@ class BoundedDecompress(EntropyModel):
         tables = cdf.detach().cpu().numpy()
         lengths = self._cdf_length.detach().cpu().numpy()
         offsets = self._offset.detach().cpu().numpy()
-        rows = indexes.detach().to("cpu", torch.int32).reshape(len(strings), -1)
+        rows = indexes.detach().cpu().reshape(len(strings), -1)
         outputs = torch.empty(rows.shape, dtype=torch.int32)
         for row, string in enumerate(strings):
             values, check = rans.decode_with_indexes(

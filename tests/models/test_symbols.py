@@ -373,3 +373,33 @@ def test_with_a_digest_the_error_names_the_symbols_not_the_stream():
         decode(model, out)
     assert "symbol CRC-32" in str(caught.value)
     assert "consistently" not in str(caught.value)
+
+
+@pytest.mark.skipif(not rans.available(), reason="the C extension was not built")
+def test_bounded_decompress_gives_the_dtype_asked_for_and_large_symbols_exactly(
+    monkeypatch,
+):
+    from compressai.entropy_models import GaussianConditional
+    from compressai.models.google import get_scale_table
+
+    gaussian = GaussianConditional(None)
+    gaussian.update_scale_table(get_scale_table())
+    assert symbols.install_symbol_taps(gaussian) == 1
+    assert gaussian.decodes_in_bounds
+    # Beyond float32's integers (2**24): a float32 copy would round them.
+    y = torch.tensor([2**24 + 1, -(2**24) - 3, 0, 5], dtype=torch.float64)
+    y = y.reshape(1, 1, 2, 2)
+    indexes = gaussian.build_indexes(torch.full_like(y, 0.5))
+    strings = gaussian.compress(y, indexes)
+    bounded = gaussian.decompress(strings, indexes, dtype=torch.float64)
+    assert bounded.dtype == torch.float64
+    assert torch.equal(bounded, y)
+    monkeypatch.setattr(rans, "_native", None)
+    native = gaussian.decompress(strings, indexes, dtype=torch.float64)
+    assert torch.equal(native, bounded)
+
+
+def test_installing_the_taps_again_counts_the_same_entropy_models():
+    model = tiny_zoo_model("bmshj2018-hyperprior")
+    assert symbols.install_symbol_taps(model) == 2
+    assert symbols.install_symbol_taps(model) == 2
