@@ -34,10 +34,11 @@ def guess_architecture(state_dict: Mapping[str, Any]) -> str:
     if failed:
         # A constructor that raised may be the one meant: its error, chained.
         first = failed[0]
-        reason = " ".join(str(first.error).split()) or type(first.error).__name__
+        cause = type(first.error).__name__
+        detail = " ".join(str(first.error).split())
         message += (
             f". {first.name} could not be built with {first.config} read from "
-            f"them: {type(first.error).__name__}: {reason}"
+            f"them: {cause}{': ' + detail if detail else ''}"
         )
         raise ValueError(message) from first.error
     raise ValueError(message)

@@ -337,9 +337,7 @@ def match_architectures(state_dict: Mapping) -> List[Candidate]:
         except Exception as err:  # noqa: BLE001 - kept, and reported by the caller
             candidate.error = err
             continue
-        expected = {
-            k: tuple(v.shape) for k, v in probe.state_dict(keep_vars=True).items()
-        }
+        expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
         parameters = {k for k, _ in probe.named_parameters()}
         given = {
             k: v

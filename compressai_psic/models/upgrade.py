@@ -218,7 +218,6 @@ def make_shielded_class(base: type, architecture: Architecture) -> type:
             "_psic_base_class": base,
             "_psic_dynamic": True,
             "_psic_rebuild": staticmethod(rebuild_dynamic),
-            "__module__": __name__,
             "__doc__": f"{base.__name__} with PSIC privacy-shielded decoding "
             f"(architecture {architecture.name!r}).",
         },

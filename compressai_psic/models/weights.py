@@ -81,17 +81,20 @@ class ShieldedWeightsMixin:
         internal = arch.to_internal(state_dict)
         config = dict(arch.config(internal))
         fc1 = internal.get("global_cond.beta_mlp.fc1.weight")
-        if fc1 is not None and "condition_encoder" not in kwargs:
+        # The base's blocks may project the trigger too (psic-hy2018): its width
+        # comes from the weights even when a condition_encoder replaces theirs.
+        if fc1 is not None:
             config.setdefault("trigger_dim", int(fc1.size(0)))
             config.setdefault("num_frequencies", (int(fc1.size(1)) - 1) // 2)
         rows = _projection_rows(internal)
-        explicit = "plan" in kwargs or "injection_points" in kwargs
         if rows and "modulation" not in kwargs:
             modulation = _written_modulation(internal)
             if modulation is None:  # files of compressai_psic 0.2.0
                 modulation = _modulation_from_shapes(cls, config, rows)
             config["modulation"] = modulation
-        if rows and not explicit:
+        # A plan asked for picks the points; injection_points given in kwargs
+        # replace these anyway (config.update below).
+        if rows and "plan" not in kwargs:
             halve = config.get("modulation", kwargs.get("modulation")) == "affine"
             config["injection_points"] = [
                 InjectionPoint(t, n // 2 if halve else n) for t, n in rows.items()

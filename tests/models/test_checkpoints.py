@@ -25,6 +25,7 @@ from .helpers import (
     WideCodec,
     factorized_state,
     perturb_triggers,
+    register_toy,
     tiny_base,
     tiny_config,
 )
@@ -106,3 +107,22 @@ def test_guess_architecture_tells_every_builtin_apart(name):
 def test_guess_architecture_refuses_unknown_weights():
     with pytest.raises(ValueError, match="register"):
         guess_architecture({"g_a.0.weight": torch.zeros(4, 3, 5, 5)})
+
+
+def test_guess_architecture_names_a_constructor_error_without_a_message(registries):
+    class Unbuildable(FactorizedPrior):
+        def __init__(self, **kwargs):
+            raise RuntimeError()
+
+    register_toy(
+        "toy-silent",
+        Unbuildable,
+        {"default": ["g_s.0"]},
+        config_from_state_dict=lambda sd: {"N": 8},
+    )
+    with pytest.raises(ValueError) as info:
+        psic.guess_architecture({"g_a.0.weight": torch.zeros(4, 3, 5, 5)})
+    assert str(info.value).endswith(
+        ". toy-silent could not be built with {'N': 8} read from them: RuntimeError"
+    )
+    assert type(info.value.__cause__) is RuntimeError

@@ -50,9 +50,21 @@ def test_register_architecture_checks_its_arguments(registries):
             f'Architecture "{taken}" is already registered by '
             "compressai_psic.models.google.ShieldedFactorizedPrior"
         )
-    for not_shielded in (FactorizedPrior, nn.Linear, 3):
-        with pytest.raises(ValueError, match="must derive from ShieldedMixin"):
-            register("toy", plans={"a": ["g_s.0"]})(not_shielded)
+    # The message names the class (or shows the object) the user passed.
+    for not_shielded, shown in ((FactorizedPrior, "'FactorizedPrior'"), (3, "3")):
+        raises_exactly(
+            f"{shown} must derive from ShieldedMixin (put it first) and a "
+            "CompressAI model class",
+            register("toy", plans={"a": ["g_s.0"]}),
+            not_shielded,
+        )
+    with pytest.raises(ValueError, match="'Linear' must derive from ShieldedMixin"):
+        register("toy", plans={"a": ["g_s.0"]})(nn.Linear)
+    # Either registry holding the name refuses another class, even when the
+    # other one lost it (CompressAI's MODELS is a plain dict a user can edit).
+    del MODELS["psic-bmshj2018-factorized"]
+    with pytest.raises(ValueError, match="already registered by"):
+        register("bmshj2018-factorized", plans={"a": ["g_s.0"]})(ShieldedToy)
 
     class Lonely(psic.models.ShieldedMixin, nn.Module):
         pass
