@@ -29,8 +29,11 @@ def test_the_caption_margin_is_low_once_the_own_caption_trails():
     assert caption_margin(texts, texts, margin=0.0) < matched
     with pytest.raises(ValueError, match="two or more pairs"):
         caption_margin(texts[:1], texts[:1])
-    with pytest.raises(ValueError, match="two or more pairs"):
+    with pytest.raises(ValueError) as caught:
         caption_margin(texts, texts[:3])
+    assert str(caught.value) == (
+        "caption_margin needs two or more pairs, got 4 images and 3 captions"
+    )
 
 
 def test_the_keyed_loss_has_every_term_and_trains_the_decodes():
@@ -228,3 +231,21 @@ def test_every_term_of_the_keyed_loss_has_its_value_and_weight():
     # lambda_attacked = 0: attacked decodes are not even looked at.
     off = KeyedShieldLoss(vlp, lambda_attacked=0.0)
     assert off(protected, full, x, captions, attacked)["attacked_vlp"] == 0
+
+
+def test_descending_the_keyed_loss_descends_the_caption_margin():
+    # Only the VLP term, one member: the loss's gradient is the margin's.
+    vlp = tiny_vlp(seed=2)
+    loss = KeyedShieldLoss(
+        vlp, lambda_feature=0, lambda_mse=0, lambda_colour=0, lambda_diversity=0
+    )
+    g = torch.Generator().manual_seed(5)
+    decodes = [torch.rand(3, 3, 32, 32, generator=g).requires_grad_() for _ in "ab"]
+    captions = ["a red circle", "two blue squares", "a green star"]
+    full = torch.rand(3, 3, 32, 32, generator=g)
+    loss(decodes, full, full, captions)["loss"].backward()
+    texts = vlp.encode_text(captions)
+    margin = sum(reference_margin(vlp.encode_image(d), texts, 2.0) for d in decodes)
+    expected = torch.autograd.grad(margin / 2, decodes)
+    for got, want in zip((d.grad for d in decodes), expected):
+        assert torch.allclose(got, want, rtol=1e-3, atol=1e-9)
