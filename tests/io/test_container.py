@@ -142,6 +142,11 @@ def test_files_without_the_new_fields_stay_version_1():
         assert dumps(make_file(**fields))[4] == 2
 
 
+def test_the_digest_takes_every_32_bit_value():
+    for digest in (0, 2**32 - 1):
+        assert loads(dumps(make_file(symbols_digest=digest))).symbols_digest == digest
+
+
 def test_every_truncation_of_a_version_2_file_is_refused():
     data = dumps(make_file(symbols_digest=7, portable=True, seed=1))
     for length in range(len(data)):

@@ -153,6 +153,12 @@ def test_the_caption_margin_is_the_mean_of_both_directions():
     )
 
 
+def test_the_caption_margin_stays_on_the_embeddings_device():
+    # The meta device stands in for a GPU: nothing may be made on the CPU.
+    embeddings = torch.randn(3, 8, device="meta")
+    assert caption_margin(embeddings, embeddings).device.type == "meta"
+
+
 class _Flip(torch.nn.Module):
     """A transform that changes what the VLP sees."""
 
