@@ -81,8 +81,7 @@ class ShieldedWeightsMixin:
         internal = arch.to_internal(state_dict)
         config = dict(arch.config(internal))
         fc1 = internal.get("global_cond.beta_mlp.fc1.weight")
-        # The base's blocks may project the trigger too (psic-hy2018): its width
-        # comes from the weights even when a condition_encoder replaces theirs.
+        # Unused when a condition_encoder of the caller's replaces the written one.
         if fc1 is not None:
             config.setdefault("trigger_dim", int(fc1.size(0)))
             config.setdefault("num_frequencies", (int(fc1.size(1)) - 1) // 2)

@@ -93,6 +93,16 @@ def test_from_state_dict_reads_the_trigger_width_and_frequencies():
         net.state_dict(), condition_encoder=encoder
     )
     assert own.global_cond is encoder
+    # The official model's blocks project the trigger too: they keep the
+    # written weights when an encoder of one's own replaces theirs.
+    official = PSICHyperprior(N=8, M=12, trigger_dim=4, num_frequencies=3)
+    mine = FourierConditionEncoder(4, 3)
+    rebuilt = PSICHyperprior.from_state_dict(
+        official.state_dict(), condition_encoder=mine
+    )
+    assert rebuilt.global_cond is mine
+    for key, value in official.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[key], value), key
 
 
 def test_the_official_layout_renames_its_keys_with_any_prefix():
