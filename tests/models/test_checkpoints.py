@@ -109,10 +109,19 @@ def test_guess_architecture_refuses_unknown_weights():
         guess_architecture({"g_a.0.weight": torch.zeros(4, 3, 5, 5)})
 
 
-def test_guess_architecture_names_a_constructor_error_without_a_message(registries):
+@pytest.mark.parametrize(
+    "error, shown",
+    [
+        (RuntimeError(), "RuntimeError"),
+        (RuntimeError("N too\n  small"), "RuntimeError: N too small"),
+    ],
+)
+def test_guess_architecture_shows_the_error_of_a_constructor_on_one_line(
+    registries, error, shown
+):
     class Unbuildable(FactorizedPrior):
         def __init__(self, **kwargs):
-            raise RuntimeError()
+            raise error
 
     register_toy(
         "toy-silent",
@@ -123,6 +132,6 @@ def test_guess_architecture_names_a_constructor_error_without_a_message(registri
     with pytest.raises(ValueError) as info:
         psic.guess_architecture({"g_a.0.weight": torch.zeros(4, 3, 5, 5)})
     assert str(info.value).endswith(
-        ". toy-silent could not be built with {'N': 8} read from them: RuntimeError"
+        f". toy-silent could not be built with {{'N': 8}} read from them: {shown}"
     )
-    assert type(info.value.__cause__) is RuntimeError
+    assert info.value.__cause__ is error
