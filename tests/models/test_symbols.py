@@ -16,7 +16,7 @@ from compressai_psic.errors import BitstreamError, DesyncError
 from compressai_psic.models import ZOO_ARCHITECTURES, rans, symbols
 from tools._lib.photos import photo_crops
 
-from .helpers import calibrated_zoo_model, tiny_zoo_model
+from .helpers import calibrated_zoo_model, tiny_base, tiny_zoo_model
 
 # torch.backends.mkldnn.flags() warns that TF32 on oneDNN needs an Intel GPU.
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
@@ -400,6 +400,7 @@ def test_bounded_decompress_gives_the_dtype_asked_for_and_large_symbols_exactly(
 
 
 def test_installing_the_taps_again_counts_the_same_entropy_models():
-    model = tiny_zoo_model("bmshj2018-hyperprior")
+    model = tiny_base("bmshj2018-hyperprior")  # CompressAI's, untapped
     assert symbols.install_symbol_taps(model) == 2
+    assert isinstance(model.gaussian_conditional, symbols.BoundedDecompress)
     assert symbols.install_symbol_taps(model) == 2
