@@ -3,6 +3,7 @@ or skipped, small images upscaled, transforms and collation."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -107,8 +108,14 @@ def test_transforms_and_collate(tmp_path):
     save_image(large, size=(50, 40))
     for mode in ("random_crop", "center_crop", "resize"):
         transform = image_transform(32, mode)
-        for path in (small, large):
-            assert transform(Image.open(path).convert("RGB")).shape == (3, 32, 32)
+        # The small image is upscaled for a crop, and the user is told.
+        expect = pytest.warns(
+            UserWarning, match=r"upscaled to fit \(first one: 20x10\)"
+        )
+        with expect if mode != "resize" else contextlib.nullcontext():
+            for path in (small, large):
+                image = Image.open(path).convert("RGB")
+                assert transform(image).shape == (3, 32, 32)
     assert image_transform((16, 24), "center_crop")(Image.open(large)).shape == (
         3,
         16,
