@@ -109,6 +109,22 @@ def test_guess_architecture_refuses_unknown_weights():
         guess_architecture({"g_a.0.weight": torch.zeros(4, 3, 5, 5)})
 
 
+def test_guess_architecture_chains_the_error_of_a_constructor(registries):
+    register_toy(
+        "toy-unbuildable",
+        FactorizedPrior,
+        {"default": ["g_s.0"]},
+        config_from_state_dict=lambda sd: {"N": 8, "Q": 1},
+    )
+    with pytest.raises(ValueError) as info:
+        psic.guess_architecture({"g_a.0.weight": torch.zeros(4, 3, 5, 5)})
+    message = str(info.value)
+    assert message.startswith("No registered architecture has these weights")
+    assert "toy-unbuildable could not be built with {'N': 8, 'Q': 1}" in message
+    assert "TypeError" in message and "argument: 'M'" in message
+    assert isinstance(info.value.__cause__, TypeError)
+
+
 @pytest.mark.parametrize(
     "error, shown",
     [
