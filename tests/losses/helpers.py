@@ -9,6 +9,7 @@ from compressai_psic.vlp import VLPAdapter
 
 __all__ = [
     "P3",
+    "RN_CONFIG",
     "S",
     "TAU",
     "U3",
@@ -143,3 +144,23 @@ def noisy_batch(seed=0):
     full = (target + 0.02 * torch.randn(4, 3, 32, 32, generator=g)).clamp(0, 1)
     protected = (target + 0.1 * torch.randn(4, 3, 32, 32, generator=g)).clamp(0, 1)
     return target, full, protected
+
+
+#: A tiny open_clip CLIP with a ResNet image tower (the feature terms need one).
+RN_CONFIG = {
+    "embed_dim": 16,
+    "quick_gelu": False,
+    "vision_cfg": {
+        "image_size": 32,
+        "layers": [1, 1, 1, 1],
+        "width": 8,
+        "head_width": 8,
+    },
+    "text_cfg": {
+        "context_length": 48,
+        "vocab_size": 49408,
+        "width": 16,
+        "heads": 2,
+        "layers": 1,
+    },
+}

@@ -16,6 +16,8 @@ from compressai_psic.vlp import (
     wrap_demo_clip,
 )
 
+from .helpers import RN_CONFIG
+
 
 def unit(x):
     return F.normalize(x, dim=-1)
@@ -104,19 +106,6 @@ def test_the_keyed_loss_shows_the_vlp_transformed_decodes():
 
 
 # -- the terms' values against a float64 reference --
-
-RN_CONFIG = {
-    "embed_dim": 16,
-    "quick_gelu": False,
-    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8},
-    "text_cfg": {
-        "context_length": 48,
-        "vocab_size": 49408,
-        "width": 16,
-        "heads": 2,
-        "layers": 1,
-    },
-}
 
 
 def reference_margin(images, texts, margin):

@@ -29,6 +29,7 @@ from compressai_psic.vlp import build_demo_clip, tiny_vlp, wrap_demo_clip
 from .helpers import (
     CAPTIONS,
     P3,
+    RN_CONFIG,
     U3,
     V3,
     captions,
@@ -37,7 +38,6 @@ from .helpers import (
     model_output,
     noisy_batch,
 )
-from .test_transfer import RN_CONFIG
 
 
 def test_criteria_registered():

@@ -19,23 +19,7 @@ from compressai_psic.losses.transfer import (
 )
 from compressai_psic.vlp import VLPEnsemble, build_demo_clip, tiny_vlp, wrap_demo_clip
 
-RN_CONFIG = {
-    "embed_dim": 16,
-    "quick_gelu": False,
-    "vision_cfg": {
-        "image_size": 32,
-        "layers": [1, 1, 1, 1],
-        "width": 8,
-        "head_width": 8,
-    },
-    "text_cfg": {
-        "context_length": 48,
-        "vocab_size": 49408,
-        "width": 16,
-        "heads": 2,
-        "layers": 1,
-    },
-}
+from .helpers import RN_CONFIG
 
 
 @pytest.fixture(scope="module")
