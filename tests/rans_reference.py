@@ -10,12 +10,22 @@ the bound of :func:`compressai_psic.models.guard.padding_bytes`.
 
 from __future__ import annotations
 
+import random
 import sys
 from typing import List, Sequence, Tuple
 
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from hypothesis import strategies as st
 
-__all__ = ["OutOfBounds", "reference_decode", "streams", "valid_start"]
+__all__ = [
+    "OutOfBounds",
+    "entropy_model_tables",
+    "random_case",
+    "reference_decode",
+    "streams",
+    "valid_start",
+]
 
 _LOW = 1 << 31
 _MASK64 = (1 << 64) - 1
@@ -107,3 +117,34 @@ streams = st.one_of(
         lambda t: t[0] + b"\xff\xff\xff\xff" * t[1]
     ),
 )
+
+
+def entropy_model_tables(ragged: bool = False) -> List[Tuple[list, list, list]]:
+    """``(cdfs, lengths, offsets)`` of a seeded ``EntropyBottleneck(6)`` and of a
+    ``GaussianConditional`` of 32 scales, as lists; ``ragged`` cuts each CDF row
+    to its length (the form CompressAI's own tests pass)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        bottleneck = EntropyBottleneck(6)
+        bottleneck.update(force=True)
+    conditional = GaussianConditional(None)
+    conditional.update_scale_table(torch.exp(torch.linspace(-2.3, 4.0, 32)))
+    conditional.update()
+    tables = []
+    for module in (bottleneck, conditional):
+        lengths = module._cdf_length.tolist()
+        cdfs = module._quantized_cdf.tolist()
+        if ragged:
+            cdfs = [row[:n] for row, n in zip(cdfs, lengths)]
+        tables.append((cdfs, lengths, module._offset.tolist()))
+    return tables
+
+
+def random_case(
+    data: bytes, table_count: int, symbols: int, seed: int
+) -> Tuple[bytes, List[int]]:
+    """``data`` cut to whole words with a valid start, and ``symbols`` table
+    indexes drawn below ``table_count``: a decode of bytes no encoder wrote."""
+    rng = random.Random(seed)
+    indexes = [rng.randrange(table_count) for _ in range(symbols)]
+    return valid_start(data[: len(data) - len(data) % 4]), indexes

@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn as nn
 from compressai.ans import RansDecoder, RansEncoder
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import FactorizedPrior, JointAutoregressiveHierarchicalPriors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +21,14 @@ from compressai_psic.models import guard as decode_guard
 from compressai_psic.models import rans, symbols
 from compressai_psic.utils import pad_to_multiple
 
-from ..rans_reference import OutOfBounds, reference_decode, streams, valid_start
+from ..rans_reference import (
+    OutOfBounds,
+    entropy_model_tables,
+    random_case,
+    reference_decode,
+    streams,
+    valid_start,
+)
 from .helpers import (
     tiny_zoo_model,
 )
@@ -266,22 +272,9 @@ def test_check_finite_and_compress_input():
 # ------------------------------------------------------- the bound of the padding
 
 
-def _tables(module):
-    lengths = module._cdf_length.tolist()
-    cdfs = [row[:n].tolist() for row, n in zip(module._quantized_cdf, lengths)]
-    return cdfs, lengths, module._offset.tolist()
-
-
 @pytest.fixture(scope="module")
 def entropy_tables():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        bottleneck = EntropyBottleneck(6)
-        bottleneck.update(force=True)
-    conditional = GaussianConditional(None)
-    conditional.update_scale_table(torch.exp(torch.linspace(-2.3, 4.0, 32)))
-    conditional.update()
-    return [_tables(bottleneck), _tables(conditional)]
+    return entropy_model_tables(ragged=True)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -295,9 +288,7 @@ def test_any_stream_stays_inside_the_padding(
     entropy_tables, table, data, symbols, seed
 ):
     cdfs, lengths, offsets = entropy_tables[table]
-    data = valid_start(data[: len(data) - len(data) % 4])
-    rng = random.Random(seed)
-    indexes = [rng.randrange(len(cdfs)) for _ in range(symbols)]
+    data, indexes = random_case(data, len(cdfs), symbols, seed)
     padded = data + bytes(decode_guard.padding_bytes(symbols, data))
     # Never raises OutOfBounds: every read of the model stays in the buffer ...
     expected, read = reference_decode(padded, indexes, cdfs, lengths, offsets)

@@ -13,15 +13,18 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 from compressai.ans import RansDecoder, RansEncoder
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compressai_psic.models import guard, rans
 
-from ..rans_reference import reference_decode, streams, valid_start
+from ..rans_reference import (
+    entropy_model_tables,
+    random_case,
+    reference_decode,
+    streams,
+)
 
 needs_extension = pytest.mark.skipif(
     not rans.available(), reason="the C extension was not built"
@@ -34,24 +37,9 @@ def test_ci_builds_the_extension():
         assert rans.available()
 
 
-def _tables(module):
-    return (
-        module._quantized_cdf.tolist(),
-        module._cdf_length.tolist(),
-        module._offset.tolist(),
-    )
-
-
 @pytest.fixture(scope="module")
 def tables():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        bottleneck = EntropyBottleneck(6)
-        bottleneck.update(force=True)
-    conditional = GaussianConditional(None)
-    conditional.update_scale_table(torch.exp(torch.linspace(-2.3, 4.0, 32)))
-    conditional.update()
-    return [_tables(bottleneck), _tables(conditional)]
+    return entropy_model_tables()
 
 
 def _encode(tables, count, spread, seed):
@@ -98,9 +86,7 @@ def test_any_bytes_decode_as_the_native_decoder_decodes_them_zero_padded(
     tables, table, data, symbols, seed
 ):
     cdfs, lengths, offsets = tables[table]
-    data = valid_start(data[: len(data) - len(data) % 4])
-    rng = random.Random(seed)
-    indexes = [rng.randrange(len(cdfs)) for _ in range(symbols)]
+    data, indexes = random_case(data, len(cdfs), symbols, seed)
     padded = data + bytes(guard.padding_bytes(symbols, data))
     values, check = rans.decode_with_indexes(data, indexes, cdfs, lengths, offsets)
     native = RansDecoder().decode_with_indexes(padded, indexes, cdfs, lengths, offsets)
