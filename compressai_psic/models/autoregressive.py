@@ -77,10 +77,11 @@ class BoundedAutoregressiveDecoding:
                 scales, means = gaussian_params.chunk(2, 1)
                 indexes = gaussian.build_indexes(scales).reshape(-1).cpu().numpy()
                 values = decoder.decode_stream(indexes, cdfs, lengths, offsets)
-                # dequantize makes the integers floats of the means' type.
-                decoded = gaussian.dequantize(
-                    torch.from_numpy(values).reshape(1, -1, 1, 1), means
-                )
+                # dequantize makes the integers floats of the means' type; on
+                # the means' device (CompressAI's loop leaves them on the CPU,
+                # which fails beside a model on a GPU).
+                symbols_hat = torch.from_numpy(values).reshape(1, -1, 1, 1)
+                decoded = gaussian.dequantize(symbols_hat.to(means.device), means)
                 row, column = h + padding, w + padding
                 y_hat[:, :, row : row + 1, column : column + 1] = decoded
         symbols.report_stream(decoder.check())

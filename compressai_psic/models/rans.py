@@ -140,7 +140,7 @@ class BoundedRansDecoder:
     ``decode_stream`` calls that go on where the last one stopped), in bounds.
 
     The autoregressive models decode ``y`` this way, one position at a time
-    (:class:`~compressai_psic.models.google.BoundedAutoregressiveDecoding`).
+    (:class:`~compressai_psic.models.autoregressive.BoundedAutoregressiveDecoding`).
     :meth:`check` gives the :class:`StreamCheck` of the string once its last
     symbol is decoded.
 

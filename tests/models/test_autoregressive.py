@@ -61,6 +61,19 @@ def test_y_decodes_as_compressai_s_loop_decodes_it(monkeypatch, name):
 
 
 @needs_extension
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_y_decodes_in_bounds_on_a_gpu():
+    model = _model("mbt2018").cuda()
+    model.update(force=True)
+    padded, _ = pad_to_multiple(_image().cuda(), model.downsampling_factor)
+    with torch.no_grad():
+        out = model.compress(padded)
+    decoded = _decode(model, out["strings"], out["shape"])
+    assert decoded["x_hat"].device.type == "cuda"
+    assert decoded["symbols_digest"] == out["symbols_digest"]
+
+
+@needs_extension
 def test_a_batch_decodes_each_string_in_bounds():
     model = _model("mbt2018")
     first, second = _coded(model, seed=1), _coded(model, seed=2)
