@@ -108,9 +108,10 @@ def float16_state_dict(model: Any) -> Mapping[str, Any]:
         for param in model.parameters():
             param.copy_(param.half().float())
     model.update(force=True)
-    return type(model.state_dict())(
+    state = model.state_dict()
+    return type(state)(
         (key, value.detach().cpu().half() if key in names else value)
-        for key, value in model.state_dict().items()
+        for key, value in state.items()
     )
 
 
